@@ -1,0 +1,33 @@
+# Ferry: the commands the README names. `make demo` and `make test` work on a fresh Debian 12
+# machine with a Rust toolchain; both install what they need through scripts/setup.sh first.
+
+CARGO ?= cargo
+
+.PHONY: demo test test-setup bench-keys fmt clippy
+
+## demo: set up, then run the keys job end to end on a throwaway redis-server
+demo: test-setup
+	$(CARGO) run -p ferry -- demo
+
+## test: set up, check formatting, lint, and run the whole test suite
+test: test-setup
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) test --workspace
+
+## test-setup: install Redis, Python venv and build tools the tests and benchmarks need
+test-setup:
+	scripts/setup.sh
+
+## bench-keys: end-to-end keys benchmark against the seed-style Python baselines (not a test;
+##   `make bench-keys ARGS=--quick` skips the 2M-key memory run)
+bench-keys:
+	scripts/bench-keys $(ARGS)
+
+## fmt: format every crate
+fmt:
+	$(CARGO) fmt --all
+
+## clippy: lint every crate and target, warnings are errors
+clippy:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings

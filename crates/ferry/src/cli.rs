@@ -1,0 +1,171 @@
+//! Command-line interface: `ferry <job> <action> [options]`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use ferry::jobs::keys::OnConflict;
+use ferry::observe::LogFormat;
+use ferry::report::ReportFormat;
+
+/// Ferry moves live data in and around Redis without losing any of it.
+#[derive(Debug, Parser)]
+#[command(name = "ferry", version, about, propagate_version = true)]
+pub struct Cli {
+    /// A TOML config file (see config/reference.toml); flags and FERRY_* variables override it.
+    #[arg(long, global = true, env = "FERRY_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Log line format.
+    #[arg(long, global = true, env = "FERRY_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Log filter (error, warn, info, debug, trace); RUST_LOG wins.
+    #[arg(long, global = true, env = "FERRY_LOG_LEVEL")]
+    pub log_level: Option<String>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Jobs.
+#[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once
+pub enum Command {
+    /// Restructure key names and copy keys between Redis servers or clusters.
+    Keys {
+        /// The action.
+        #[command(subcommand)]
+        action: KeysAction,
+    },
+    /// Run the keys job end to end on generated data in a throwaway redis-server.
+    Demo {
+        /// Use this Redis instead of starting one (demo keys are written to it).
+        #[arg(long, env = "FERRY_DEMO_REDIS")]
+        redis: Option<String>,
+        /// Keys to generate.
+        #[arg(long, default_value_t = 20_000)]
+        keys: usize,
+        /// Where to write the JSON report.
+        #[arg(long, default_value = "ferry-demo-report.json")]
+        report: PathBuf,
+    },
+}
+
+/// Actions of the keys job.
+#[derive(Debug, Subcommand)]
+pub enum KeysAction {
+    /// Offline: print each key's new name, or "unmatched" (no Redis needed).
+    TestRules {
+        /// The rules file.
+        #[arg(long, env = "FERRY_RULES")]
+        rules: PathBuf,
+        /// Keys to map; `\xNN` escapes give arbitrary bytes.
+        #[arg(required = true)]
+        keys: Vec<String>,
+    },
+    /// Survey the keys: counts per rule, types, sizes, TTLs, samples, biggest keys, collisions.
+    Analyze {
+        #[command(flatten)]
+        common: Common,
+        /// Measure MEMORY USAGE of about this many keys (default: every key).
+        #[arg(long)]
+        sample: Option<u64>,
+    },
+    /// Dry run: everything apply would do, writing nothing.
+    Plan {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        write: WriteOpts,
+    },
+    /// Copy every matched key to its new name, keeping type, value and TTL.
+    Apply {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        write: WriteOpts,
+        /// Keys per second at most.
+        #[arg(long, value_name = "KEYS_PER_S")]
+        rate: Option<u64>,
+        /// Values bigger than this (bytes, by MEMORY USAGE) are copied in chunks.
+        #[arg(long, value_name = "BYTES")]
+        max_payload: Option<u64>,
+        /// Elements per chunk of a chunked copy.
+        #[arg(long)]
+        chunk_size: Option<usize>,
+        /// Start over although the unfinished last run used other rules.
+        #[arg(long)]
+        restart: bool,
+        /// Do it without asking.
+        #[arg(short = 'y', long = "yes")]
+        yes: bool,
+    },
+    /// Check that every migrated key exists with the same type, value and TTL.
+    Verify {
+        #[command(flatten)]
+        common: Common,
+        /// Check about N randomly chosen migrated keys instead of all.
+        #[arg(long)]
+        sample: Option<u64>,
+        /// Allowed TTL difference in seconds.
+        #[arg(long, value_name = "SECONDS")]
+        ttl_tolerance: Option<f64>,
+    },
+    /// Undo an apply: delete the keys it created, restore what it overwrote or deleted.
+    Rollback {
+        #[command(flatten)]
+        common: Common,
+        /// Do it (without -y only counts what would be undone).
+        #[arg(short = 'y', long = "yes")]
+        yes: bool,
+    },
+    /// Progress of the current or last run.
+    Status {
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+/// Options every Redis-facing keys action takes.
+#[derive(Debug, Args)]
+pub struct Common {
+    /// Source Redis: redis://[user:pass@]host:port/db, rediss://, redis+cluster://host:port.
+    #[arg(long, env = "FERRY_SOURCE")]
+    pub source: Option<String>,
+    /// Target Redis (default: the source).
+    #[arg(long, env = "FERRY_TARGET")]
+    pub target: Option<String>,
+    /// The rules file.
+    #[arg(long, env = "FERRY_RULES")]
+    pub rules: Option<PathBuf>,
+    /// Only keys matching this SCAN glob.
+    #[arg(long = "match", value_name = "GLOB")]
+    pub match_glob: Option<String>,
+    /// Checkpoint store: redis://…, redis+cluster://… or file://DIR (default: the target).
+    #[arg(long, env = "FERRY_CHECKPOINT")]
+    pub checkpoint: Option<String>,
+    /// Names this migration so several can run side by side.
+    #[arg(long, env = "FERRY_RUN_NAME")]
+    pub run_name: Option<String>,
+    /// Keys per batch.
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Batches in flight.
+    #[arg(long)]
+    pub concurrency: Option<usize>,
+    /// Write a report to this file.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Report format.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Json)]
+    pub report_format: ReportFormat,
+}
+
+/// Options of actions that would write.
+#[derive(Debug, Args)]
+pub struct WriteOpts {
+    /// When the new name exists: skip, overwrite or fail.
+    #[arg(long, value_enum)]
+    pub on_conflict: Option<OnConflict>,
+    /// Delete each source key after its copy is written.
+    #[arg(long)]
+    pub delete_source: bool,
+}

@@ -1,0 +1,297 @@
+//! `ferry demo`: the keys job end to end on generated seed-style data.
+//!
+//! Starts a throwaway `redis-server` (unless `--redis` names one), fills it with keys in the old
+//! naming scheme, then runs analyze → plan → apply → verify with the example rules and writes a
+//! report.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ferry_connectors::redis::{Cmd, RedisEndpoint, cmd};
+use tokio_util::sync::CancellationToken;
+
+use crate::jobs::keys::{self, KeysContext, KeysOptions};
+
+/// The example rules shipped with Ferry (the seed's five mappings).
+pub const SEED_RULES: &str = include_str!("../../../config/examples/seed-002-rules.toml");
+const OLD: &str = "josancamon:rayban-meta-glasses-api:";
+
+/// A `redis-server` process that lives as long as this value.
+#[derive(Debug)]
+pub struct LocalRedis {
+    child: Child,
+    port: u16,
+}
+
+impl LocalRedis {
+    /// Starts `redis-server` on a free port with nothing persisted.
+    pub fn start(dir: &Path) -> anyhow::Result<Self> {
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| {
+                anyhow::anyhow!("cannot start redis-server ({e}); install it with `make demo` (scripts/setup.sh) or pass --redis URL")
+            })?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline {
+                anyhow::bail!("redis-server did not start on port {port}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(Self { child, port })
+    }
+
+    /// `redis://127.0.0.1:PORT/0`
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+}
+
+impl Drop for LocalRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A tiny deterministic generator for demo data.
+struct Lcg(u64);
+
+impl Lcg {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n.max(1)
+    }
+}
+
+/// Standard base64 (the seed's cache keys are base64 of the query).
+fn base64(data: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(T[(n >> (18 - 6 * i)) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Commands that fill a Redis with `n` seed-style keys (cache 53 %, reminder 17 %, history
+/// 13 %, profile 10 %, cancellation 3 %, plus a few keys outside the old prefix); about half
+/// carry a TTL.
+pub fn seed_commands(n: usize, seed: u64) -> Vec<Cmd> {
+    let mut rnd = Lcg(seed);
+    let mut cmds = Vec::with_capacity(n * 2);
+    for i in 0..n {
+        let uid = 100_000_000_000 + rnd.below(900_000_000_000);
+        let kind = rnd.below(100);
+        let key = if kind < 53 {
+            let query = format!("weather in city {i} on day {}", rnd.below(365));
+            let key = format!("{OLD}{}", base64(query.as_bytes()));
+            let answer = "x".repeat(50 + rnd.below(550) as usize);
+            cmds.push(
+                cmd("SET")
+                    .arg(&key)
+                    .arg(format!("{{\"answer\":\"{answer}\",\"i\":{i}}}"))
+                    .clone(),
+            );
+            key
+        } else if kind < 70 {
+            let key = format!("{OLD}reminder:evt_{i:08}_{}", rnd.below(1_000_000));
+            let text = "call mom ".repeat(1 + rnd.below(5) as usize);
+            cmds.push(
+                cmd("HSET")
+                    .arg(&key)
+                    .arg("user")
+                    .arg(uid)
+                    .arg("text")
+                    .arg(text)
+                    .arg("at")
+                    .arg(1_700_000_000 + rnd.below(10_000_000))
+                    .clone(),
+            );
+            key
+        } else if kind < 83 {
+            let key = format!("{OLD}conversation_history:{uid}{i}");
+            let mut c = cmd("RPUSH");
+            c.arg(&key);
+            for _ in 0..(1 + rnd.below(11)) {
+                let role = if rnd.below(2) == 0 { "user" } else { "model" };
+                c.arg(format!(
+                    "{{\"role\":\"{role}\",\"text\":\"{}\"}}",
+                    "hi ".repeat(3 + rnd.below(37) as usize)
+                ));
+            }
+            cmds.push(c);
+            key
+        } else if kind < 93 {
+            let key = format!("{OLD}user_profile:{uid}{i}");
+            cmds.push(
+                cmd("SET")
+                    .arg(&key)
+                    .arg(format!("{{\"name\":\"user {i}\",\"tz\":\"UTC\"}}"))
+                    .clone(),
+            );
+            key
+        } else if kind < 96 {
+            let key = format!("{OLD}cancellation:wa:{uid}{i}");
+            cmds.push(cmd("SET").arg(&key).arg("1").clone());
+            key
+        } else {
+            let key = format!("other-app:session:{i}");
+            cmds.push(cmd("SET").arg(&key).arg("unrelated").clone());
+            key
+        };
+        if rnd.below(2) == 0 {
+            cmds.push(
+                cmd("PEXPIRE")
+                    .arg(&key)
+                    .arg((3600 + rnd.below(82_800)) * 1000)
+                    .clone(),
+            );
+        }
+    }
+    cmds
+}
+
+/// Options of `ferry demo`.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// A Redis to use instead of a throwaway one (its db gets demo keys).
+    pub redis: Option<String>,
+    /// Keys to generate.
+    pub keys: usize,
+    /// Where to write the report.
+    pub report: PathBuf,
+}
+
+/// Runs the demo and prints what each step did.
+pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("ferry-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let local = match &opts.redis {
+        Some(_) => None,
+        None => Some(LocalRedis::start(&dir)?),
+    };
+    let url = opts
+        .redis
+        .clone()
+        .or_else(|| local.as_ref().map(LocalRedis::url))
+        .expect("a Redis URL");
+    println!(
+        "ferry demo: Redis at {}",
+        crate::report::display_key(url.as_bytes())
+    );
+
+    let endpoint = RedisEndpoint::connect(&url, None).await?;
+    let data = seed_commands(opts.keys, 7);
+    for chunk in data.chunks(2000) {
+        for r in endpoint
+            .run(chunk.iter().map(|c| (Vec::new(), c.clone())).collect())
+            .await?
+        {
+            r?;
+        }
+    }
+    println!(
+        "1. filled {} keys in the old naming scheme (josancamon:rayban-meta-glasses-api:…)",
+        opts.keys
+    );
+
+    let rules = dir.join("seed-002-rules.toml");
+    std::fs::write(&rules, SEED_RULES)?;
+    let ctx = KeysContext::open(KeysOptions {
+        source: url.clone(),
+        rules,
+        run_name: format!("demo-{}", std::process::id()),
+        ..KeysOptions::default()
+    })
+    .await?;
+
+    let analysis = keys::analyze(&ctx).await?;
+    println!(
+        "2. analyze: {} keys scanned, {} matched, {} left alone",
+        analysis.scanned, analysis.matched, analysis.unmatched
+    );
+    for (rule, a) in &analysis.per_rule {
+        println!(
+            "     {rule:<13} {:>7} keys  e.g. {}",
+            a.keys,
+            a.samples
+                .first()
+                .map(|s| format!("{} -> {}", s[0], s[1]))
+                .unwrap_or_default()
+        );
+    }
+    let plan = keys::plan(&ctx).await?;
+    println!("3. plan: {:?} (nothing written)", plan.actions);
+    let applied = keys::apply(&ctx, CancellationToken::new()).await?;
+    println!(
+        "4. apply: {} migrated, {} skipped, {} failed, {:.0} keys/s",
+        applied.stats.migrated,
+        applied.stats.skipped_existing,
+        applied.stats.failed,
+        applied.keys_per_s
+    );
+    let verified = keys::verify(&ctx).await?;
+    println!(
+        "5. verify: {} checked, {} ok, {} differences",
+        verified.checked,
+        verified.ok,
+        verified.failures()
+    );
+
+    let report = crate::report::Report::new(
+        "keys",
+        "apply",
+        false,
+        applied.started,
+        serde_json::to_value(&applied.stats)?,
+        applied.errors.clone(),
+    )
+    .with("per_rule", &applied.per_rule)
+    .with("keys_per_s", applied.keys_per_s)
+    .with("analysis", &analysis)
+    .with("verify", &verified);
+    report.write(&opts.report, crate::report::ReportFormat::Json)?;
+    println!("report: {}", opts.report.display());
+    if verified.failures() > 0 || applied.stats.failed > 0 {
+        anyhow::bail!("the demo found differences; see the report");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn base64_matches_the_standard_alphabet() {
+        assert_eq!(
+            super::base64(b"weather in city 1"),
+            "d2VhdGhlciBpbiBjaXR5IDE="
+        );
+        assert_eq!(super::base64(b"ab"), "YWI=");
+        assert_eq!(super::base64(b"abc"), "YWJj");
+    }
+}

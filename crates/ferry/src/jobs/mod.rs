@@ -1,0 +1,3 @@
+//! The jobs Ferry runs.
+
+pub mod keys;

@@ -1,0 +1,96 @@
+//! Logs, metrics and progress: one place that sets them up.
+
+use std::time::Duration;
+
+use ferry_core::telemetry::Metric;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::io::IsTerminal;
+
+/// Log line formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Installs the global `tracing` subscriber writing to stderr. `level` is an `EnvFilter`
+/// directive such as `info` or `ferry=debug`; `RUST_LOG` overrides it.
+pub fn init_logging(format: LogFormat, level: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}
+
+/// Describes every metric to the installed recorder (`ferry serve` installs the Prometheus
+/// one; without a recorder the metric macros cost nothing).
+pub fn describe_metrics() {
+    for m in Metric::ALL {
+        match m {
+            Metric::BatchDurationSeconds => metrics::describe_histogram!(m.name(), m.help()),
+            _ => metrics::describe_counter!(m.name(), m.help()),
+        }
+    }
+}
+
+/// A progress bar with rate and ETA on a terminal; hidden otherwise (then [`Progress`] logs a
+/// line every 10 seconds instead).
+#[derive(Debug)]
+pub struct Progress {
+    bar: ProgressBar,
+    tty: bool,
+    last_log: std::time::Instant,
+    what: &'static str,
+}
+
+impl Progress {
+    /// A progress display for `total` items (an estimate; 0 when unknown).
+    pub fn new(what: &'static str, total: u64) -> Self {
+        let tty = std::io::stderr().is_terminal();
+        let bar = if tty {
+            let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{spinner} {msg} [{bar:30}] {human_pos}/{human_len} {per_sec} eta {eta}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            bar.set_message(what);
+            bar.enable_steady_tick(Duration::from_millis(200));
+            bar
+        } else {
+            ProgressBar::hidden()
+        };
+        Self {
+            bar,
+            tty,
+            last_log: std::time::Instant::now(),
+            what,
+        }
+    }
+
+    /// Advances by `n` items.
+    pub fn inc(&mut self, n: u64) {
+        self.bar.inc(n);
+        if !self.tty && self.last_log.elapsed() >= Duration::from_secs(10) {
+            self.last_log = std::time::Instant::now();
+            tracing::info!(what = self.what, done = self.bar.position(), "progress");
+        }
+    }
+
+    /// Removes the bar.
+    pub fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}

@@ -1,0 +1,124 @@
+//! Running jobs: graceful shutdown and the run lease.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferry_core::checkpoint::{CheckpointStore, Lease, StoreError};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// A token cancelled on Ctrl-C or SIGTERM; jobs stop after their current batch, save their
+/// checkpoint and exit.
+pub fn shutdown_token() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(s) => s,
+                    Err(_) => {
+                        let _ = ctrl_c.await;
+                        t.cancel();
+                        return;
+                    }
+                };
+            tokio::select! {
+                _ = ctrl_c => {},
+                _ = term.recv() => {},
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        tracing::warn!("stop requested: finishing the current batch and saving the checkpoint");
+        t.cancel();
+    });
+    token
+}
+
+/// How long a run lease lasts without renewal.
+pub const LEASE_TTL: Duration = Duration::from_secs(30);
+
+/// Holds a run lease: renews it in the background and cancels `stop` if it is lost.
+#[derive(Debug)]
+pub struct LeaseGuard<S: CheckpointStore + 'static> {
+    store: Arc<S>,
+    lease: Lease,
+    renewer: JoinHandle<()>,
+    lost: CancellationToken,
+}
+
+impl<S: CheckpointStore + 'static> LeaseGuard<S> {
+    /// Takes the lease on `scope` or fails when another run holds it.
+    pub async fn acquire(
+        store: Arc<S>,
+        scope: &str,
+        stop: CancellationToken,
+    ) -> Result<Self, StoreError> {
+        let owner = format!(
+            "{}:{}:{}",
+            hostname(),
+            std::process::id(),
+            ferry_core::checkpoint::now_ms()
+        );
+        let lease = store.acquire_lease(scope, &owner, LEASE_TTL).await?;
+        let lost = CancellationToken::new();
+        let renewer = {
+            let store = store.clone();
+            let lease = lease.clone();
+            let lost = lost.clone();
+            tokio::spawn(async move {
+                let mut failures = 0;
+                loop {
+                    tokio::time::sleep(LEASE_TTL / 3).await;
+                    match store.renew_lease(&lease, LEASE_TTL).await {
+                        Ok(()) => failures = 0,
+                        Err(StoreError::LeaseLost { .. }) => {
+                            tracing::error!(scope = %lease.scope, "run lease lost; stopping");
+                            lost.cancel();
+                            stop.cancel();
+                            return;
+                        }
+                        Err(e) => {
+                            failures += 1;
+                            tracing::warn!(error = %e, "could not renew the run lease");
+                            if failures >= 2 {
+                                lost.cancel();
+                                stop.cancel();
+                                return;
+                            }
+                        }
+                    }
+                }
+            })
+        };
+        Ok(Self {
+            store,
+            lease,
+            renewer,
+            lost,
+        })
+    }
+
+    /// Whether the lease was lost while running.
+    pub fn is_lost(&self) -> bool {
+        self.lost.is_cancelled()
+    }
+
+    /// Stops renewing and gives the lease up.
+    pub async fn release(self) {
+        self.renewer.abort();
+        if let Err(e) = self.store.release_lease(&self.lease).await {
+            tracing::warn!(error = %e, "could not release the run lease; it expires by itself");
+        }
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| "localhost".to_string())
+}

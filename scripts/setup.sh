@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Install what Ferry's demo, tests and benchmarks need on a Debian 12 machine. Idempotent: a
+# re-run that finds everything in place prints one line.
+#
+#   scripts/setup.sh        (as root, or as a user with sudo)
+#
+# - Debian packages: redis-server and redis-tools (tests start their own servers on free ports;
+#   the system Redis service is not started), python3-venv, time (/usr/bin/time -v),
+#   build-essential, pkg-config, libssl-dev and openssl (TLS builds and TLS tests).
+# - A Rust toolchain must already be there (cargo, rustfmt, clippy); if not, this says how to
+#   install it and exits 1.
+# - A Python virtualenv at ./.venv with the `redis` package, for the seed-style baselines that
+#   scripts/bench-* run.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+APT_PACKAGES=(redis-server redis-tools python3 python3-venv time build-essential pkg-config libssl-dev openssl)
+PIP_PACKAGES=(redis)
+
+say() { printf 'ferry setup: %s\n' "$*"; }
+die() { printf 'ferry setup: error: %s\n' "$*" >&2; exit 1; }
+
+# --- Debian packages --------------------------------------------------------------------------
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+    installed "$pkg" || missing+=("$pkg")
+done
+
+if ((${#missing[@]})); then
+    command -v apt-get >/dev/null || die "missing ${missing[*]} and no apt-get: install them by hand"
+    if [[ $(id -u) -eq 0 ]]; then
+        SUDO=()
+    elif command -v sudo >/dev/null; then
+        SUDO=(sudo)
+    else
+        die "missing ${missing[*]}: run this script as root or install sudo"
+    fi
+    say "installing ${missing[*]}"
+    # Keep Debian from starting the system redis-server on 6379: tests start their own servers.
+    # A policy-rc.d that answers 101 forbids service starts during this install only.
+    policy=/usr/sbin/policy-rc.d
+    apt_log=$(mktemp)
+    cleanup() {
+        rm -f "$apt_log"
+        if [[ ${own_policy:-} == 1 ]]; then "${SUDO[@]}" rm -f "$policy"; fi
+    }
+    trap cleanup EXIT
+    if [[ ! -e $policy ]]; then
+        "${SUDO[@]}" sh -c "printf '#!/bin/sh\nexit 101\n' > $policy && chmod +x $policy"
+        own_policy=1
+    fi
+    apt() { "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get "$@" >>"$apt_log" 2>&1; }
+    if ! apt update -q || ! apt install -y -q --no-install-recommends "${missing[@]}"; then
+        cat "$apt_log" >&2
+        die "apt-get could not install ${missing[*]} (output above)"
+    fi
+fi
+
+# --- Rust toolchain (provided by the machine) ------------------------------------------------
+if ! command -v cargo >/dev/null; then
+    if [[ -x $HOME/.cargo/bin/cargo ]]; then
+        die "cargo is in ~/.cargo/bin but not on PATH: run  . \"\$HOME/.cargo/env\"  and retry"
+    fi
+    cat >&2 <<'EOF'
+ferry setup: error: cargo (the Rust toolchain) is not installed. Install it with rustup:
+    curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal --component rustfmt,clippy
+    . "$HOME/.cargo/env"
+then run this script again.
+EOF
+    exit 1
+fi
+for component in fmt clippy; do
+    if ! cargo "$component" --version >/dev/null 2>&1; then
+        command -v rustup >/dev/null || die "cargo $component is missing and rustup is not installed"
+        say "adding the Rust components rustfmt and clippy"
+        rustup component add rustfmt clippy >/dev/null
+        break
+    fi
+done
+
+# --- Python virtualenv for the baselines -----------------------------------------------------
+venv=.venv
+if ! "$venv/bin/python" -c 'import redis' >/dev/null 2>&1; then
+    if ! "$venv/bin/python" -c 'import sys' >/dev/null 2>&1; then
+        # Debian's python3 comes with python3-venv, installed above.
+        py=/usr/bin/python3
+        [[ -x $py ]] || py=$(command -v python3) || die "python3 not found"
+        rm -rf "$venv"
+        say "creating the Python virtualenv $venv"
+        "$py" -m venv "$venv"
+    fi
+    say "installing ${PIP_PACKAGES[*]} into $venv"
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check "${PIP_PACKAGES[@]}"
+fi
+
+say "ready (redis-server $(redis-server --version | sed -n 's/.* v=\([^ ]*\).*/\1/p'), $(cargo --version | cut -d' ' -f1-2), $("$venv/bin/python" --version))"
