@@ -2,6 +2,10 @@
 
 mod cli;
 
+/// Ferry allocates many small buffers per key (commands, replies); mimalloc keeps that cheap.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -31,7 +35,7 @@ fn main() -> ExitCode {
         .unwrap_or_else(|| "info".into());
     ferry::observe::init_logging(format, &level);
     ferry::observe::describe_metrics();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
