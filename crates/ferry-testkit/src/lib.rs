@@ -26,7 +26,7 @@ mod bins;
 mod cluster;
 mod server;
 
-pub use bins::{redis_cli_bin, redis_server_bin};
+pub use bins::{redis_cli_bin, redis_server_bin, redis8_server_bin};
 pub use cluster::RedisCluster;
 pub use server::RedisServer;
 

@@ -951,3 +951,141 @@ fn applications_read_new_keys_and_fall_back_to_old_ones() {
         assert_eq!(none, None);
     });
 }
+
+#[test]
+fn payloads_an_older_target_refuses_are_copied_in_chunks() {
+    // DUMP payloads of Redis 8 carry an RDB version that Redis 7 refuses with "DUMP payload
+    // version or checksum are wrong": every type must still arrive, element by element.
+    let newer = RedisServer::start_with_binary(&ferry_testkit::redis8_server_bin(), &[]);
+    let older = RedisServer::start();
+    six_types(&mut newer.conn(), OLD.as_bytes());
+    let rules = seed_rules();
+    let (src, dst) = (newer.url(), older.url());
+    let report = tempfile::NamedTempFile::new().unwrap();
+    let o = ferry(&apply_args(
+        &src,
+        rules.to_str().unwrap(),
+        &[
+            "--target",
+            &dst,
+            "--report",
+            report.path().to_str().unwrap(),
+        ],
+    ));
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(report.path()).unwrap()).unwrap();
+    assert_eq!(r["stats"]["chunked"], 6, "{r}");
+    assert_eq!(
+        assert_migrated_exactly(&mut newer.conn(), &mut older.conn()),
+        6
+    );
+    let v = ferry(&[
+        "keys",
+        "verify",
+        "--source",
+        &src,
+        "--target",
+        &dst,
+        "--rules",
+        rules.to_str().unwrap(),
+    ]);
+    assert_eq!(v.status.code(), Some(0), "{}", text(&v));
+}
+
+#[test]
+fn sigterm_saves_the_checkpoint_and_a_rerun_resumes() {
+    let server = RedisServer::start();
+    let mut c = server.conn();
+    fill_seed(&mut c, 20_000);
+    let url = server.url();
+    let rules = seed_rules();
+    let child = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(apply_args(
+            &url,
+            rules.to_str().unwrap(),
+            &["--rate", "5000", "--batch-size", "200"],
+        ))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1200));
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("run the same command again to resume"),
+        "{}",
+        text(&o)
+    );
+    let s = ferry(&[
+        "keys",
+        "status",
+        "--source",
+        &url,
+        "--rules",
+        rules.to_str().unwrap(),
+    ]);
+    assert!(
+        String::from_utf8_lossy(&s.stdout).contains("interrupted"),
+        "{}",
+        text(&s)
+    );
+    // The lease was released on the way out: the rerun starts at once and resumes.
+    let o = ferry(&apply_args(&url, rules.to_str().unwrap(), &[]));
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("(resumed)"),
+        "{}",
+        text(&o)
+    );
+    assert_migrated_exactly(&mut c, &mut server.conn());
+}
+
+#[test]
+fn options_come_from_the_environment_and_the_config_file() {
+    let server = RedisServer::start();
+    let _: () = server
+        .conn()
+        .set(format!("{OLD}user_profile:env"), "e")
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(seed_rules(), dir.path().join("rules.toml")).unwrap();
+    let config = dir.path().join("ferry.toml");
+    std::fs::write(&config, format!("[log]\nformat = \"json\"\n\n[keys]\nsource = \"{}\"\nrules = \"rules.toml\"\nrun_name = \"from-config\"\n", server.url())).unwrap();
+    let o = ferry(&["--config", config.to_str().unwrap(), "keys", "apply", "-y"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let v: String = server.conn().get("meta-glasses:user:profile:env").unwrap();
+    assert_eq!(v, "e");
+    // FERRY_* variables override the file.
+    let o = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["--config", config.to_str().unwrap(), "keys", "status"])
+        .env("FERRY_RUN_NAME", "other")
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("run `other`: no apply recorded"),
+        "{}",
+        text(&o)
+    );
+    let o = ferry(&["--config", config.to_str().unwrap(), "keys", "status"]);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("run `from-config`: completed"),
+        "{}",
+        text(&o)
+    );
+    // A mistyped option names the file and the line.
+    std::fs::write(&config, "[keys]\nsource = \"redis://x\"\nbatchsize = 5\n").unwrap();
+    let o = ferry(&["--config", config.to_str().unwrap(), "keys", "status"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("ferry.toml") && err.contains("line 3") && err.contains("batchsize"),
+        "{err}"
+    );
+}
