@@ -31,6 +31,42 @@ fn text(o: &Output) -> String {
     )
 }
 
+/// `ferry keys ACTION --source SRC --rules <seed rules> EXTRA...`
+fn keys(action: &str, src: &str, extra: &[&str]) -> Output {
+    let rules = seed_rules();
+    let mut args = vec![
+        "keys",
+        action,
+        "--source",
+        src,
+        "--rules",
+        rules.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    ferry(&args)
+}
+
+fn read_report(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// Starts `ferry keys apply -y` in the background (output captured).
+fn spawn_apply(src: &str, extra: &[&str]) -> std::process::Child {
+    let rules = seed_rules();
+    Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(apply_args(src, rules.to_str().unwrap(), extra))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Asserts that stdout or stderr of a run contains `needle`, showing both when not.
+fn assert_output_has(o: &Output, needle: &str) {
+    let all = text(o);
+    assert!(all.contains(needle), "expected {needle:?} in\n{all}");
+}
+
 fn apply_args<'a>(src: &'a str, rules: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     let mut v = vec!["keys", "apply", "--source", src, "--rules", rules, "-y"];
     v.extend_from_slice(extra);
@@ -204,8 +240,7 @@ fn all_six_types_keep_value_and_ttl_on_one_server() {
     let mut c = server.conn();
     six_types(&mut c, OLD.as_bytes());
     let url = server.url();
-    let rules = seed_rules();
-    let o = ferry(&apply_args(&url, rules.to_str().unwrap(), &[]));
+    let o = keys("apply", &url, &["-y"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert_eq!(assert_migrated_exactly(&mut c, &mut server.conn()), 6);
     let group: Vec<Value> = redis::cmd("XINFO")
@@ -220,13 +255,8 @@ fn all_six_types_keep_value_and_ttl_on_one_server() {
 fn all_six_types_keep_value_and_ttl_between_servers() {
     let (a, b) = (RedisServer::start(), RedisServer::start());
     six_types(&mut a.conn(), OLD.as_bytes());
-    let rules = seed_rules();
     let (src, dst) = (a.url(), b.url());
-    let o = ferry(&apply_args(
-        &src,
-        rules.to_str().unwrap(),
-        &["--target", &dst],
-    ));
+    let o = keys("apply", &src, &["-y", "--target", &dst]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert_eq!(assert_migrated_exactly(&mut a.conn(), &mut b.conn()), 6);
 }
@@ -239,7 +269,7 @@ fn binary_key_names_are_migrated() {
     let _: () = c.set(&key, "v").unwrap();
     let rules = seed_rules();
     let url = server.url();
-    let o = ferry(&apply_args(&url, rules.to_str().unwrap(), &[]));
+    let o = keys("apply", &url, &["-y"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let v: Option<String> = c
         .get(b"meta-glasses:reminder:event:\x00\xff\xfe\x01")
@@ -268,23 +298,12 @@ fn plan_and_analyze_write_nothing() {
     let mut c = server.conn();
     fill_seed(&mut c, 2000);
     let before = digest(&mut c);
-    let rules = seed_rules();
     let url = server.url();
     let report = tempfile::NamedTempFile::new().unwrap();
     for action in ["plan", "analyze"] {
-        let o = ferry(&[
-            "keys",
-            action,
-            "--source",
-            &url,
-            "--rules",
-            rules.to_str().unwrap(),
-            "--report",
-            report.path().to_str().unwrap(),
-        ]);
+        let o = keys(action, &url, &["--report", report.path().to_str().unwrap()]);
         assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-        let r: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(report.path()).unwrap()).unwrap();
+        let r = read_report(report.path());
         assert_eq!(r["dry_run"], true);
         assert!(r["stats"]["matched"].as_u64().unwrap() > 1800, "{r}");
     }
@@ -293,7 +312,6 @@ fn plan_and_analyze_write_nothing() {
 
 #[test]
 fn conflict_policies_skip_overwrite_and_fail() {
-    let rules = seed_rules();
     for (policy, expect_code, expect_value) in [
         ("skip", 0, "existing"),
         ("fail", 1, "existing"),
@@ -306,23 +324,23 @@ fn conflict_policies_skip_overwrite_and_fail() {
         let _: () = c.set(format!("{OLD}user_profile:2"), "two").unwrap();
         let url = server.url();
         let report = tempfile::NamedTempFile::new().unwrap();
-        let o = ferry(&apply_args(
+        let o = keys(
+            "apply",
             &url,
-            rules.to_str().unwrap(),
             &[
+                "-y",
                 "--on-conflict",
                 policy,
                 "--report",
                 report.path().to_str().unwrap(),
             ],
-        ));
+        );
         assert_eq!(o.status.code(), Some(expect_code), "{policy}: {}", text(&o));
         let v: String = c.get("meta-glasses:user:profile:1").unwrap();
         assert_eq!(v, expect_value, "{policy}");
         let v: String = c.get("meta-glasses:user:profile:2").unwrap();
         assert_eq!(v, "two", "{policy}: the other key is migrated anyway");
-        let r: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(report.path()).unwrap()).unwrap();
+        let r = read_report(report.path());
         match policy {
             "skip" => assert_eq!(r["stats"]["skipped_existing"], 1, "{r}"),
             "fail" => assert_eq!(r["stats"]["failed"], 1, "{r}"),
@@ -350,13 +368,13 @@ fn values_too_big_for_one_payload_are_copied_in_chunks() {
     let big_string = format!("{OLD}reminder:bigstring");
     let _: () = c.set(&big_string, "s".repeat(3 * 1024 * 1024)).unwrap();
     let _: () = c.pexpire(&big_string, 7_200_000).unwrap();
-    let rules = seed_rules();
     let (src, dst) = (a.url(), b.url());
     let report = tempfile::NamedTempFile::new().unwrap();
-    let o = ferry(&apply_args(
+    let o = keys(
+        "apply",
         &src,
-        rules.to_str().unwrap(),
         &[
+            "-y",
             "--target",
             &dst,
             "--max-payload",
@@ -366,10 +384,9 @@ fn values_too_big_for_one_payload_are_copied_in_chunks() {
             "--report",
             report.path().to_str().unwrap(),
         ],
-    ));
+    );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    let r: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(report.path()).unwrap()).unwrap();
+    let r = read_report(report.path());
     assert_eq!(r["stats"]["chunked"], (names.len() + 2) as u64, "{r}");
     let mut d = b.conn();
     let h: std::collections::HashMap<String, String> =
@@ -384,22 +401,9 @@ fn values_too_big_for_one_payload_are_copied_in_chunks() {
             < 1000
     );
     // verify compares contents when payloads differ.
-    let o = ferry(&[
-        "keys",
-        "verify",
-        "--source",
-        &src,
-        "--target",
-        &dst,
-        "--rules",
-        rules.to_str().unwrap(),
-    ]);
+    let o = keys("verify", &src, &["--target", &dst]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    assert!(
-        String::from_utf8_lossy(&o.stdout).contains("ok 8"),
-        "{}",
-        text(&o)
-    );
+    assert_output_has(&o, "ok 8");
 }
 
 #[test]
@@ -408,17 +412,7 @@ fn sigkill_mid_apply_then_resume_is_exact() {
     let mut c = server.conn();
     fill_seed(&mut c, 30_000);
     let url = server.url();
-    let rules = seed_rules();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(apply_args(
-            &url,
-            rules.to_str().unwrap(),
-            &["--rate", "6000", "--batch-size", "200"],
-        ))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_apply(&url, &["--rate", "6000", "--batch-size", "200"]);
     std::thread::sleep(Duration::from_millis(1500));
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
@@ -428,32 +422,20 @@ fn sigkill_mid_apply_then_resume_is_exact() {
         "killed mid-run: {partial} keys copied"
     );
     // The lease of the killed run blocks a new one until it expires; status shows the run.
-    let o = ferry(&[
-        "keys",
-        "status",
-        "--source",
-        &url,
-        "--rules",
-        rules.to_str().unwrap(),
-    ]);
-    assert!(
-        String::from_utf8_lossy(&o.stdout).contains("running"),
-        "{}",
-        text(&o)
-    );
+    let o = keys("status", &url, &[]);
+    assert_output_has(&o, "running");
     let _: () = redis::cmd("DEL")
         .arg("ferry:{keys/default}:lease")
         .query(&mut c)
         .unwrap();
     let report = tempfile::NamedTempFile::new().unwrap();
-    let o = ferry(&apply_args(
+    let o = keys(
+        "apply",
         &url,
-        rules.to_str().unwrap(),
-        &["--report", report.path().to_str().unwrap()],
-    ));
+        &["-y", "--report", report.path().to_str().unwrap()],
+    );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    let r: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(report.path()).unwrap()).unwrap();
+    let r = read_report(report.path());
     assert_eq!(r["resumed"], true, "{r}");
     let n = assert_migrated_exactly(&mut c, &mut server.conn());
     assert_eq!(
@@ -461,14 +443,7 @@ fn sigkill_mid_apply_then_resume_is_exact() {
         n,
         "no extra keys"
     );
-    let o = ferry(&[
-        "keys",
-        "verify",
-        "--source",
-        &url,
-        "--rules",
-        rules.to_str().unwrap(),
-    ]);
+    let o = keys("verify", &url, &[]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 }
 
@@ -477,27 +452,13 @@ fn a_second_apply_while_one_runs_is_refused() {
     let server = RedisServer::start();
     fill_seed(&mut server.conn(), 20_000);
     let url = server.url();
-    let rules = seed_rules();
-    let mut first = Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(apply_args(
-            &url,
-            rules.to_str().unwrap(),
-            &["--rate", "2000"],
-        ))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut first = spawn_apply(&url, &["--rate", "2000"]);
     std::thread::sleep(Duration::from_millis(800));
-    let o = ferry(&apply_args(&url, rules.to_str().unwrap(), &[]));
+    let o = keys("apply", &url, &["-y"]);
     first.kill().unwrap();
     first.wait().unwrap();
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("in progress"),
-        "{}",
-        text(&o)
-    );
+    assert_output_has(&o, "in progress");
 }
 
 #[test]
@@ -510,17 +471,9 @@ fn verify_catches_a_changed_value_a_missing_key_and_a_wrong_ttl() {
             .unwrap();
     }
     let url = server.url();
-    let rules = seed_rules();
-    let o = ferry(&apply_args(&url, rules.to_str().unwrap(), &[]));
+    let o = keys("apply", &url, &["-y"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    let ok = ferry(&[
-        "keys",
-        "verify",
-        "--source",
-        &url,
-        "--rules",
-        rules.to_str().unwrap(),
-    ]);
+    let ok = keys("verify", &url, &[]);
     assert_eq!(ok.status.code(), Some(0), "{}", text(&ok));
     let _: () = c
         .set_ex("meta-glasses:user:profile:1", "changed", 3600)
@@ -528,19 +481,13 @@ fn verify_catches_a_changed_value_a_missing_key_and_a_wrong_ttl() {
     let _: () = c.del("meta-glasses:user:profile:2").unwrap();
     let _: () = c.expire("meta-glasses:user:profile:3", 60).unwrap();
     let report = tempfile::NamedTempFile::new().unwrap();
-    let o = ferry(&[
-        "keys",
+    let o = keys(
         "verify",
-        "--source",
         &url,
-        "--rules",
-        rules.to_str().unwrap(),
-        "--report",
-        report.path().to_str().unwrap(),
-    ]);
+        &["--report", report.path().to_str().unwrap()],
+    );
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    let r: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(report.path()).unwrap()).unwrap();
+    let r = read_report(report.path());
     assert_eq!(r["stats"]["missing"], 1, "{r}");
     assert_eq!(r["stats"]["mismatched_value"], 1, "{r}");
     assert_eq!(r["stats"]["mismatched_ttl"], 1, "{r}");
@@ -549,7 +496,6 @@ fn verify_catches_a_changed_value_a_missing_key_and_a_wrong_ttl() {
 
 #[test]
 fn rollback_returns_the_server_to_its_exact_prior_content() {
-    let rules = seed_rules();
     for extra in [
         &[][..],
         &["--on-conflict", "overwrite"][..],
@@ -568,31 +514,12 @@ fn rollback_returns_the_server_to_its_exact_prior_content() {
             .unwrap();
         let before = digest(&mut c);
         let url = server.url();
-        let o = ferry(&apply_args(&url, rules.to_str().unwrap(), extra));
+        let o = keys("apply", &url, &[&["-y"][..], extra].concat());
         assert_eq!(o.status.code(), Some(0), "{extra:?}: {}", text(&o));
         assert_ne!(digest(&mut c), before);
-        let dry = ferry(&[
-            "keys",
-            "rollback",
-            "--source",
-            &url,
-            "--rules",
-            rules.to_str().unwrap(),
-        ]);
-        assert!(
-            String::from_utf8_lossy(&dry.stdout).contains("pass -y"),
-            "{}",
-            text(&dry)
-        );
-        let o = ferry(&[
-            "keys",
-            "rollback",
-            "-y",
-            "--source",
-            &url,
-            "--rules",
-            rules.to_str().unwrap(),
-        ]);
+        let dry = keys("rollback", &url, &[]);
+        assert_output_has(&dry, "pass -y");
+        let o = keys("rollback", &url, &["-y"]);
         assert_eq!(o.status.code(), Some(0), "{extra:?}: {}", text(&o));
         assert_eq!(
             digest(&mut c),
@@ -629,10 +556,11 @@ fn cluster_to_cluster_and_standalone_to_cluster() {
         (standalone.url(), standalone_keys),
     ] {
         let dst = dst_cluster.url();
-        let o = ferry(&apply_args(
+        let o = keys(
+            "apply",
             &src,
-            rules.to_str().unwrap(),
             &[
+                "-y",
                 "--target",
                 &dst,
                 "--run-name",
@@ -642,13 +570,9 @@ fn cluster_to_cluster_and_standalone_to_cluster() {
                     "s2c"
                 },
             ],
-        ));
-        assert_eq!(o.status.code(), Some(0), "{src}: {}", text(&o));
-        assert!(
-            String::from_utf8_lossy(&o.stdout).contains(&format!("migrated {expected}")),
-            "{}",
-            text(&o)
         );
+        assert_eq!(o.status.code(), Some(0), "{src}: {}", text(&o));
+        assert_output_has(&o, &format!("migrated {expected}"));
         let v = ferry(&[
             "keys",
             "verify",
@@ -676,20 +600,15 @@ fn cluster_to_cluster_and_standalone_to_cluster() {
 
 #[test]
 fn same_cluster_rename_routes_every_key() {
-    let rules = seed_rules();
     let cluster = RedisCluster::start();
     let mut cc = cluster.client().get_connection().unwrap();
     for i in 0..1000 {
         let _: () = cc.set(format!("{OLD}cancellation:wa:{i}"), i).unwrap();
     }
     let url = cluster.url();
-    let o = ferry(&apply_args(&url, rules.to_str().unwrap(), &[]));
+    let o = keys("apply", &url, &["-y"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    assert!(
-        String::from_utf8_lossy(&o.stdout).contains("migrated 1000"),
-        "{}",
-        text(&o)
-    );
+    assert_output_has(&o, "migrated 1000");
     let v: i64 = cc.get("meta-glasses:state:cancellation:wa:999").unwrap();
     assert_eq!(v, 999);
 }
@@ -699,14 +618,7 @@ fn wrong_password_and_unreachable_server_exit_2_with_a_clear_message() {
     let server = RedisServer::start_with(&["--requirepass", "s3cret"]);
     let rules = seed_rules();
     let wrong = format!("redis://:nope@127.0.0.1:{}/0", server.port());
-    let o = ferry(&[
-        "keys",
-        "analyze",
-        "--source",
-        &wrong,
-        "--rules",
-        rules.to_str().unwrap(),
-    ]);
+    let o = keys("analyze", &wrong, &[]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
@@ -714,14 +626,7 @@ fn wrong_password_and_unreachable_server_exit_2_with_a_clear_message() {
         "{err}"
     );
     let none = format!("redis://127.0.0.1:{}/0", server.port());
-    let o = ferry(&[
-        "keys",
-        "analyze",
-        "--source",
-        &none,
-        "--rules",
-        rules.to_str().unwrap(),
-    ]);
+    let o = keys("analyze", &none, &[]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     // The password may come from the environment instead of the URL.
     let o = Command::new(env!("CARGO_BIN_EXE_ferry"))
@@ -742,20 +647,9 @@ fn wrong_password_and_unreachable_server_exit_2_with_a_clear_message() {
         .local_addr()
         .unwrap()
         .port();
-    let o = ferry(&[
-        "keys",
-        "plan",
-        "--source",
-        &format!("redis://127.0.0.1:{port}/0"),
-        "--rules",
-        rules.to_str().unwrap(),
-    ]);
+    let o = keys("plan", &format!("redis://127.0.0.1:{port}/0"), &[]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("cannot connect"),
-        "{}",
-        text(&o)
-    );
+    assert_output_has(&o, "cannot connect");
 }
 
 #[test]
@@ -792,13 +686,13 @@ fn keys_expiring_mid_run_are_counted_vanished() {
             )
             .unwrap();
     }
-    let rules = seed_rules();
     let (src, dst) = (a.url(), b.url());
     let report = tempfile::NamedTempFile::new().unwrap();
-    let o = ferry(&apply_args(
+    let o = keys(
+        "apply",
         &src,
-        rules.to_str().unwrap(),
         &[
+            "-y",
             "--target",
             &dst,
             "--rate",
@@ -808,10 +702,9 @@ fn keys_expiring_mid_run_are_counted_vanished() {
             "--report",
             report.path().to_str().unwrap(),
         ],
-    ));
+    );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    let r: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(report.path()).unwrap()).unwrap();
+    let r = read_report(report.path());
     assert_eq!(r["stats"]["failed"], 0, "{r}");
     let (migrated, scanned) = (
         r["stats"]["migrated"].as_u64().unwrap(),
@@ -831,39 +724,11 @@ fn file_checkpoint_store_supports_apply_status_and_rollback() {
     let dir = tempfile::tempdir().unwrap();
     let store = format!("file://{}", dir.path().display());
     let url = server.url();
-    let rules = seed_rules();
-    let o = ferry(&apply_args(
-        &url,
-        rules.to_str().unwrap(),
-        &["--checkpoint", &store],
-    ));
+    let o = keys("apply", &url, &["-y", "--checkpoint", &store]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    let o = ferry(&[
-        "keys",
-        "status",
-        "--source",
-        &url,
-        "--rules",
-        rules.to_str().unwrap(),
-        "--checkpoint",
-        &store,
-    ]);
-    assert!(
-        String::from_utf8_lossy(&o.stdout).contains("completed"),
-        "{}",
-        text(&o)
-    );
-    let o = ferry(&[
-        "keys",
-        "rollback",
-        "-y",
-        "--source",
-        &url,
-        "--rules",
-        rules.to_str().unwrap(),
-        "--checkpoint",
-        &store,
-    ]);
+    let o = keys("status", &url, &["--checkpoint", &store]);
+    assert_output_has(&o, "completed");
+    let o = keys("rollback", &url, &["-y", "--checkpoint", &store]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert_eq!(digest(&mut c), before);
 }
@@ -914,9 +779,8 @@ fn tls_source_over_rediss() {
         .conn()
         .set(format!("{OLD}user_profile:tls"), "secure")
         .unwrap();
-    let rules = seed_rules();
     let url = format!("rediss://127.0.0.1:{tls_port}/0#insecure");
-    let o = ferry(&apply_args(&url, rules.to_str().unwrap(), &[]));
+    let o = keys("apply", &url, &["-y"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let v: String = server.conn().get("meta-glasses:user:profile:tls").unwrap();
     assert_eq!(v, "secure");
@@ -959,37 +823,27 @@ fn payloads_an_older_target_refuses_are_copied_in_chunks() {
     let newer = RedisServer::start_with_binary(&ferry_testkit::redis8_server_bin(), &[]);
     let older = RedisServer::start();
     six_types(&mut newer.conn(), OLD.as_bytes());
-    let rules = seed_rules();
     let (src, dst) = (newer.url(), older.url());
     let report = tempfile::NamedTempFile::new().unwrap();
-    let o = ferry(&apply_args(
+    let o = keys(
+        "apply",
         &src,
-        rules.to_str().unwrap(),
         &[
+            "-y",
             "--target",
             &dst,
             "--report",
             report.path().to_str().unwrap(),
         ],
-    ));
+    );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    let r: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(report.path()).unwrap()).unwrap();
+    let r = read_report(report.path());
     assert_eq!(r["stats"]["chunked"], 6, "{r}");
     assert_eq!(
         assert_migrated_exactly(&mut newer.conn(), &mut older.conn()),
         6
     );
-    let v = ferry(&[
-        "keys",
-        "verify",
-        "--source",
-        &src,
-        "--target",
-        &dst,
-        "--rules",
-        rules.to_str().unwrap(),
-    ]);
+    let v = keys("verify", &src, &["--target", &dst]);
     assert_eq!(v.status.code(), Some(0), "{}", text(&v));
 }
 
@@ -999,17 +853,7 @@ fn sigterm_saves_the_checkpoint_and_a_rerun_resumes() {
     let mut c = server.conn();
     fill_seed(&mut c, 20_000);
     let url = server.url();
-    let rules = seed_rules();
-    let child = Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(apply_args(
-            &url,
-            rules.to_str().unwrap(),
-            &["--rate", "5000", "--batch-size", "200"],
-        ))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_apply(&url, &["--rate", "5000", "--batch-size", "200"]);
     std::thread::sleep(Duration::from_millis(1200));
     let killed = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -1018,32 +862,13 @@ fn sigterm_saves_the_checkpoint_and_a_rerun_resumes() {
     assert!(killed.success());
     let o = child.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("run the same command again to resume"),
-        "{}",
-        text(&o)
-    );
-    let s = ferry(&[
-        "keys",
-        "status",
-        "--source",
-        &url,
-        "--rules",
-        rules.to_str().unwrap(),
-    ]);
-    assert!(
-        String::from_utf8_lossy(&s.stdout).contains("interrupted"),
-        "{}",
-        text(&s)
-    );
+    assert_output_has(&o, "run the same command again to resume");
+    let s = keys("status", &url, &[]);
+    assert_output_has(&s, "interrupted");
     // The lease was released on the way out: the rerun starts at once and resumes.
-    let o = ferry(&apply_args(&url, rules.to_str().unwrap(), &[]));
+    let o = keys("apply", &url, &["-y"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    assert!(
-        String::from_utf8_lossy(&o.stdout).contains("(resumed)"),
-        "{}",
-        text(&o)
-    );
+    assert_output_has(&o, "(resumed)");
     assert_migrated_exactly(&mut c, &mut server.conn());
 }
 
@@ -1068,17 +893,9 @@ fn options_come_from_the_environment_and_the_config_file() {
         .env("FERRY_RUN_NAME", "other")
         .output()
         .unwrap();
-    assert!(
-        String::from_utf8_lossy(&o.stdout).contains("run `other`: no apply recorded"),
-        "{}",
-        text(&o)
-    );
+    assert_output_has(&o, "run `other`: no apply recorded");
     let o = ferry(&["--config", config.to_str().unwrap(), "keys", "status"]);
-    assert!(
-        String::from_utf8_lossy(&o.stdout).contains("run `from-config`: completed"),
-        "{}",
-        text(&o)
-    );
+    assert_output_has(&o, "run `from-config`: completed");
     // A mistyped option names the file and the line.
     std::fs::write(&config, "[keys]\nsource = \"redis://x\"\nbatchsize = 5\n").unwrap();
     let o = ferry(&["--config", config.to_str().unwrap(), "keys", "status"]);
