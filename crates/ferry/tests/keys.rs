@@ -67,6 +67,20 @@ fn assert_output_has(o: &Output, needle: &str) {
     assert!(all.contains(needle), "expected {needle:?} in\n{all}");
 }
 
+/// Waits (up to 30 s) until a background apply holds its lease and has written `min_new` new
+/// keys, so that tests act mid-run however slow the machine is.
+fn wait_until_running(conn: &mut Connection, min_new: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let lease: bool = conn.exists("ferry:{keys/default}:lease").unwrap();
+        if lease && keys_with_prefix(conn, "meta-glasses:").len() >= min_new {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "the apply did not get going");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn apply_args<'a>(src: &'a str, rules: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     let mut v = vec!["keys", "apply", "--source", src, "--rules", rules, "-y"];
     v.extend_from_slice(extra);
@@ -413,7 +427,7 @@ fn sigkill_mid_apply_then_resume_is_exact() {
     fill_seed(&mut c, 30_000);
     let url = server.url();
     let mut child = spawn_apply(&url, &["--rate", "6000", "--batch-size", "200"]);
-    std::thread::sleep(Duration::from_millis(1500));
+    wait_until_running(&mut c, 3000);
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let partial = keys_with_prefix(&mut c, "meta-glasses:").len();
@@ -453,7 +467,7 @@ fn a_second_apply_while_one_runs_is_refused() {
     fill_seed(&mut server.conn(), 20_000);
     let url = server.url();
     let mut first = spawn_apply(&url, &["--rate", "2000"]);
-    std::thread::sleep(Duration::from_millis(800));
+    wait_until_running(&mut server.conn(), 1);
     let o = keys("apply", &url, &["-y"]);
     first.kill().unwrap();
     first.wait().unwrap();
@@ -854,7 +868,7 @@ fn sigterm_saves_the_checkpoint_and_a_rerun_resumes() {
     fill_seed(&mut c, 20_000);
     let url = server.url();
     let child = spawn_apply(&url, &["--rate", "5000", "--batch-size", "200"]);
-    std::thread::sleep(Duration::from_millis(1200));
+    wait_until_running(&mut c, 2000);
     let killed = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
