@@ -38,8 +38,16 @@ pub fn shutdown_token() -> CancellationToken {
     token
 }
 
-/// How long a run lease lasts without renewal.
-pub const LEASE_TTL: Duration = Duration::from_secs(30);
+/// How long a run lease lasts without renewal: 30 s, or `FERRY_LEASE_TTL_MS`. A run that dies
+/// without releasing its lease blocks the next one for this long.
+pub fn lease_ttl() -> Duration {
+    std::env::var("FERRY_LEASE_TTL_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|&ms| ms >= 100)
+        .map(Duration::from_millis)
+        .unwrap_or(Duration::from_secs(30))
+}
 
 /// Holds a run lease: renews it in the background and cancels `stop` if it is lost.
 #[derive(Debug)]
@@ -63,7 +71,8 @@ impl<S: CheckpointStore + 'static> LeaseGuard<S> {
             std::process::id(),
             ferry_core::checkpoint::now_ms()
         );
-        let lease = store.acquire_lease(scope, &owner, LEASE_TTL).await?;
+        let ttl = lease_ttl();
+        let lease = store.acquire_lease(scope, &owner, ttl).await?;
         let lost = CancellationToken::new();
         let renewer = {
             let store = store.clone();
@@ -72,8 +81,8 @@ impl<S: CheckpointStore + 'static> LeaseGuard<S> {
             tokio::spawn(async move {
                 let mut failures = 0;
                 loop {
-                    tokio::time::sleep(LEASE_TTL / 3).await;
-                    match store.renew_lease(&lease, LEASE_TTL).await {
+                    tokio::time::sleep(ttl / 3).await;
+                    match store.renew_lease(&lease, ttl).await {
                         Ok(()) => failures = 0,
                         Err(StoreError::LeaseLost { .. }) => {
                             tracing::error!(scope = %lease.scope, "run lease lost; stopping");

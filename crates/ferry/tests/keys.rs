@@ -50,11 +50,13 @@ fn read_report(path: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
 
-/// Starts `ferry keys apply -y` in the background (output captured).
+/// Starts `ferry keys apply -y` in the background (output captured, 2 s lease).
 fn spawn_apply(src: &str, extra: &[&str]) -> std::process::Child {
     let rules = seed_rules();
     Command::new(env!("CARGO_BIN_EXE_ferry"))
         .args(apply_args(src, rules.to_str().unwrap(), extra))
+        // A killed run's lease expires after 2 s instead of 30 s.
+        .env("FERRY_LEASE_TTL_MS", "2000")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -76,7 +78,10 @@ fn wait_until_running(conn: &mut Connection, min_new: usize) {
         if lease && keys_with_prefix(conn, "meta-glasses:").len() >= min_new {
             return;
         }
-        assert!(std::time::Instant::now() < deadline, "the apply did not get going");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the apply did not get going"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -438,10 +443,10 @@ fn sigkill_mid_apply_then_resume_is_exact() {
     // The lease of the killed run blocks a new one until it expires; status shows the run.
     let o = keys("status", &url, &[]);
     assert_output_has(&o, "running");
-    let _: () = redis::cmd("DEL")
-        .arg("ferry:{keys/default}:lease")
-        .query(&mut c)
-        .unwrap();
+    let o = keys("apply", &url, &["-y"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert_output_has(&o, "in progress");
+    std::thread::sleep(Duration::from_millis(2500));
     let report = tempfile::NamedTempFile::new().unwrap();
     let o = keys(
         "apply",
