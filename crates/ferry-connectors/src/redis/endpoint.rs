@@ -311,12 +311,12 @@ impl RedisEndpoint {
             ask.clear();
             for (idx, asking, replies) in join_all(calls).await {
                 let replies = replies.map_err(|e| self.command_error(e))?;
-                let step = if asking { 2 } else { 1 };
-                for (n, &i) in idx.iter().enumerate() {
-                    let reply = replies
-                        .get(n * step + step - 1)
-                        .cloned()
-                        .unwrap_or(Ok(Value::Nil));
+                let mut replies = replies.into_iter();
+                for &i in &idx {
+                    if asking {
+                        replies.next(); // the reply to ASKING
+                    }
+                    let reply = replies.next().unwrap_or(Ok(Value::Nil));
                     match &reply {
                         Err(e)
                             if e.kind()

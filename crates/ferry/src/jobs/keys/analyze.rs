@@ -10,7 +10,7 @@ use futures::StreamExt;
 use serde::Serialize;
 
 use super::scan::{estimate_keys, scan_batches};
-use super::{KeysContext, KeysError, OnConflict};
+use super::{KeysContext, KeysError, OnConflict, is_store_key};
 use crate::observe::Progress;
 use crate::report::display_key;
 
@@ -217,7 +217,7 @@ async fn survey(
             let keys: Vec<Vec<u8>> = batch?
                 .keys
                 .into_iter()
-                .filter(|k| !skip.as_deref().is_some_and(|p| k.starts_with(p)))
+                .filter(|k| !is_store_key(skip.as_deref(), k))
                 .collect();
             let mapped: Vec<_> = keys.iter().map(|k| rules.rename(k)).collect();
             let mut src_cmds = Vec::new();

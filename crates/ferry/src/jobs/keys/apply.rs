@@ -17,7 +17,8 @@ use tokio_util::sync::CancellationToken;
 use super::scan::{ScanBatch, estimate_keys, scan_batches};
 use super::{
     CREATED, KeysContext, KeysError, KeysOptions, KeysState, LEDGER_BACKUP, LEDGER_CREATED,
-    OVERWROTE, OnConflict, PerRule, SOURCE_DELETED, Stats, add_per_rule, ledger_value,
+    OVERWROTE, OnConflict, PerRule, SOURCE_DELETED, Stats, add_per_rule, is_store_key,
+    ledger_value,
 };
 use crate::observe::Progress;
 use crate::report::{ErrorLog, display_key, rfc3339};
@@ -320,11 +321,7 @@ impl Batcher {
         let mut errors = ErrorLog::default();
         let mut items = Vec::with_capacity(batch.keys.len());
         for key in batch.keys {
-            if self
-                .skip_prefix
-                .as_deref()
-                .is_some_and(|p| key.starts_with(p))
-            {
+            if is_store_key(self.skip_prefix.as_deref(), &key) {
                 continue;
             }
             stats.scanned += 1;

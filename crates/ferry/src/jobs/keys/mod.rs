@@ -372,11 +372,10 @@ impl KeysContext {
             None
         }
     }
+}
 
-    /// Whether SCAN should hand `key` to the job (store keys on the source are skipped).
-    pub fn is_own_key(&self, key: &[u8]) -> bool {
-        self.skip_prefix
-            .as_deref()
-            .is_some_and(|p| key.starts_with(p))
-    }
+/// Whether `key` belongs to the checkpoint store (its prefix, when the store lives on the
+/// source): SCAN returns such keys, but the job skips them.
+pub(crate) fn is_store_key(store_prefix: Option<&[u8]>, key: &[u8]) -> bool {
+    store_prefix.is_some_and(|p| key.starts_with(p))
 }
