@@ -2,6 +2,17 @@
 //!
 //! - `redis` (feature `redis`): standalone and Cluster endpoints with slot routing and
 //!   MOVED/ASK handling, key copy primitives, and the Redis-backed checkpoint store.
+//! - `sqlite`, `postgres`, `falkordb` (features of the same names): durable stores of the
+//!   `tier` job's events, implementing [`ferry_core::tier::EventStore`].
+//! - `embed` (feature `minilm`): all-MiniLM-L6-v2 sentence embeddings on CPU with candle.
 
+#[cfg(feature = "minilm")]
+pub mod embed;
+#[cfg(feature = "falkordb")]
+pub mod falkordb;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 #[cfg(feature = "redis")]
 pub mod redis;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;

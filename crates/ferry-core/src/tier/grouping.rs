@@ -1,0 +1,512 @@
+//! Grouping one camera's captions, in time order, into time-range events.
+//!
+//! Each caption is compared with the running centroid of the open event. It joins when its
+//! normalised text already occurs in the event, when the cosine similarity reaches the
+//! threshold, or while the event is younger than `min_duration`. A caption below the threshold
+//! is held back as a possible outlier: `split_confirm` consecutive ones close the event and
+//! start the next one, while a caption that joins again absorbs the held-back ones (they count
+//! as frames but do not move the centroid). A gap longer than `max_gap` closes the event; an
+//! event reaching `max_duration` closes and a continuation linked to it starts.
+
+use std::mem;
+
+use serde::{Deserialize, Serialize};
+
+use super::embed::{cosine, normalize_l2};
+use super::{CaptionCount, EntryId, EventStatus, TierEvent, event_id};
+
+/// Grouping parameters (times in milliseconds).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupingConfig {
+    /// Cosine similarity to the event's centroid at or above which a caption joins.
+    pub similarity_threshold: f32,
+    /// Consecutive captions below the threshold needed to split an event.
+    pub split_confirm: usize,
+    /// A gap between captions longer than this closes the event.
+    pub max_gap_ms: i64,
+    /// No split on similarity before the event is this long.
+    pub min_duration_ms: i64,
+    /// An event never spans more than this; a linked continuation starts instead.
+    pub max_duration_ms: i64,
+    /// How many distinct captions an event keeps (with counts).
+    pub max_distinct_captions: usize,
+}
+
+impl Default for GroupingConfig {
+    fn default() -> Self {
+        GroupingConfig {
+            similarity_threshold: 0.5,
+            split_confirm: 2,
+            max_gap_ms: 60_000,
+            min_duration_ms: 60_000,
+            max_duration_ms: 300_000,
+            max_distinct_captions: 16,
+        }
+    }
+}
+
+/// A grouping parameter is out of range.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("tier grouping: {0}")]
+pub struct GroupingConfigError(pub String);
+
+impl GroupingConfig {
+    /// Checks every parameter; the message names the field and its allowed range.
+    pub fn validate(&self) -> Result<(), GroupingConfigError> {
+        let fail = |m: &str| Err(GroupingConfigError(m.to_owned()));
+        if !(self.similarity_threshold > 0.0 && self.similarity_threshold <= 1.0) {
+            return fail("similarity_threshold must be in (0, 1]");
+        }
+        if self.split_confirm == 0 {
+            return fail("split_confirm must be at least 1");
+        }
+        if self.max_gap_ms <= 0 {
+            return fail("max_gap must be positive");
+        }
+        if self.max_duration_ms <= 0 {
+            return fail("max_duration must be positive");
+        }
+        if self.min_duration_ms < 0 || self.min_duration_ms > self.max_duration_ms {
+            return fail("min_duration must be between 0 and max_duration");
+        }
+        if self.max_distinct_captions == 0 {
+            return fail("max_distinct_captions must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+/// One caption ready for grouping: normalised, with its embedding when the backend has one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupInput {
+    /// Its position in the source.
+    pub entry: EntryId,
+    /// Capture time, Unix ms.
+    pub ts_ms: i64,
+    /// The original text.
+    pub text: String,
+    /// The normalised text.
+    pub norm: String,
+    /// Its unit-length embedding, if any.
+    pub embedding: Option<Vec<f32>>,
+}
+
+/// A distinct caption of an open event, with the embedding used to pick the representative.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DistinctCaption {
+    /// First wording seen.
+    pub text: String,
+    /// Normalised form.
+    pub norm: String,
+    /// Frames with this normalised form.
+    pub count: u64,
+    /// Its embedding (empty when none).
+    pub embedding: Vec<f32>,
+    /// Seen only in absorbed outliers so far: does not make identical captions join.
+    #[serde(default)]
+    pub outlier_only: bool,
+}
+
+/// Everything needed to keep growing an event in a later pass; stored with the camera.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OpenEventState {
+    /// The event's id.
+    pub id: String,
+    /// The camera.
+    pub camera_id: String,
+    /// First merged entry.
+    pub first_entry: EntryId,
+    /// Last merged entry.
+    pub last_entry: EntryId,
+    /// First caption time.
+    pub start_ms: i64,
+    /// Last caption time.
+    pub end_ms: i64,
+    /// Captions merged.
+    pub frame_count: u64,
+    /// Sum of the merged embeddings (not outliers).
+    pub sum: Vec<f32>,
+    /// How many embeddings `sum` holds.
+    pub embedded: u64,
+    /// Distinct captions, capped.
+    pub distinct: Vec<DistinctCaption>,
+    /// The event this one continues (after `max_duration`).
+    pub previous_event_id: Option<String>,
+}
+
+impl OpenEventState {
+    fn start(camera_id: &str, item: GroupInput, previous_event_id: Option<String>) -> Self {
+        let mut state = OpenEventState {
+            id: event_id(camera_id, item.entry),
+            camera_id: camera_id.to_owned(),
+            first_entry: item.entry,
+            last_entry: item.entry,
+            start_ms: item.ts_ms,
+            end_ms: item.ts_ms,
+            frame_count: 0,
+            sum: Vec::new(),
+            embedded: 0,
+            distinct: Vec::new(),
+            previous_event_id,
+        };
+        state.absorb(item, true, usize::MAX);
+        state
+    }
+
+    /// Adds a caption; `into_centroid` is false for absorbed outliers.
+    fn absorb(&mut self, item: GroupInput, into_centroid: bool, max_distinct: usize) {
+        self.frame_count += 1;
+        self.last_entry = self.last_entry.max(item.entry);
+        self.start_ms = self.start_ms.min(item.ts_ms);
+        self.end_ms = self.end_ms.max(item.ts_ms);
+        if into_centroid
+            && let Some(e) = &item.embedding
+            && (self.sum.is_empty() || self.sum.len() == e.len())
+        {
+            if self.sum.is_empty() {
+                self.sum = vec![0.0; e.len()];
+            }
+            self.sum.iter_mut().zip(e).for_each(|(s, x)| *s += x);
+            self.embedded += 1;
+        }
+        if let Some(d) = self.distinct.iter_mut().find(|d| d.norm == item.norm) {
+            d.count += 1;
+            d.outlier_only &= !into_centroid;
+        } else if self.distinct.len() < max_distinct.max(1) {
+            self.distinct.push(DistinctCaption {
+                text: item.text,
+                norm: item.norm,
+                count: 1,
+                embedding: item.embedding.unwrap_or_default(),
+                outlier_only: !into_centroid,
+            });
+        }
+    }
+
+    /// The unit-length mean of the merged embeddings (empty when there are none).
+    pub fn centroid(&self) -> Vec<f32> {
+        let mut c = self.sum.clone();
+        normalize_l2(&mut c);
+        c
+    }
+
+    fn similarity(&self, item: &GroupInput) -> f32 {
+        match &item.embedding {
+            Some(e) if self.embedded > 0 => cosine(&self.sum, e),
+            _ => 0.0,
+        }
+    }
+
+    /// The event as it stands, with the given status.
+    pub fn to_event(&self, run_id: &str, status: EventStatus) -> TierEvent {
+        let centroid = self.centroid();
+        let representative = self
+            .distinct
+            .iter()
+            .max_by(|a, b| {
+                let sa = cosine(&a.embedding, &centroid);
+                let sb = cosine(&b.embedding, &centroid);
+                sa.total_cmp(&sb).then(a.count.cmp(&b.count))
+            })
+            .map(|d| d.text.clone())
+            .unwrap_or_default();
+        let mut captions: Vec<CaptionCount> = self
+            .distinct
+            .iter()
+            .map(|d| CaptionCount { text: d.text.clone(), count: d.count })
+            .collect();
+        captions.sort_by(|a, b| b.count.cmp(&a.count));
+        TierEvent {
+            id: self.id.clone(),
+            camera_id: self.camera_id.clone(),
+            caption: representative,
+            start_ms: self.start_ms,
+            end_ms: self.end_ms,
+            frame_count: self.frame_count,
+            captions,
+            centroid,
+            previous_event_id: self.previous_event_id.clone(),
+            run_id: run_id.to_owned(),
+            status,
+            first_entry: self.first_entry,
+            last_entry: self.last_entry,
+        }
+    }
+}
+
+/// Groups one camera's captions; feed them in time order with [`Grouper::push`].
+#[derive(Debug)]
+pub struct Grouper {
+    camera_id: String,
+    config: GroupingConfig,
+    run_id: String,
+    open: Option<OpenEventState>,
+    pending: Vec<GroupInput>,
+}
+
+impl Grouper {
+    /// A grouper with no open event.
+    pub fn new(camera_id: &str, config: GroupingConfig, run_id: &str) -> Self {
+        Grouper {
+            camera_id: camera_id.to_owned(),
+            config,
+            run_id: run_id.to_owned(),
+            open: None,
+            pending: Vec::new(),
+        }
+    }
+
+    /// A grouper that goes on growing an event written open by an earlier pass.
+    pub fn resume(config: GroupingConfig, run_id: &str, open: OpenEventState) -> Self {
+        Grouper {
+            camera_id: open.camera_id.clone(),
+            config,
+            run_id: run_id.to_owned(),
+            open: Some(open),
+            pending: Vec::new(),
+        }
+    }
+
+    /// The open event, if any.
+    pub fn open(&self) -> Option<&OpenEventState> {
+        self.open.as_ref()
+    }
+
+    /// Captions held back as possible outliers.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Time of the newest caption seen (open event or held back).
+    pub fn last_ts(&self) -> Option<i64> {
+        self.pending.last().map(|p| p.ts_ms).or(self.open.as_ref().map(|o| o.end_ms))
+    }
+
+    /// Adds the next caption; returns the events it closed (oldest first).
+    pub fn push(&mut self, item: GroupInput) -> Vec<TierEvent> {
+        let mut closed = Vec::new();
+        self.push_into(item, &mut closed);
+        closed
+    }
+
+    fn push_into(&mut self, item: GroupInput, closed: &mut Vec<TierEvent>) {
+        let Some(last_ts) = self.last_ts() else {
+            self.open = Some(OpenEventState::start(&self.camera_id, item, None));
+            return;
+        };
+        let open = self.open.as_ref().expect("pending captions imply an open event");
+        if item.ts_ms - last_ts > self.config.max_gap_ms {
+            let held = mem::take(&mut self.pending);
+            closed.push(self.close_open());
+            for p in held.into_iter().chain([item]) {
+                self.push_into(p, closed);
+            }
+            return;
+        }
+        if item.ts_ms - open.start_ms > self.config.max_duration_ms {
+            let previous = open.id.clone();
+            let mut rest = mem::take(&mut self.pending);
+            rest.push(item);
+            closed.push(self.close_open());
+            let mut rest = rest.into_iter();
+            let first = rest.next().expect("at least the new caption");
+            self.open = Some(OpenEventState::start(&self.camera_id, first, Some(previous)));
+            for p in rest {
+                self.push_into(p, closed);
+            }
+            return;
+        }
+        let joins = item.ts_ms - open.start_ms < self.config.min_duration_ms
+            || open.distinct.iter().any(|d| !d.outlier_only && d.norm == item.norm)
+            || open.similarity(&item) >= self.config.similarity_threshold;
+        if joins {
+            let max = self.config.max_distinct_captions;
+            let open = self.open.as_mut().expect("checked above");
+            for p in mem::take(&mut self.pending) {
+                open.absorb(p, false, max);
+            }
+            open.absorb(item, true, max);
+            return;
+        }
+        self.pending.push(item);
+        if self.pending.len() >= self.config.split_confirm {
+            let held = mem::take(&mut self.pending);
+            closed.push(self.close_open());
+            for p in held {
+                self.push_into(p, closed);
+            }
+        }
+    }
+
+    fn close_open(&mut self) -> TierEvent {
+        let open = self.open.take().expect("an open event to close");
+        open.to_event(&self.run_id, EventStatus::Closed)
+    }
+
+    /// Closes what is open when no caption can join it any more because `now_ms` is more than
+    /// `max_gap` after the newest caption. Held-back captions become their own events.
+    pub fn close_if_idle(&mut self, now_ms: i64) -> Vec<TierEvent> {
+        match self.last_ts() {
+            Some(last) if now_ms - last > self.config.max_gap_ms => self.close_all(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Closes everything: the open event, then events made of the held-back captions.
+    pub fn close_all(&mut self) -> Vec<TierEvent> {
+        let mut closed = Vec::new();
+        while self.open.is_some() {
+            let held = mem::take(&mut self.pending);
+            closed.push(self.close_open());
+            for p in held {
+                self.push_into(p, &mut closed);
+            }
+        }
+        closed
+    }
+
+    /// Absorbs held-back captions into the open event and returns it as an `open` event plus
+    /// the state to resume it from. `None` when nothing is open.
+    pub fn snapshot_open(&mut self) -> Option<(TierEvent, OpenEventState)> {
+        let max = self.config.max_distinct_captions;
+        let open = self.open.as_mut()?;
+        for p in mem::take(&mut self.pending) {
+            open.absorb(p, false, max);
+        }
+        Some((open.to_event(&self.run_id, EventStatus::Open), open.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Captions every 10 s; `scene` picks a unit vector so similarity is 1 within a scene and 0
+    /// across scenes.
+    fn input(i: u64, ts_s: i64, scene: usize, text: &str) -> GroupInput {
+        let mut e = vec![0.0; 4];
+        e[scene] = 1.0;
+        GroupInput {
+            entry: EntryId::new(i, 0),
+            ts_ms: ts_s * 1000,
+            text: text.to_owned(),
+            norm: text.to_owned(),
+            embedding: Some(e),
+        }
+    }
+
+    fn config() -> GroupingConfig {
+        GroupingConfig { min_duration_ms: 0, ..GroupingConfig::default() }
+    }
+
+    fn run(g: &mut Grouper, items: Vec<GroupInput>) -> Vec<TierEvent> {
+        let mut out = Vec::new();
+        for i in items {
+            out.extend(g.push(i));
+        }
+        out.extend(g.close_all());
+        out
+    }
+
+    #[test]
+    fn one_outlier_does_not_split_but_two_do() {
+        let mut g = Grouper::new("c", config(), "r");
+        let items = vec![
+            input(1, 0, 0, "a"),
+            input(2, 10, 0, "a"),
+            input(3, 20, 1, "b"),
+            input(4, 30, 0, "a"),
+            input(5, 40, 1, "b"),
+            input(6, 50, 1, "b2"),
+            input(7, 60, 1, "b"),
+        ];
+        let events = run(&mut g, items);
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[0].frame_count, 4);
+        assert_eq!(events[0].last_entry, EntryId::new(4, 0));
+        assert_eq!(events[1].frame_count, 3);
+        assert_eq!(events[1].first_entry, EntryId::new(5, 0));
+        assert_eq!(events[0].caption, "a");
+    }
+
+    #[test]
+    fn a_long_gap_closes_and_max_duration_continues_with_a_link() {
+        let mut g = Grouper::new("c", config(), "r");
+        let mut items = vec![input(1, 0, 0, "a"), input(2, 100, 0, "a")];
+        for (n, t) in (110..=500).step_by(10).enumerate() {
+            items.push(input(3 + n as u64, t, 0, "a"));
+        }
+        let events = run(&mut g, items);
+        assert_eq!(events[0].frame_count, 1, "the 100 s gap closes the first event");
+        assert_eq!(events[1].previous_event_id, None);
+        assert_eq!(events[2].previous_event_id.as_deref(), Some(events[1].id.as_str()));
+        assert!(events.iter().all(|e| e.duration_ms() <= 300_000));
+        let frames: u64 = events.iter().map(|e| e.frame_count).sum();
+        assert_eq!(frames, 2 + (110..=500).step_by(10).count() as u64);
+    }
+
+    #[test]
+    fn no_split_on_similarity_before_min_duration() {
+        let cfg = GroupingConfig { min_duration_ms: 60_000, ..GroupingConfig::default() };
+        let mut g = Grouper::new("c", cfg, "r");
+        let items = vec![
+            input(1, 0, 0, "a"),
+            input(2, 10, 1, "b"),
+            input(3, 20, 1, "b"),
+            input(4, 70, 2, "c"),
+            input(5, 80, 2, "c"),
+        ];
+        let events = run(&mut g, items);
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[0].frame_count, 3);
+    }
+
+    #[test]
+    fn identical_text_joins_without_an_embedding() {
+        let mut g = Grouper::new("c", config(), "r");
+        let mut a = input(1, 0, 0, "same");
+        a.embedding = None;
+        let mut b = input(2, 10, 0, "same");
+        b.embedding = None;
+        let events = run(&mut g, vec![a, b]);
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].frame_count, 2);
+        assert!(events[0].centroid.is_empty());
+    }
+
+    #[test]
+    fn resumed_state_yields_the_same_event_as_one_pass() {
+        let items: Vec<_> = (0..10).map(|i| input(i, i as i64 * 5, 0, "a")).collect();
+        let mut whole = Grouper::new("c", config(), "r");
+        let expected = run(&mut whole, items.clone());
+
+        let mut first = Grouper::new("c", config(), "r");
+        for i in items[..4].iter().cloned() {
+            assert!(first.push(i).is_empty());
+        }
+        let (open_event, state) = first.snapshot_open().unwrap();
+        assert_eq!(open_event.status, EventStatus::Open);
+        let json = serde_json::to_string(&state).unwrap();
+        let mut second = Grouper::resume(config(), "r", serde_json::from_str(&json).unwrap());
+        let resumed = run(&mut second, items[4..].to_vec());
+        assert_eq!(resumed, expected);
+    }
+
+    #[test]
+    fn idle_events_close_only_after_max_gap() {
+        let mut g = Grouper::new("c", config(), "r");
+        assert!(g.push(input(1, 0, 0, "a")).is_empty());
+        assert!(g.close_if_idle(30_000).is_empty());
+        assert_eq!(g.close_if_idle(61_000).len(), 1);
+        assert!(g.open().is_none());
+    }
+
+    #[test]
+    fn config_validation_names_the_field() {
+        let bad = GroupingConfig { similarity_threshold: 1.5, ..GroupingConfig::default() };
+        assert!(bad.validate().unwrap_err().to_string().contains("similarity_threshold"));
+        let bad = GroupingConfig { min_duration_ms: 400_000, ..GroupingConfig::default() };
+        assert!(bad.validate().unwrap_err().to_string().contains("min_duration"));
+        GroupingConfig::default().validate().unwrap();
+    }
+}
