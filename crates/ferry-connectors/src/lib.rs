@@ -14,5 +14,7 @@ pub mod falkordb;
 pub mod postgres;
 #[cfg(feature = "redis")]
 pub mod redis;
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "falkordb"))]
+pub mod schema;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;

@@ -9,5 +9,5 @@
 pub mod checkpoint;
 pub mod error;
 pub mod rules;
-pub mod tier;
 pub mod telemetry;
+pub mod tier;

@@ -16,17 +16,41 @@ pub enum Metric {
     CheckpointsSavedTotal,
     /// Errors by `job`, `stage` and `error_type`.
     ErrorsTotal,
+    /// Captions read from Redis by the tier job.
+    TierCaptionsReadTotal,
+    /// Captions merged into events that were stored.
+    TierCaptionsMigratedTotal,
+    /// Events written to the durable store (inserted or extended).
+    TierEventsWrittenTotal,
+    /// Caption entries deleted from Redis after their events were stored.
+    TierEntriesDeletedTotal,
+    /// Entries that could not be read as captions (left in Redis).
+    TierMalformedTotal,
+    /// Tier passes, by `outcome` (ok, failed).
+    TierPassesTotal,
+    /// Duration of one tier pass.
+    TierPassDurationSeconds,
+    /// Captions waiting in Redis, sampled by the statistics task.
+    TierCaptionsPending,
 }
 
 impl Metric {
     /// Every metric, for describing them to the exporter.
-    pub const ALL: [Metric; 6] = [
+    pub const ALL: [Metric; 14] = [
         Metric::KeysScannedTotal,
         Metric::KeysProcessedTotal,
         Metric::KeysBytesTotal,
         Metric::BatchDurationSeconds,
         Metric::CheckpointsSavedTotal,
         Metric::ErrorsTotal,
+        Metric::TierCaptionsReadTotal,
+        Metric::TierCaptionsMigratedTotal,
+        Metric::TierEventsWrittenTotal,
+        Metric::TierEntriesDeletedTotal,
+        Metric::TierMalformedTotal,
+        Metric::TierPassesTotal,
+        Metric::TierPassDurationSeconds,
+        Metric::TierCaptionsPending,
     ];
 
     /// The Prometheus name.
@@ -38,6 +62,14 @@ impl Metric {
             Metric::BatchDurationSeconds => "ferry_batch_duration_seconds",
             Metric::CheckpointsSavedTotal => "ferry_checkpoints_saved_total",
             Metric::ErrorsTotal => "ferry_errors_total",
+            Metric::TierCaptionsReadTotal => "ferry_tier_captions_read_total",
+            Metric::TierCaptionsMigratedTotal => "ferry_tier_captions_migrated_total",
+            Metric::TierEventsWrittenTotal => "ferry_tier_events_written_total",
+            Metric::TierEntriesDeletedTotal => "ferry_tier_entries_deleted_total",
+            Metric::TierMalformedTotal => "ferry_tier_malformed_total",
+            Metric::TierPassesTotal => "ferry_tier_passes_total",
+            Metric::TierPassDurationSeconds => "ferry_tier_pass_duration_seconds",
+            Metric::TierCaptionsPending => "ferry_tier_captions_pending",
         }
     }
 
@@ -50,6 +82,14 @@ impl Metric {
             Metric::BatchDurationSeconds => "Duration of one pipelined batch, by stage.",
             Metric::CheckpointsSavedTotal => "Checkpoints saved.",
             Metric::ErrorsTotal => "Errors, by job, stage and error type.",
+            Metric::TierCaptionsReadTotal => "Captions read from Redis by the tier job.",
+            Metric::TierCaptionsMigratedTotal => "Captions merged into stored events.",
+            Metric::TierEventsWrittenTotal => "Events written to the durable store.",
+            Metric::TierEntriesDeletedTotal => "Caption entries deleted from Redis after commit.",
+            Metric::TierMalformedTotal => "Entries that are not captions, left in Redis.",
+            Metric::TierPassesTotal => "Tier passes, by outcome.",
+            Metric::TierPassDurationSeconds => "Duration of one tier pass.",
+            Metric::TierCaptionsPending => "Captions waiting in Redis (sampled).",
         }
     }
 }
@@ -71,6 +111,12 @@ mod tests {
                     | Metric::KeysBytesTotal
                     | Metric::CheckpointsSavedTotal
                     | Metric::ErrorsTotal
+                    | Metric::TierCaptionsReadTotal
+                    | Metric::TierCaptionsMigratedTotal
+                    | Metric::TierEventsWrittenTotal
+                    | Metric::TierEntriesDeletedTotal
+                    | Metric::TierMalformedTotal
+                    | Metric::TierPassesTotal
             );
             assert_eq!(counter, name.ends_with("_total"), "{name}");
         }

@@ -1,4 +1,5 @@
-//! Ferry test harness: real `redis-server` processes and Redis Clusters on free ports.
+//! Ferry test harness: real `redis-server` processes and Redis Clusters on free ports, FalkorDB
+//! servers, and throwaway PostgreSQL databases.
 //!
 //! Every Ferry integration test starts its own servers through this crate, so tests never share
 //! state and never touch a Redis that happens to run on the machine (for example on port 6379).
@@ -24,10 +25,12 @@
 
 mod bins;
 mod cluster;
+mod graph;
 mod server;
 
 pub use bins::{redis_cli_bin, redis_server_bin, redis8_server_bin};
 pub use cluster::RedisCluster;
+pub use graph::{FalkorDbServer, PgDatabase, falkordb_module};
 pub use server::RedisServer;
 
 use std::collections::hash_map::RandomState;

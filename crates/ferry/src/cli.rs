@@ -35,6 +35,26 @@ pub enum Command {
         #[command(subcommand)]
         action: KeysAction,
     },
+    /// Drain the Redis hot cache of camera captions into durable time-range events.
+    Tier {
+        /// The action.
+        #[command(subcommand)]
+        action: TierAction,
+    },
+    /// Run the tier job on a schedule and serve the HTTP API and Prometheus metrics.
+    Serve {
+        #[command(flatten)]
+        tier: TierArgs,
+        /// Address of the HTTP API.
+        #[arg(long, env = "FERRY_LISTEN")]
+        listen: Option<std::net::SocketAddr>,
+        /// Bearer token required by mutating endpoints.
+        #[arg(long, env = "FERRY_SERVE_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Seconds between tier passes.
+        #[arg(long, value_name = "SECONDS")]
+        interval: Option<f64>,
+    },
     /// Run the keys job end to end on generated data in a throwaway redis-server.
     Demo {
         /// Use this Redis instead of starting one (demo keys are written to it).
@@ -122,6 +142,112 @@ pub enum KeysAction {
         #[command(flatten)]
         common: Common,
     },
+}
+
+/// Actions of the tier job.
+#[derive(Debug, Subcommand)]
+pub enum TierAction {
+    /// One pass: store the due captions of every camera (or one) as events, then delete them.
+    Run {
+        #[command(flatten)]
+        tier: TierArgs,
+        /// Only this camera.
+        #[arg(long)]
+        camera: Option<String>,
+        /// Migrate everything now, due or not (events still growing are written open).
+        #[arg(long)]
+        all: bool,
+        /// Group and report, writing and deleting nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Write a report to this file.
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// Report format.
+        #[arg(long, value_enum, default_value_t = ReportFormat::Json)]
+        report_format: ReportFormat,
+    },
+    /// The events one camera's captions in Redis would make now; nothing is written.
+    Preview {
+        #[command(flatten)]
+        tier: TierArgs,
+        /// The camera.
+        #[arg(long)]
+        camera: String,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cameras in Redis, what is due, store counts and the last run.
+    Status {
+        #[command(flatten)]
+        tier: TierArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The recorded passes, newest first.
+    History {
+        #[command(flatten)]
+        tier: TierArgs,
+        /// How many.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The stored events, newest first.
+    Events {
+        #[command(flatten)]
+        tier: TierArgs,
+        /// Only this camera.
+        #[arg(long)]
+        camera: Option<String>,
+        /// How many.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Empty one camera's captions from Redis: migrates everything first, or drops them.
+    Clear {
+        #[command(flatten)]
+        tier: TierArgs,
+        /// The camera.
+        #[arg(long)]
+        camera: String,
+        /// Drop the captions without storing them (needs -y).
+        #[arg(long)]
+        discard: bool,
+        /// Confirm --discard.
+        #[arg(short = 'y', long = "yes")]
+        yes: bool,
+    },
+}
+
+/// Options of every tier action (over `[tier]` of the config file).
+#[derive(Debug, Args)]
+pub struct TierArgs {
+    /// The Redis holding the captions.
+    #[arg(long, env = "FERRY_REDIS")]
+    pub redis: Option<String>,
+    /// Durable store: sqlite://PATH, postgres://…, falkordb://host:port/graph.
+    #[arg(long, env = "FERRY_STORE")]
+    pub store: Option<String>,
+    /// Input layout.
+    #[arg(long, value_enum)]
+    pub layout: Option<ferry::jobs::tier::Layout>,
+    /// Similarity backend.
+    #[arg(long, value_enum)]
+    pub similarity: Option<ferry::jobs::tier::Backend>,
+    /// Similarity threshold (default: the backend's calibrated one).
+    #[arg(long)]
+    pub threshold: Option<f32>,
+    /// Where per-camera leases live (default: the caption Redis).
+    #[arg(long, env = "FERRY_CHECKPOINT")]
+    pub checkpoint: Option<String>,
 }
 
 /// Options every Redis-facing keys action takes.

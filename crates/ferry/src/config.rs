@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::jobs::keys::{KeysOptions, OnConflict};
+use crate::jobs::tier::{Backend, Layout, TierOptions};
 use crate::observe::LogFormat;
+use crate::server::ServeOptions;
 
 /// The whole file.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -22,6 +24,72 @@ pub struct FileConfig {
     /// The keys job.
     #[serde(default)]
     pub keys: KeysSection,
+    /// The tier job.
+    #[serde(default)]
+    pub tier: TierSection,
+    /// `ferry serve`.
+    #[serde(default)]
+    pub serve: ServeSection,
+}
+
+/// `[tier]` (durations in seconds; fractions allowed).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TierSection {
+    /// The Redis holding the captions.
+    pub redis: Option<String>,
+    /// The durable store URL.
+    pub store: Option<String>,
+    /// `stream` or `keys`.
+    pub layout: Option<Layout>,
+    /// Stream or key prefix; empty: the layout's default.
+    pub prefix: Option<String>,
+    /// How long Redis keeps captions.
+    pub hot_window_s: Option<f64>,
+    /// Migrate this long before expiry.
+    pub migrate_before_s: Option<f64>,
+    /// `minilm`, `provided` or `lexical`.
+    pub similarity: Option<Backend>,
+    /// Similarity threshold; 0 means the backend's calibrated default.
+    pub similarity_threshold: Option<f32>,
+    /// MiniLM model directory; empty: `FERRY_MODEL_DIR` or the standard location.
+    pub model_dir: Option<PathBuf>,
+    /// Consecutive dissimilar captions that split an event.
+    pub split_confirm: Option<usize>,
+    /// A longer gap closes an event.
+    pub max_gap_s: Option<f64>,
+    /// No split on similarity before this.
+    pub min_duration_s: Option<f64>,
+    /// Longest event.
+    pub max_duration_s: Option<f64>,
+    /// Distinct captions kept per event.
+    pub max_distinct_captions: Option<usize>,
+    /// Boilerplate prefixes removed before comparing.
+    pub boilerplate_prefixes: Option<Vec<String>>,
+    /// Entries per Redis read.
+    pub chunk_size: Option<usize>,
+    /// Events per store transaction.
+    pub commit_events: Option<usize>,
+}
+
+/// `[serve]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeSection {
+    /// Address of the HTTP API.
+    pub listen: Option<String>,
+    /// Bearer token for mutating endpoints; empty: none (prefer FERRY_SERVE_TOKEN).
+    pub token: Option<String>,
+    /// Seconds between tier passes.
+    pub interval_s: Option<f64>,
+    /// Seconds between statistics samples.
+    pub stats_interval_s: Option<f64>,
+    /// Largest request body, bytes.
+    pub max_body_bytes: Option<usize>,
+}
+
+fn ms(seconds: Option<f64>, default_ms: i64) -> i64 {
+    seconds.map_or(default_ms, |s| (s * 1000.0).round() as i64)
 }
 
 /// `[log]`
@@ -120,6 +188,58 @@ impl FileConfig {
         toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())
     }
 
+    /// Tier options from this file over the defaults.
+    pub fn tier_options(&self) -> TierOptions {
+        let d = TierOptions::default();
+        let t = &self.tier;
+        TierOptions {
+            redis: t.redis.clone().unwrap_or(d.redis),
+            store: t.store.clone().unwrap_or(d.store),
+            checkpoint: self.checkpoint.url.clone().filter(|u| !u.is_empty()),
+            layout: t.layout.unwrap_or(d.layout),
+            prefix: t.prefix.clone().filter(|p| !p.is_empty()),
+            hot_window_ms: ms(t.hot_window_s, d.hot_window_ms),
+            migrate_before_ms: ms(t.migrate_before_s, d.migrate_before_ms),
+            similarity: t.similarity.unwrap_or(d.similarity),
+            similarity_threshold: t.similarity_threshold.filter(|&x| x > 0.0),
+            model_dir: t.model_dir.clone().filter(|p| !p.as_os_str().is_empty()),
+            split_confirm: t.split_confirm.unwrap_or(d.split_confirm),
+            max_gap_ms: ms(t.max_gap_s, d.max_gap_ms),
+            min_duration_ms: ms(t.min_duration_s, d.min_duration_ms),
+            max_duration_ms: ms(t.max_duration_s, d.max_duration_ms),
+            max_distinct_captions: t.max_distinct_captions.unwrap_or(d.max_distinct_captions),
+            boilerplate_prefixes: t
+                .boilerplate_prefixes
+                .clone()
+                .unwrap_or(d.boilerplate_prefixes),
+            chunk_size: t.chunk_size.unwrap_or(d.chunk_size),
+            commit_events: t.commit_events.unwrap_or(d.commit_events),
+            ..d
+        }
+    }
+
+    /// Serve options from this file over the defaults.
+    pub fn serve_options(&self) -> Result<ServeOptions, String> {
+        let d = ServeOptions::default();
+        let s = &self.serve;
+        Ok(ServeOptions {
+            listen: match &s.listen {
+                Some(l) => l
+                    .parse()
+                    .map_err(|_| format!("[serve] listen = `{l}` is not HOST:PORT"))?,
+                None => d.listen,
+            },
+            token: s.token.clone().filter(|t| !t.is_empty()),
+            interval: s
+                .interval_s
+                .map_or(d.interval, std::time::Duration::from_secs_f64),
+            stats_interval: s
+                .stats_interval_s
+                .map_or(d.stats_interval, std::time::Duration::from_secs_f64),
+            max_body_bytes: s.max_body_bytes.unwrap_or(d.max_body_bytes),
+        })
+    }
+
     /// Keys options from this file over the defaults.
     pub fn keys_options(&self) -> KeysOptions {
         let d = KeysOptions::default();
@@ -161,6 +281,30 @@ mod tests {
         assert!(k.ttl_tolerance_ms.is_some());
         assert!(cfg.log.format.is_some() && cfg.log.level.is_some());
         assert!(cfg.checkpoint.url.is_some());
+        let t = &cfg.tier;
+        assert!(t.redis.is_some() && t.store.is_some() && t.layout.is_some());
+        assert!(t.prefix.is_some() && t.hot_window_s.is_some() && t.migrate_before_s.is_some());
+        assert!(t.similarity.is_some() && t.similarity_threshold.is_some());
+        assert!(t.model_dir.is_some() && t.split_confirm.is_some() && t.max_gap_s.is_some());
+        assert!(t.min_duration_s.is_some() && t.max_duration_s.is_some());
+        assert!(t.max_distinct_captions.is_some() && t.boilerplate_prefixes.is_some());
+        assert!(t.chunk_size.is_some() && t.commit_events.is_some());
+        let s = &cfg.serve;
+        assert!(s.listen.is_some() && s.token.is_some() && s.interval_s.is_some());
+        assert!(s.stats_interval_s.is_some() && s.max_body_bytes.is_some());
+        let tier = cfg.tier_options();
+        let td = TierOptions::default();
+        assert_eq!(
+            tier.hot_window_ms, td.hot_window_ms,
+            "reference shows the defaults"
+        );
+        assert_eq!(tier.migrate_before_ms, td.migrate_before_ms);
+        assert_eq!(tier.max_duration_ms, td.max_duration_ms);
+        assert_eq!(tier.boilerplate_prefixes, td.boilerplate_prefixes);
+        assert_eq!(tier.similarity_threshold, None);
+        let serve = cfg.serve_options().expect("serve options");
+        assert_eq!(serve.listen, ServeOptions::default().listen);
+        assert_eq!(serve.interval, ServeOptions::default().interval);
         let opts = cfg.keys_options();
         let d = KeysOptions::default();
         assert_eq!(

@@ -1,6 +1,7 @@
 //! The `ferry` binary: parses the command line and hands over to the library.
 
 mod cli;
+mod tier_cmd;
 
 /// Ferry allocates many small buffers per key (commands, replies); mimalloc keeps that cheap.
 #[global_allocator]
@@ -70,6 +71,25 @@ async fn run(cli: Cli, file: FileConfig) -> ExitStatus {
                 }
             }
         }
+        Command::Tier { action } => match tier_cmd::tier_action(action, &file).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitStatus::Fatal
+            }
+        },
+        Command::Serve {
+            tier,
+            listen,
+            token,
+            interval,
+        } => match tier_cmd::serve(&file, &tier, listen, token, interval).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitStatus::Fatal
+            }
+        },
         Command::Keys { action } => match keys_action(action, &file).await {
             Ok(s) => s,
             Err(e) => {

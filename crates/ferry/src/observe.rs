@@ -37,7 +37,10 @@ pub fn init_logging(format: LogFormat, level: &str) {
 pub fn describe_metrics() {
     for m in Metric::ALL {
         match m {
-            Metric::BatchDurationSeconds => metrics::describe_histogram!(m.name(), m.help()),
+            Metric::BatchDurationSeconds | Metric::TierPassDurationSeconds => {
+                metrics::describe_histogram!(m.name(), m.help())
+            }
+            Metric::TierCaptionsPending => metrics::describe_gauge!(m.name(), m.help()),
             _ => metrics::describe_counter!(m.name(), m.help()),
         }
     }

@@ -131,3 +131,14 @@ fn hostname() -> String {
         .or_else(|_| std::env::var("HOSTNAME"))
         .unwrap_or_else(|_| "localhost".to_string())
 }
+
+/// Crash-test hook: when `FERRY_FAILPOINT` names this point, says so on stderr and stops dead
+/// (the test then SIGKILLs the process), so that a kill lands exactly between two steps.
+pub fn failpoint(name: &str) {
+    if std::env::var("FERRY_FAILPOINT").is_ok_and(|f| f == name) {
+        eprintln!("failpoint {name} reached");
+        loop {
+            std::thread::sleep(Duration::from_secs(3600));
+        }
+    }
+}

@@ -63,7 +63,11 @@ impl LexicalEmbedder {
             }
         }
         for pair in words.windows(2) {
-            add(b'b', format!("{} {}", pair[0], pair[1]).as_bytes(), BIGRAM_WEIGHT);
+            add(
+                b'b',
+                format!("{} {}", pair[0], pair[1]).as_bytes(),
+                BIGRAM_WEIGHT,
+            );
         }
         let mut v = vec![0f32; self.dim];
         for (slot, weight) in counts {

@@ -213,9 +213,12 @@ impl OpenEventState {
         let mut captions: Vec<CaptionCount> = self
             .distinct
             .iter()
-            .map(|d| CaptionCount { text: d.text.clone(), count: d.count })
+            .map(|d| CaptionCount {
+                text: d.text.clone(),
+                count: d.count,
+            })
             .collect();
-        captions.sort_by(|a, b| b.count.cmp(&a.count));
+        captions.sort_by_key(|c| std::cmp::Reverse(c.count));
         TierEvent {
             id: self.id.clone(),
             camera_id: self.camera_id.clone(),
@@ -279,7 +282,10 @@ impl Grouper {
 
     /// Time of the newest caption seen (open event or held back).
     pub fn last_ts(&self) -> Option<i64> {
-        self.pending.last().map(|p| p.ts_ms).or(self.open.as_ref().map(|o| o.end_ms))
+        self.pending
+            .last()
+            .map(|p| p.ts_ms)
+            .or(self.open.as_ref().map(|o| o.end_ms))
     }
 
     /// Adds the next caption; returns the events it closed (oldest first).
@@ -294,7 +300,10 @@ impl Grouper {
             self.open = Some(OpenEventState::start(&self.camera_id, item, None));
             return;
         };
-        let open = self.open.as_ref().expect("pending captions imply an open event");
+        let open = self
+            .open
+            .as_ref()
+            .expect("pending captions imply an open event");
         if item.ts_ms - last_ts > self.config.max_gap_ms {
             let held = mem::take(&mut self.pending);
             closed.push(self.close_open());
@@ -310,14 +319,21 @@ impl Grouper {
             closed.push(self.close_open());
             let mut rest = rest.into_iter();
             let first = rest.next().expect("at least the new caption");
-            self.open = Some(OpenEventState::start(&self.camera_id, first, Some(previous)));
+            self.open = Some(OpenEventState::start(
+                &self.camera_id,
+                first,
+                Some(previous),
+            ));
             for p in rest {
                 self.push_into(p, closed);
             }
             return;
         }
         let joins = item.ts_ms - open.start_ms < self.config.min_duration_ms
-            || open.distinct.iter().any(|d| !d.outlier_only && d.norm == item.norm)
+            || open
+                .distinct
+                .iter()
+                .any(|d| !d.outlier_only && d.norm == item.norm)
             || open.similarity(&item) >= self.config.similarity_threshold;
         if joins {
             let max = self.config.max_distinct_captions;
@@ -396,7 +412,10 @@ mod tests {
     }
 
     fn config() -> GroupingConfig {
-        GroupingConfig { min_duration_ms: 0, ..GroupingConfig::default() }
+        GroupingConfig {
+            min_duration_ms: 0,
+            ..GroupingConfig::default()
+        }
     }
 
     fn run(g: &mut Grouper, items: Vec<GroupInput>) -> Vec<TierEvent> {
@@ -437,9 +456,15 @@ mod tests {
             items.push(input(3 + n as u64, t, 0, "a"));
         }
         let events = run(&mut g, items);
-        assert_eq!(events[0].frame_count, 1, "the 100 s gap closes the first event");
+        assert_eq!(
+            events[0].frame_count, 1,
+            "the 100 s gap closes the first event"
+        );
         assert_eq!(events[1].previous_event_id, None);
-        assert_eq!(events[2].previous_event_id.as_deref(), Some(events[1].id.as_str()));
+        assert_eq!(
+            events[2].previous_event_id.as_deref(),
+            Some(events[1].id.as_str())
+        );
         assert!(events.iter().all(|e| e.duration_ms() <= 300_000));
         let frames: u64 = events.iter().map(|e| e.frame_count).sum();
         assert_eq!(frames, 2 + (110..=500).step_by(10).count() as u64);
@@ -447,7 +472,10 @@ mod tests {
 
     #[test]
     fn no_split_on_similarity_before_min_duration() {
-        let cfg = GroupingConfig { min_duration_ms: 60_000, ..GroupingConfig::default() };
+        let cfg = GroupingConfig {
+            min_duration_ms: 60_000,
+            ..GroupingConfig::default()
+        };
         let mut g = Grouper::new("c", cfg, "r");
         let items = vec![
             input(1, 0, 0, "a"),
@@ -503,10 +531,26 @@ mod tests {
 
     #[test]
     fn config_validation_names_the_field() {
-        let bad = GroupingConfig { similarity_threshold: 1.5, ..GroupingConfig::default() };
-        assert!(bad.validate().unwrap_err().to_string().contains("similarity_threshold"));
-        let bad = GroupingConfig { min_duration_ms: 400_000, ..GroupingConfig::default() };
-        assert!(bad.validate().unwrap_err().to_string().contains("min_duration"));
+        let bad = GroupingConfig {
+            similarity_threshold: 1.5,
+            ..GroupingConfig::default()
+        };
+        assert!(
+            bad.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("similarity_threshold")
+        );
+        let bad = GroupingConfig {
+            min_duration_ms: 400_000,
+            ..GroupingConfig::default()
+        };
+        assert!(
+            bad.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("min_duration")
+        );
         GroupingConfig::default().validate().unwrap();
     }
 }

@@ -56,7 +56,11 @@ impl Normalizer {
                 break;
             }
         }
-        if folded.is_empty() { fold(text) } else { folded }
+        if folded.is_empty() {
+            fold(text)
+        } else {
+            folded
+        }
     }
 }
 
@@ -98,14 +102,23 @@ mod tests {
     #[test]
     fn boilerplate_prefixes_and_articles_are_removed() {
         let n = Normalizer::default();
-        assert_eq!(n.normalize("Surveillance camera view of a man in fields"), "man in fields");
-        assert_eq!(n.normalize("surveillance view of man in field"), "man in field");
+        assert_eq!(
+            n.normalize("Surveillance camera view of a man in fields"),
+            "man in fields"
+        );
+        assert_eq!(
+            n.normalize("surveillance view of man in field"),
+            "man in field"
+        );
         assert_eq!(n.normalize("surveillance viewer"), "surveillance viewer");
     }
 
     #[test]
     fn a_caption_that_is_only_boilerplate_keeps_its_text() {
         let n = Normalizer::default();
-        assert_eq!(n.normalize("Surveillance camera view of"), "surveillance camera view of");
+        assert_eq!(
+            n.normalize("Surveillance camera view of"),
+            "surveillance camera view of"
+        );
     }
 }

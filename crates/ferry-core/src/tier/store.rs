@@ -7,8 +7,8 @@ use std::future::Future;
 
 use serde::{Deserialize, Serialize};
 
-use super::{EntryId, TierEvent};
 use super::grouping::OpenEventState;
+use super::{EntryId, TierEvent};
 use crate::error::{Classify, ErrorClass};
 
 /// What the store keeps per camera, written in the same transaction as the camera's events.
@@ -126,7 +126,10 @@ pub trait EventStore: Send + Sync {
     fn record_run(&self, run: &RunRecord) -> impl Future<Output = EventStoreResult<()>> + Send;
 
     /// The newest `limit` run records, newest first.
-    fn history(&self, limit: usize) -> impl Future<Output = EventStoreResult<Vec<RunRecord>>> + Send;
+    fn history(
+        &self,
+        limit: usize,
+    ) -> impl Future<Output = EventStoreResult<Vec<RunRecord>>> + Send;
 
     /// The newest `limit` events (by start time), of one camera or of all, newest first.
     fn events(

@@ -1,3 +1,4 @@
-//! The jobs Ferry runs.
+//! Ferry's jobs, one module each.
 
 pub mod keys;
+pub mod tier;

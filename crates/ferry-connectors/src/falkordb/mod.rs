@@ -1,0 +1,365 @@
+//! The FalkorDB event store (`falkordb://[user:password@]host:port[/graph]`, graph `ferry` by
+//! default): a graph database over RESP, holding the seed's model
+//! `(:Camera {id})-[:RECORDED]->(:Event {...})` and `(:Event)-[:CONTINUES]->(:Event)`.
+//!
+//! Every write is one parameterised `GRAPH.QUERY`, which FalkorDB runs atomically.
+
+mod cypher;
+
+use ferry_core::tier::store::EventStoreResult;
+use ferry_core::tier::{
+    CameraState, EventStore, EventStoreError, RunRecord, StoreCounts, TierEvent,
+};
+use redis::Value;
+use redis::aio::MultiplexedConnection;
+
+pub use cypher::Literal;
+
+use crate::schema::{self, EventRow};
+
+const BACKEND: &str = "falkordb";
+/// Schema version: indexes on `:Event(id)`, `:Event(camera_id)`, `:Camera(id)`, `:TierRun(run_id)`.
+const VERSION: usize = 1;
+
+/// Events in a FalkorDB graph.
+#[derive(Debug, Clone)]
+pub struct FalkorDbEventStore {
+    conn: MultiplexedConnection,
+    graph: String,
+    shown: String,
+}
+
+fn backend(e: impl std::fmt::Display) -> EventStoreError {
+    EventStoreError::Backend {
+        store: BACKEND,
+        message: e.to_string(),
+    }
+}
+
+impl FalkorDbEventStore {
+    /// Connects to the FalkorDB server named by `url`.
+    pub async fn open(url: &str) -> EventStoreResult<Self> {
+        let parsed = url::Url::parse(url)
+            .ok()
+            .filter(|u| u.scheme() == "falkordb" && u.host_str().is_some())
+            .ok_or_else(|| {
+                EventStoreError::Config(
+                    "a FalkorDB URL is falkordb://[user:password@]host:port[/graph]".into(),
+                )
+            })?;
+        let graph = parsed.path().trim_start_matches('/');
+        let graph = if graph.is_empty() { "ferry" } else { graph }.to_string();
+        let mut shown = parsed.clone();
+        if shown.password().is_some() {
+            let _ = shown.set_password(Some("***"));
+        }
+        let mut redis_url = parsed.clone();
+        redis_url
+            .set_scheme("redis")
+            .map_err(|_| EventStoreError::Config("bad FalkorDB URL".into()))?;
+        redis_url.set_path("");
+        let client = redis::Client::open(redis_url.as_str()).map_err(backend)?;
+        let conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .map_err(|e| EventStoreError::Backend {
+                store: BACKEND,
+                message: format!("cannot connect to FalkorDB at {shown}: {e}; is it running with the falkordb module loaded?"),
+            })?;
+        Ok(FalkorDbEventStore {
+            conn,
+            graph,
+            shown: shown.to_string(),
+        })
+    }
+
+    /// Runs one query with parameters; returns the result rows.
+    async fn query(
+        &self,
+        query: &str,
+        params: &[(&str, Literal)],
+    ) -> EventStoreResult<Vec<Vec<Value>>> {
+        let mut text = String::new();
+        if !params.is_empty() {
+            text.push_str("CYPHER ");
+            for (name, value) in params {
+                text.push_str(name);
+                text.push('=');
+                value.write(&mut text);
+                text.push(' ');
+            }
+        }
+        text.push_str(query);
+        let reply: Value = redis::cmd("GRAPH.QUERY")
+            .arg(&self.graph)
+            .arg(text)
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(|e| EventStoreError::Backend {
+                store: BACKEND,
+                message: format!("{}: {e}", self.shown),
+            })?;
+        // Reply: [header, rows, statistics] for queries that return rows, [statistics] otherwise.
+        match reply {
+            Value::Array(mut parts) if parts.len() == 3 => match parts.swap_remove(1) {
+                Value::Array(rows) => Ok(rows
+                    .into_iter()
+                    .map(|r| match r {
+                        Value::Array(cols) => cols,
+                        other => vec![other],
+                    })
+                    .collect()),
+                _ => Ok(Vec::new()),
+            },
+            _ => Ok(Vec::new()),
+        }
+    }
+}
+
+fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        Value::SimpleString(s) => Some(s.clone()),
+        Value::Int(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn int(v: &Value) -> i64 {
+    match v {
+        Value::Int(n) => *n,
+        other => text(other).and_then(|t| t.parse().ok()).unwrap_or(0),
+    }
+}
+
+fn floats(v: &Value) -> Vec<f32> {
+    match v {
+        Value::Array(items) => items
+            .iter()
+            .filter_map(|i| match i {
+                Value::Double(d) => Some(*d as f32),
+                other => text(other).and_then(|t| t.parse().ok()),
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn event_literal(r: &EventRow, centroid: &[f32]) -> Literal {
+    Literal::map([
+        ("id", Literal::from(r.id.as_str())),
+        ("camera_id", r.camera_id.as_str().into()),
+        ("caption", r.caption.as_str().into()),
+        ("start_ms", r.start_ms.into()),
+        ("end_ms", r.end_ms.into()),
+        ("frame_count", r.frame_count.into()),
+        ("captions", r.captions.as_str().into()),
+        (
+            "centroid",
+            Literal::List(centroid.iter().map(|&x| Literal::Float(x as f64)).collect()),
+        ),
+        (
+            "previous_event_id",
+            r.previous_event_id
+                .as_deref()
+                .map_or(Literal::Null, Literal::from),
+        ),
+        ("run_id", r.run_id.as_str().into()),
+        ("status", r.status.as_str().into()),
+        ("first_entry", r.first_entry.as_str().into()),
+        ("last_entry", r.last_entry.as_str().into()),
+    ])
+}
+
+const EVENT_RETURN: &str = "e.id, e.camera_id, e.caption, e.start_ms, e.end_ms, e.frame_count, e.captions, e.centroid, e.previous_event_id, e.run_id, e.status, e.first_entry, e.last_entry";
+
+impl EventStore for FalkorDbEventStore {
+    fn backend(&self) -> &'static str {
+        BACKEND
+    }
+
+    async fn migrate(&self) -> EventStoreResult<()> {
+        let rows = self
+            .query(
+                "MATCH (s:FerrySchema {component: 'tier'}) RETURN s.version",
+                &[],
+            )
+            .await?;
+        let version = rows.first().and_then(|r| r.first()).map_or(0, int);
+        if schema::pending(BACKEND, version, VERSION)?.is_empty() {
+            return Ok(());
+        }
+        for (label, property) in [
+            ("Event", "id"),
+            ("Event", "camera_id"),
+            ("Camera", "id"),
+            ("TierRun", "run_id"),
+        ] {
+            let q = format!("CREATE INDEX FOR (n:{label}) ON (n.{property})");
+            if let Err(e) = self.query(&q, &[]).await
+                && !e.to_string().contains("already indexed")
+            {
+                return Err(e);
+            }
+        }
+        self.query(
+            "MERGE (s:FerrySchema {component: 'tier'}) SET s.version = $version",
+            &[("version", (VERSION as i64).into())],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn healthcheck(&self) -> EventStoreResult<()> {
+        self.query("RETURN 1", &[]).await.map(|_| ())
+    }
+
+    async fn camera_state(&self, camera_id: &str) -> EventStoreResult<Option<CameraState>> {
+        let rows = self
+            .query(
+                "MATCH (c:Camera {id: $id}) WHERE c.state_ms IS NOT NULL RETURN c.watermark, c.open_state",
+                &[("id", camera_id.into())],
+            )
+            .await?;
+        rows.first()
+            .map(|r| {
+                schema::camera_state(
+                    BACKEND,
+                    camera_id,
+                    r.first().and_then(text),
+                    r.get(1).and_then(text),
+                )
+            })
+            .transpose()
+    }
+
+    async fn commit(&self, events: &[TierEvent], state: &CameraState) -> EventStoreResult<()> {
+        let camera = schema::CameraRow::from(state)?;
+        let list = Literal::List(
+            events
+                .iter()
+                .map(|e| event_literal(&EventRow::from(e), &e.centroid))
+                .collect(),
+        );
+        let opt = |v: &Option<String>| v.as_deref().map_or(Literal::Null, Literal::from);
+        self.query(
+            "MERGE (c:Camera {id: $camera}) \
+             SET c.watermark = $watermark, c.open_state = $open_state, c.state_ms = $now \
+             WITH c UNWIND $events AS e \
+             MERGE (ev:Event {id: e.id}) \
+             SET ev.camera_id = e.camera_id, ev.caption = e.caption, ev.start_ms = e.start_ms, \
+                 ev.end_ms = e.end_ms, ev.frame_count = e.frame_count, ev.captions = e.captions, \
+                 ev.centroid = e.centroid, ev.previous_event_id = e.previous_event_id, \
+                 ev.run_id = e.run_id, ev.status = e.status, ev.first_entry = e.first_entry, \
+                 ev.last_entry = e.last_entry, ev.updated_ms = $now \
+             MERGE (c)-[:RECORDED]->(ev) \
+             WITH ev, e WHERE e.previous_event_id IS NOT NULL \
+             MERGE (p:Event {id: e.previous_event_id}) \
+             MERGE (ev)-[:CONTINUES]->(p)",
+            &[
+                ("camera", camera.camera_id.as_str().into()),
+                ("watermark", opt(&camera.watermark)),
+                ("open_state", opt(&camera.open_state)),
+                ("now", schema::now_ms().into()),
+                ("events", list),
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn record_run(&self, run: &RunRecord) -> EventStoreResult<()> {
+        let record = serde_json::to_string(run).map_err(backend)?;
+        self.query(
+            "MERGE (r:TierRun {run_id: $id}) SET r.record = $record, r.started_ms = $started",
+            &[
+                ("id", run.run_id.as_str().into()),
+                ("record", record.as_str().into()),
+                ("started", run.started_ms.into()),
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn history(&self, limit: usize) -> EventStoreResult<Vec<RunRecord>> {
+        let rows = self
+            .query(
+                "MATCH (r:TierRun) RETURN r.record ORDER BY r.started_ms DESC, r.run_id DESC LIMIT $limit",
+                &[("limit", (limit as i64).into())],
+            )
+            .await?;
+        rows.iter()
+            .filter_map(|r| r.first().and_then(text))
+            .map(|t| schema::run_record(BACKEND, &t))
+            .collect()
+    }
+
+    async fn events(
+        &self,
+        camera_id: Option<&str>,
+        limit: usize,
+    ) -> EventStoreResult<Vec<TierEvent>> {
+        let limit = ("limit", Literal::from(limit as i64));
+        let rows = match camera_id {
+            Some(c) => {
+                self.query(
+                    &format!("MATCH (e:Event {{camera_id: $camera}}) WHERE e.run_id IS NOT NULL RETURN {EVENT_RETURN} ORDER BY e.start_ms DESC LIMIT $limit"),
+                    &[("camera", c.into()), limit],
+                )
+                .await?
+            }
+            None => {
+                self.query(
+                    &format!("MATCH (e:Event) WHERE e.run_id IS NOT NULL RETURN {EVENT_RETURN} ORDER BY e.start_ms DESC LIMIT $limit"),
+                    &[limit],
+                )
+                .await?
+            }
+        };
+        rows.iter()
+            .map(|r| {
+                let s = |i: usize| r.get(i).and_then(text).unwrap_or_default();
+                let centroid = r.get(7).map(floats).unwrap_or_default();
+                EventRow {
+                    id: s(0),
+                    camera_id: s(1),
+                    caption: s(2),
+                    start_ms: r.get(3).map_or(0, int),
+                    end_ms: r.get(4).map_or(0, int),
+                    frame_count: r.get(5).map_or(0, int),
+                    captions: s(6),
+                    centroid: centroid.iter().flat_map(|x| x.to_le_bytes()).collect(),
+                    previous_event_id: r.get(8).and_then(text),
+                    run_id: s(9),
+                    status: s(10),
+                    first_entry: s(11),
+                    last_entry: s(12),
+                }
+                .into_event(BACKEND)
+            })
+            .collect()
+    }
+
+    async fn counts(&self) -> EventStoreResult<StoreCounts> {
+        let events = self
+            .query(
+                "MATCH (e:Event) WHERE e.run_id IS NOT NULL RETURN count(e), sum(e.frame_count)",
+                &[],
+            )
+            .await?;
+        let cameras = self
+            .query(
+                "MATCH (c:Camera) WHERE c.state_ms IS NOT NULL RETURN count(c)",
+                &[],
+            )
+            .await?;
+        let first =
+            |rows: &Vec<Vec<Value>>, i: usize| rows.first().and_then(|r| r.get(i)).map_or(0, int);
+        Ok(StoreCounts {
+            events: first(&events, 0) as u64,
+            cameras: first(&cameras, 0) as u64,
+            frames: first(&events, 1) as u64,
+        })
+    }
+}

@@ -1,0 +1,382 @@
+//! Evaluates the tier job's grouping on generated, labelled caption streams.
+//!
+//! Each camera films a sequence of true scenes; the captioner describes every frame with one of
+//! the scene's paraphrases, with noise (dropped words, boilerplate prefixes, case), the odd
+//! outlier caption from another scene, and gaps. The grouping then runs per backend and this
+//! prints, per backend and threshold:
+//! - reduction: 1 − events ÷ captions;
+//! - purity: share of events whose captions all come from one true scene;
+//! - fragmentation: events per true scene (continuations after `max_duration` count, so a
+//!   scene longer than 300 s cannot score 1).
+//!
+//! `scripts/eval-tier` runs it in release mode: `cargo run --release --example eval_tier -- [--sweep] [--backends lexical,minilm]`.
+
+use std::collections::{HashMap, HashSet};
+
+use ferry_connectors::embed::MiniLm;
+use ferry_core::tier::grouping::GroupInput;
+use ferry_core::tier::normalize::Normalizer;
+use ferry_core::tier::{Embedder, EntryId, Grouper, GroupingConfig, LexicalEmbedder};
+
+/// Paraphrase sets: each line is one true scene, described several ways.
+const SCENES: &[&[&str]] = &[
+    &[
+        "man in fields",
+        "a man standing in a field",
+        "man working in agricultural field",
+        "person in the fields",
+        "a farmer in a field",
+    ],
+    &[
+        "red car parked at the gate",
+        "a red car parked near the gate",
+        "red vehicle parked by the entrance gate",
+        "a red sedan stopped at the gate",
+    ],
+    &[
+        "person walking away from field",
+        "a man walks away across the field",
+        "someone leaving the field on foot",
+        "person walking off into the distance",
+    ],
+    &[
+        "delivery truck unloading boxes at the dock",
+        "workers unload a truck at the loading dock",
+        "a lorry being unloaded at the warehouse dock",
+        "boxes carried off a delivery truck",
+    ],
+    &[
+        "empty parking lot at night",
+        "a deserted car park in the dark",
+        "parking lot with no cars at night",
+        "an empty lot lit by street lamps",
+    ],
+    &[
+        "two people talking near the door",
+        "a pair of people chatting by the entrance",
+        "two men having a conversation at the doorway",
+        "two persons standing and talking near a door",
+    ],
+    &[
+        "dog running across the yard",
+        "a dog runs through the backyard",
+        "a small dog sprinting across the lawn",
+        "dog playing in the yard",
+    ],
+    &[
+        "cyclist riding down the street",
+        "a person on a bicycle riding along the road",
+        "man cycling down the street",
+        "a bike rider passing on the road",
+    ],
+    &[
+        "heavy rain falling on the driveway",
+        "rain pouring down on an empty driveway",
+        "a wet driveway in heavy rain",
+        "downpour over the driveway",
+    ],
+    &[
+        "woman carrying shopping bags to a car",
+        "a woman loads grocery bags into her car",
+        "lady with shopping bags walking to a vehicle",
+        "woman putting bags in the car trunk",
+    ],
+    &[
+        "forklift moving pallets in the warehouse",
+        "a forklift carries a pallet across the warehouse",
+        "pallets being moved by a forklift indoors",
+        "forklift driving between warehouse shelves",
+    ],
+    &[
+        "children playing on the playground",
+        "kids playing on swings and slides",
+        "a group of children at the playground",
+        "young children running around a play area",
+    ],
+    &[
+        "crowd gathered at the entrance",
+        "a large group of people at the front entrance",
+        "many people crowding around the entrance",
+        "people queueing at the main entrance",
+    ],
+    &[
+        "cat sitting on the windowsill",
+        "a cat resting on a window ledge",
+        "a cat sits by the window",
+        "cat lying on the windowsill",
+    ],
+    &[
+        "bus stopping at the bus stop",
+        "a city bus pulls up at the stop",
+        "passengers boarding a bus at the stop",
+        "a bus halted at the bus shelter",
+    ],
+    &[
+        "man climbing over the fence",
+        "a person climbs the fence",
+        "someone scaling a fence",
+        "man jumping over a fence",
+    ],
+    &[
+        "snow covering the parking area",
+        "a snowy car park",
+        "parking area covered in snow",
+        "snow on the ground of the parking lot",
+    ],
+    &[
+        "security guard patrolling the hallway",
+        "a guard walks down the corridor",
+        "security officer on patrol in a hallway",
+        "a uniformed guard walking the hall",
+    ],
+    &[
+        "ambulance arriving with lights on",
+        "an ambulance with flashing lights pulls in",
+        "emergency vehicle arriving with sirens",
+        "an ambulance drives up with its lights flashing",
+    ],
+    &[
+        "tractor plowing the field",
+        "a tractor ploughs the farmland",
+        "farm tractor working the soil",
+        "tractor driving through a plowed field",
+    ],
+];
+
+/// Boilerplate the captioner adds in front of captions.
+const PREFIXES: &[&str] = &[
+    "surveillance camera view of ",
+    "security camera footage of ",
+    "",
+    "",
+    "",
+];
+
+/// A small deterministic generator (xorshift), so every run sees the same data.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    fn chance(&mut self, p: f64) -> bool {
+        (self.next() % 10_000) as f64 / 10_000.0 < p
+    }
+}
+
+struct Labelled {
+    input: GroupInput,
+    camera: usize,
+    scene_instance: usize,
+}
+
+/// Captioner noise: boilerplate prefix, a dropped word, upper case.
+fn noisy(rng: &mut Rng, text: &str) -> String {
+    let mut words: Vec<&str> = text.split(' ').collect();
+    if words.len() > 3 && rng.chance(0.2) {
+        let i = rng.below(words.len() as u64) as usize;
+        words.remove(i);
+    }
+    let mut s = format!(
+        "{}{}",
+        PREFIXES[rng.below(PREFIXES.len() as u64) as usize],
+        words.join(" ")
+    );
+    if rng.chance(0.1) {
+        s = s.to_uppercase();
+    }
+    s
+}
+
+fn generate(cameras: usize, scenes_per_camera: usize, seed: u64) -> Vec<Vec<Labelled>> {
+    let mut rng = Rng(seed);
+    let mut instance = 0;
+    let mut out = Vec::new();
+    for camera in 0..cameras {
+        let mut t: i64 = 1_700_000_000_000;
+        let mut seq = 0u64;
+        let mut captions = Vec::new();
+        let mut last_scene = usize::MAX;
+        for _ in 0..scenes_per_camera {
+            let mut scene = rng.below(SCENES.len() as u64) as usize;
+            while scene == last_scene {
+                scene = rng.below(SCENES.len() as u64) as usize;
+            }
+            last_scene = scene;
+            // Scenes of 60–400 s (some longer than max_duration), a caption every 3–12 s.
+            let duration = 60_000 + rng.below(340_000) as i64;
+            let end = t + duration;
+            while t < end {
+                let text = if rng.chance(0.04) {
+                    // An outlier: the captioner describes something else for one frame.
+                    let other = rng.below(SCENES.len() as u64) as usize;
+                    SCENES[other][rng.below(SCENES[other].len() as u64) as usize]
+                } else {
+                    SCENES[scene][rng.below(SCENES[scene].len() as u64) as usize]
+                };
+                captions.push(Labelled {
+                    input: GroupInput {
+                        entry: EntryId::new(t as u64, seq),
+                        ts_ms: t,
+                        text: noisy(&mut rng, text),
+                        norm: String::new(),
+                        embedding: None,
+                    },
+                    camera,
+                    scene_instance: instance,
+                });
+                seq += 1;
+                t += 3_000 + rng.below(9_000) as i64;
+            }
+            instance += 1;
+            // Sometimes the camera goes quiet for longer than max_gap.
+            if rng.chance(0.2) {
+                t += 90_000 + rng.below(120_000) as i64;
+            }
+        }
+        out.push(captions);
+    }
+    out
+}
+
+struct Scores {
+    captions: usize,
+    events: usize,
+    reduction: f64,
+    purity: f64,
+    fragmentation: f64,
+}
+
+fn evaluate(
+    streams: &[Vec<Labelled>],
+    config: &GroupingConfig,
+    vectors: &HashMap<String, Vec<f32>>,
+) -> Scores {
+    let mut events = 0;
+    let mut pure = 0;
+    let mut captions = 0;
+    let mut scenes = HashSet::new();
+    for stream in streams {
+        let mut grouper = Grouper::new(&format!("cam{}", stream[0].camera), config.clone(), "eval");
+        let by_entry: HashMap<EntryId, usize> = stream
+            .iter()
+            .map(|c| (c.input.entry, c.scene_instance))
+            .collect();
+        let mut made = Vec::new();
+        for c in stream {
+            captions += 1;
+            scenes.insert(c.scene_instance);
+            let mut input = c.input.clone();
+            input.embedding = vectors.get(&input.norm).cloned();
+            made.extend(grouper.push(input));
+        }
+        made.extend(grouper.close_all());
+        // Events partition the stream into contiguous runs of entries.
+        let mut entries: Vec<EntryId> = by_entry.keys().copied().collect();
+        entries.sort();
+        for e in &made {
+            let from = entries.partition_point(|x| *x < e.first_entry);
+            let to = entries.partition_point(|x| *x <= e.last_entry);
+            let truth: HashSet<usize> = entries[from..to].iter().map(|x| by_entry[x]).collect();
+            if truth.len() == 1 {
+                pure += 1;
+            }
+            events += 1;
+        }
+    }
+    Scores {
+        captions,
+        events,
+        reduction: 1.0 - events as f64 / captions as f64,
+        purity: pure as f64 / events as f64,
+        fragmentation: events as f64 / scenes.len() as f64,
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let sweep = args.iter().any(|a| a == "--sweep");
+    let backends = args
+        .iter()
+        .position(|a| a == "--backends")
+        .and_then(|i| args.get(i + 1).cloned())
+        .unwrap_or_else(|| "lexical,minilm".into());
+    let normalizer = Normalizer::default();
+    let mut streams = generate(8, 25, 0x5eed_cafe);
+    for s in &mut streams {
+        for c in s.iter_mut() {
+            c.input.norm = normalizer.normalize(&c.input.text);
+        }
+    }
+    let distinct: Vec<String> = {
+        let mut set: Vec<String> = streams
+            .iter()
+            .flatten()
+            .map(|c| c.input.norm.clone())
+            .collect();
+        set.sort();
+        set.dedup();
+        set
+    };
+    let total: usize = streams.iter().map(Vec::len).sum();
+    let scene_count: usize = streams.len() * 25;
+    println!(
+        "{} cameras, {scene_count} true scenes, {total} captions ({} distinct after normalising)\n",
+        streams.len(),
+        distinct.len()
+    );
+    println!("| backend | threshold | captions | events | reduction | purity | fragmentation |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for backend in backends.split(',') {
+        let mut embedder: Box<dyn Embedder> = match backend {
+            "lexical" => Box::new(LexicalEmbedder::default()),
+            "minilm" => match MiniLm::from_default_location() {
+                Ok(m) => Box::new(m),
+                Err(e) => {
+                    eprintln!("minilm: {e}");
+                    continue;
+                }
+            },
+            other => {
+                eprintln!("unknown backend {other}");
+                continue;
+            }
+        };
+        let refs: Vec<&str> = distinct.iter().map(String::as_str).collect();
+        let vectors: HashMap<String, Vec<f32>> = distinct
+            .iter()
+            .cloned()
+            .zip(embedder.embed(&refs).expect("embedding"))
+            .collect();
+        let default = match backend {
+            "minilm" => 0.60,
+            _ => 0.45,
+        };
+        let thresholds: Vec<f32> = if sweep {
+            (5..=19).map(|i| i as f32 * 0.05).collect()
+        } else {
+            vec![default]
+        };
+        for threshold in thresholds {
+            let config = GroupingConfig {
+                similarity_threshold: threshold,
+                ..GroupingConfig::default()
+            };
+            let s = evaluate(&streams, &config, &vectors);
+            println!(
+                "| {backend} | {threshold:.2} | {} | {} | {:.1} % | {:.3} | {:.2} |",
+                s.captions,
+                s.events,
+                s.reduction * 100.0,
+                s.purity,
+                s.fragmentation
+            );
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! Choosing the durable event store by URL scheme.
+
+use ferry_connectors::falkordb::FalkorDbEventStore;
+use ferry_connectors::postgres::PostgresEventStore;
+use ferry_connectors::sqlite::SqliteEventStore;
+use ferry_core::tier::store::EventStoreResult;
+use ferry_core::tier::{
+    CameraState, EventStore, EventStoreError, RunRecord, StoreCounts, TierEvent,
+};
+
+/// An event store of any supported kind.
+#[derive(Debug)]
+pub enum AnyEventStore {
+    /// `sqlite://PATH`.
+    Sqlite(SqliteEventStore),
+    /// `postgres://…`.
+    Postgres(PostgresEventStore),
+    /// `falkordb://…`.
+    FalkorDb(FalkorDbEventStore),
+}
+
+impl AnyEventStore {
+    /// Opens the store named by `url` and creates or upgrades its schema.
+    pub async fn open(url: &str) -> EventStoreResult<Self> {
+        let store = if url.starts_with("sqlite:") {
+            AnyEventStore::Sqlite(SqliteEventStore::open(url).await?)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            AnyEventStore::Postgres(PostgresEventStore::open(url).await?)
+        } else if url.starts_with("falkordb://") {
+            AnyEventStore::FalkorDb(FalkorDbEventStore::open(url).await?)
+        } else {
+            return Err(EventStoreError::Config(format!(
+                "store URL `{}` must start with sqlite://, postgres:// or falkordb://",
+                redact(url)
+            )));
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+}
+
+/// The URL with any password replaced by `***`.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+macro_rules! delegate {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self {
+            AnyEventStore::Sqlite($s) => $e.await,
+            AnyEventStore::Postgres($s) => $e.await,
+            AnyEventStore::FalkorDb($s) => $e.await,
+        }
+    };
+}
+
+impl EventStore for AnyEventStore {
+    fn backend(&self) -> &'static str {
+        match self {
+            AnyEventStore::Sqlite(s) => s.backend(),
+            AnyEventStore::Postgres(s) => s.backend(),
+            AnyEventStore::FalkorDb(s) => s.backend(),
+        }
+    }
+    async fn migrate(&self) -> EventStoreResult<()> {
+        delegate!(self, s => s.migrate())
+    }
+    async fn healthcheck(&self) -> EventStoreResult<()> {
+        delegate!(self, s => s.healthcheck())
+    }
+    async fn camera_state(&self, camera_id: &str) -> EventStoreResult<Option<CameraState>> {
+        delegate!(self, s => s.camera_state(camera_id))
+    }
+    async fn commit(&self, events: &[TierEvent], state: &CameraState) -> EventStoreResult<()> {
+        delegate!(self, s => s.commit(events, state))
+    }
+    async fn record_run(&self, run: &RunRecord) -> EventStoreResult<()> {
+        delegate!(self, s => s.record_run(run))
+    }
+    async fn history(&self, limit: usize) -> EventStoreResult<Vec<RunRecord>> {
+        delegate!(self, s => s.history(limit))
+    }
+    async fn events(
+        &self,
+        camera_id: Option<&str>,
+        limit: usize,
+    ) -> EventStoreResult<Vec<TierEvent>> {
+        delegate!(self, s => s.events(camera_id, limit))
+    }
+    async fn counts(&self) -> EventStoreResult<StoreCounts> {
+        delegate!(self, s => s.counts())
+    }
+}

@@ -1,0 +1,157 @@
+//! `ferry serve`: runs the tier job on a schedule and serves the HTTP API (axum) with
+//! Prometheus metrics. Several replicas may run against one Redis: per-camera leases make sure
+//! no camera is drained by two of them at once.
+
+mod api;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tokio_util::sync::CancellationToken;
+
+use crate::jobs::tier::{self, PassRequest, TierContext};
+use ferry_core::telemetry::Metric;
+
+pub use api::{AppState, app};
+
+/// Checked options of `ferry serve`.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Address of the HTTP API.
+    pub listen: SocketAddr,
+    /// Bearer token required by mutating endpoints.
+    pub token: Option<String>,
+    /// Time between tier passes.
+    pub interval: Duration,
+    /// Time between statistics samples.
+    pub stats_interval: Duration,
+    /// Largest request body.
+    pub max_body_bytes: usize,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            token: None,
+            interval: Duration::from_secs(60),
+            stats_interval: Duration::from_secs(300),
+            max_body_bytes: 1 << 20,
+        }
+    }
+}
+
+/// The process-wide Prometheus recorder, installed on first use.
+pub fn prometheus() -> Option<PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let handle = PrometheusBuilder::new().install_recorder().ok();
+            crate::observe::describe_metrics();
+            handle
+        })
+        .clone()
+}
+
+/// Runs the scheduler, the statistics sampler and the HTTP server until `stop` is cancelled,
+/// then waits for a running pass to finish. Prints the bound address (`listening on …`).
+pub async fn serve(
+    options: ServeOptions,
+    tier: TierContext,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    let metrics = prometheus();
+    let listener = tokio::net::TcpListener::bind(options.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", options.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "listening");
+    println!("listening on http://{addr}");
+    let state = Arc::new(AppState::new(tier, options.clone(), metrics, stop.clone()));
+    let scheduler = tokio::spawn(schedule(state.clone(), options.interval, stop.clone()));
+    let sampler = tokio::spawn(sample_stats(
+        state.clone(),
+        options.stats_interval,
+        stop.clone(),
+    ));
+    let shutdown = stop.clone();
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await?;
+    stop.cancel();
+    let _ = scheduler.await;
+    let _ = sampler.await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// One tier pass every `interval`; a failed pass is retried with exponential backoff (1 s,
+/// 2 s, … up to the interval).
+async fn schedule(state: Arc<AppState>, interval: Duration, stop: CancellationToken) {
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let wait = {
+            let _pass = state.pass_lock.lock().await;
+            let request = PassRequest {
+                trigger: "serve".into(),
+                ..PassRequest::default()
+            };
+            match tier::run_pass(&state.tier, request, stop.child_token()).await {
+                Ok(outcome) if outcome.failed() == 0 => {
+                    backoff = Duration::from_secs(1);
+                    tracing::info!(
+                        events = outcome.run.events_written,
+                        captions = outcome.run.captions_migrated,
+                        deleted = outcome.run.entries_deleted,
+                        "tier pass done"
+                    );
+                    interval
+                }
+                Ok(outcome) => {
+                    tracing::warn!(failed = outcome.failed(), error = ?outcome.run.error, "tier pass had failures; retrying");
+                    next_backoff(&mut backoff, interval)
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "tier pass failed; retrying");
+                    metrics::counter!(Metric::TierPassesTotal.name(), "outcome" => "failed")
+                        .increment(1);
+                    next_backoff(&mut backoff, interval)
+                }
+            }
+        };
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+fn next_backoff(backoff: &mut Duration, interval: Duration) -> Duration {
+    let wait = (*backoff).min(interval);
+    *backoff = (*backoff * 2).min(interval.max(Duration::from_secs(1)));
+    wait
+}
+
+/// Samples captions pending in Redis and the store's counts every `every`.
+async fn sample_stats(state: Arc<AppState>, every: Duration, stop: CancellationToken) {
+    loop {
+        match tier::status(&state.tier).await {
+            Ok(s) => {
+                metrics::gauge!(Metric::TierCaptionsPending.name()).set(s.pending_captions as f64);
+                tracing::info!(
+                    cameras = s.cameras.len(),
+                    pending = s.pending_captions,
+                    events = s.counts.events,
+                    "tier statistics"
+                );
+            }
+            Err(e) => tracing::warn!(error = %e, "tier statistics failed"),
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
+}

@@ -1,0 +1,763 @@
+//! The tier job end to end: real redis-server, SQLite / PostgreSQL / FalkorDB stores, the
+//! `ferry` binary as users run it.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use ferry_testkit::{FalkorDbServer, PgDatabase, RedisServer};
+use redis::{Commands, Connection};
+use serde_json::Value;
+
+const MIN: i64 = 60_000;
+const HOUR: i64 = 60 * MIN;
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// A test's Redis, store and config file.
+struct Setup {
+    redis: RedisServer,
+    dir: tempfile::TempDir,
+    config: PathBuf,
+}
+
+impl Setup {
+    /// Lexical similarity, SQLite in a temp dir, `extra` TOML lines appended to `[tier]`.
+    fn new(extra: &str) -> Self {
+        Self::with_store(None, extra)
+    }
+
+    fn with_store(store: Option<&str>, extra: &str) -> Self {
+        let redis = RedisServer::start();
+        let dir = tempfile::tempdir().unwrap();
+        let store = store
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("events.db").display()));
+        let config = dir.path().join("ferry.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[tier]\nredis = \"{}\"\nstore = \"{store}\"\nsimilarity = \"lexical\"\n{extra}\n",
+                redis.url()
+            ),
+        )
+        .unwrap();
+        Setup { redis, dir, config }
+    }
+
+    fn conn(&self) -> Connection {
+        self.redis.conn()
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_ferry"));
+        c.arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .env("FERRY_LEASE_TTL_MS", "1000")
+            .env_remove("FERRY_FAILPOINT")
+            .env_remove("FERRY_STORE")
+            .env_remove("FERRY_REDIS");
+        c
+    }
+
+    fn ferry(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run ferry")
+    }
+
+    /// `tier events --json` for every camera, sorted by camera and start.
+    fn events(&self) -> Vec<Value> {
+        let out = self.ferry(&["tier", "events", "--limit", "100000", "--json"]);
+        assert!(out.status.success(), "{}", text(&out));
+        let mut events: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+        events.sort_by_key(|e| {
+            (
+                e["camera_id"].as_str().unwrap().to_string(),
+                e["start_ms"].as_i64(),
+            )
+        });
+        events
+    }
+
+    fn history(&self) -> Vec<Value> {
+        let out = self.ferry(&["tier", "history", "--limit", "1000", "--json"]);
+        assert!(out.status.success(), "{}", text(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn run_ok(setup: &Setup, args: &[&str]) -> Output {
+    let out = setup.ferry(args);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    out
+}
+
+/// Appends a caption to `captions:{camera}` with entry id `{ms}-{seq}`.
+fn xadd(conn: &mut Connection, camera: &str, ms: i64, seq: u64, caption: &str) {
+    let _: String = redis::cmd("XADD")
+        .arg(format!("captions:{camera}"))
+        .arg(format!("{ms}-{seq}"))
+        .arg("caption")
+        .arg(caption)
+        .query(conn)
+        .unwrap();
+}
+
+const SCENE_A: [&str; 4] = [
+    "surveillance camera view of man in fields",
+    "man in fields surveillance view",
+    "surveillance view of man in field",
+    "a man in the fields",
+];
+const SCENE_B: [&str; 3] = [
+    "red car parked at the gate",
+    "a red car parked near the gate",
+    "red car parked by the gate",
+];
+
+/// `n` captions of scene `texts`, one every 10 s from `start`; returns the next free time.
+fn scene(conn: &mut Connection, camera: &str, start: i64, n: usize, texts: &[&str]) -> i64 {
+    for i in 0..n {
+        xadd(
+            conn,
+            camera,
+            start + i as i64 * 10_000,
+            0,
+            texts[i % texts.len()],
+        );
+    }
+    start + n as i64 * 10_000
+}
+
+fn xlen(conn: &mut Connection, camera: &str) -> usize {
+    redis::cmd("XLEN")
+        .arg(format!("captions:{camera}"))
+        .query(conn)
+        .unwrap()
+}
+
+fn frames(events: &[Value]) -> u64 {
+    events
+        .iter()
+        .map(|e| e["frame_count"].as_u64().unwrap())
+        .sum()
+}
+
+fn strip_run_ids(events: &mut [Value]) {
+    for e in events {
+        e.as_object_mut().unwrap().remove("run_id");
+    }
+}
+
+/// Events without their centroids, for readable assertion messages.
+fn summary(events: &[Value]) -> String {
+    let short: Vec<Value> = events
+        .iter()
+        .map(|e| {
+            let mut e = e.clone();
+            e.as_object_mut().unwrap().remove("centroid");
+            e
+        })
+        .collect();
+    serde_json::to_string_pretty(&short).unwrap()
+}
+
+#[test]
+fn due_captions_become_events_and_leave_redis_while_recent_ones_stay() {
+    let s = Setup::new("");
+    let mut c = s.conn();
+    let t0 = now_ms() - 3 * HOUR;
+    let next = scene(&mut c, "cam1", t0, 10, &SCENE_A);
+    scene(&mut c, "cam1", next, 10, &SCENE_B);
+    scene(&mut c, "cam2", t0, 6, &SCENE_B);
+    // Recent captions (not due for almost 2 hours) stay in Redis.
+    scene(&mut c, "cam2", now_ms() - 10_000, 1, &SCENE_B);
+
+    let report = s.dir.path().join("report.json");
+    run_ok(&s, &["tier", "run", "--report", report.to_str().unwrap()]);
+
+    let events = s.events();
+    assert_eq!(events.len(), 3, "{}", summary(&events));
+    assert_eq!(events[0]["camera_id"], "cam1");
+    assert_eq!(events[0]["frame_count"], 10);
+    assert_eq!(events[1]["frame_count"], 10);
+    assert!(events[1]["caption"].as_str().unwrap().contains("red car"));
+    assert_eq!(events[2]["camera_id"], "cam2");
+    assert_eq!(events[2]["frame_count"], 6);
+    assert_eq!(
+        events[0]["end_ms"].as_i64().unwrap() - events[0]["start_ms"].as_i64().unwrap(),
+        90_000
+    );
+    assert!(events.iter().all(|e| e["status"] == "closed"));
+    assert_eq!(xlen(&mut c, "cam1"), 0);
+    assert_eq!(xlen(&mut c, "cam2"), 1, "the recent caption stays");
+
+    let report: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(report["job"], "tier");
+    assert_eq!(report["stats"]["captions_migrated"], 26);
+    assert_eq!(report["stats"]["events_written"], 3);
+    assert_eq!(report["stats"]["entries_deleted"], 26);
+    let history = s.history();
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0]["captions_migrated"], 26);
+
+    // A second pass finds nothing due.
+    run_ok(&s, &["tier", "run"]);
+    assert_eq!(s.events().len(), 3);
+    assert_eq!(xlen(&mut c, "cam2"), 1);
+}
+
+#[test]
+fn the_seed_key_layout_with_ttls_is_drained() {
+    let s = Setup::new("layout = \"keys\"");
+    let mut c = s.conn();
+    let t0 = now_ms() - 2 * HOUR + 2 * MIN; // 3 minutes before expiry: due
+    for i in 0..8i64 {
+        let ts = t0 + i * 5_000;
+        let body = serde_json::json!({
+            "camera_id": "cam7",
+            "caption": SCENE_A[i as usize % 4],
+            "timestamp": ts as f64 / 1000.0,
+        });
+        let _: () = c
+            .set_ex(format!("caption:cam7:{ts}"), body.to_string(), 180)
+            .unwrap();
+    }
+    // Not due yet.
+    let _: () = c
+        .set_ex(
+            format!("caption:cam7:{}", now_ms()),
+            format!(
+                r#"{{"camera_id":"cam7","caption":"x","timestamp":{}}}"#,
+                now_ms()
+            ),
+            7200,
+        )
+        .unwrap();
+    run_ok(&s, &["tier", "run"]);
+    let events = s.events();
+    assert_eq!(events.len(), 1, "{}", summary(&events));
+    assert_eq!(events[0]["frame_count"], 8);
+    assert_eq!(events[0]["start_ms"], t0);
+    let left: Vec<String> = c.keys("caption:cam7:*").unwrap();
+    assert_eq!(left.len(), 1);
+}
+
+#[test]
+fn dry_run_and_preview_write_nothing() {
+    let s = Setup::new("");
+    let mut c = s.conn();
+    let t0 = now_ms() - 3 * HOUR;
+    let next = scene(&mut c, "cam1", t0, 8, &SCENE_A);
+    scene(&mut c, "cam1", next, 8, &SCENE_B);
+    let out = run_ok(&s, &["tier", "run", "--dry-run"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("16 migrated into 2 events"),
+        "{}",
+        text(&out)
+    );
+    let out = run_ok(&s, &["tier", "preview", "--camera", "cam1", "--json"]);
+    let preview: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(preview.len(), 2);
+    assert_eq!(frames(&preview), 16);
+    assert_eq!(xlen(&mut c, "cam1"), 16);
+    assert!(s.events().is_empty());
+    assert!(s.history().is_empty());
+}
+
+#[test]
+fn an_event_near_expiry_is_written_open_then_extended_in_place_then_closed() {
+    // Due after 2 s; an event closes after a 3 s gap.
+    let s = Setup::new("hot_window_s = 4\nmigrate_before_s = 2\nmax_gap_s = 3\nmin_duration_s = 0");
+    let mut c = s.conn();
+    let now = now_ms();
+    for i in 0..5 {
+        xadd(
+            &mut c,
+            "cam1",
+            now - 2_500 + i * 500,
+            0,
+            SCENE_A[i as usize % 4],
+        );
+    }
+    run_ok(&s, &["tier", "run"]);
+    let first = s.events();
+    assert_eq!(first.len(), 1, "{}", summary(&first));
+    assert_eq!(first[0]["status"], "open");
+    assert_eq!(first[0]["frame_count"], 5);
+    assert_eq!(
+        xlen(&mut c, "cam1"),
+        0,
+        "an open event's captions are stored and removed"
+    );
+
+    // The scene goes on; once the new captions are due the same event grows.
+    let later = now_ms();
+    for i in 0..3 {
+        xadd(&mut c, "cam1", later + i * 200, 0, SCENE_A[i as usize % 4]);
+    }
+    std::thread::sleep(Duration::from_millis(2_700));
+    run_ok(&s, &["tier", "run"]);
+    let second = s.events();
+    assert_eq!(second.len(), 1, "{}", summary(&second));
+    assert_eq!(second[0]["id"], first[0]["id"], "extended in place");
+    assert_eq!(second[0]["frame_count"], 8);
+    assert_eq!(second[0]["start_ms"], first[0]["start_ms"]);
+
+    // Nothing more arrives: after max_gap the event is closed.
+    std::thread::sleep(Duration::from_millis(1_000));
+    run_ok(&s, &["tier", "run"]);
+    let third = s.events();
+    assert_eq!(third.len(), 1);
+    assert_eq!(third[0]["status"], "closed");
+    assert_eq!(third[0]["frame_count"], 8);
+}
+
+#[test]
+fn long_scenes_continue_in_linked_events_and_gaps_split() {
+    let s = Setup::new("");
+    let mut c = s.conn();
+    let t0 = now_ms() - 3 * HOUR;
+    // 70 captions 10 s apart: 690 s of one scene → 300 s + 300 s + rest, linked.
+    let next = scene(&mut c, "cam1", t0, 70, &SCENE_A);
+    // Then a 5 minute gap and the same scene again: a new, unlinked event.
+    scene(&mut c, "cam1", next + 5 * MIN, 3, &SCENE_A);
+    run_ok(&s, &["tier", "run"]);
+    let events = s.events();
+    assert_eq!(events.len(), 4, "{}", summary(&events));
+    assert!(
+        events
+            .iter()
+            .all(|e| e["end_ms"].as_i64().unwrap() - e["start_ms"].as_i64().unwrap() <= 300_000)
+    );
+    assert_eq!(events[1]["previous_event_id"], events[0]["id"]);
+    assert_eq!(events[2]["previous_event_id"], events[1]["id"]);
+    assert!(events[3]["previous_event_id"].is_null());
+    assert_eq!(frames(&events), 73);
+}
+
+/// Runs `ferry tier run` with `FERRY_FAILPOINT=point`, SIGKILLs it there, then runs again.
+fn kill_at(s: &Setup, point: &str) {
+    let mut child = s
+        .command(&["tier", "run"])
+        .env("FERRY_FAILPOINT", point)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut reached = false;
+    for line in BufReader::new(stderr).lines() {
+        let line = line.unwrap();
+        if line.contains("failpoint") {
+            reached = true;
+            break;
+        }
+    }
+    assert!(reached, "the run ended before failpoint {point}");
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    // The dead run's camera lease (1 s in tests) must expire before the re-run.
+    std::thread::sleep(Duration::from_millis(1_200));
+    run_ok(s, &["tier", "run"]);
+}
+
+#[test]
+fn sigkill_at_each_commit_step_then_rerun_ends_with_the_same_events() {
+    let t0 = now_ms() - 3 * HOUR;
+    let fill = |c: &mut Connection| {
+        let mut next = t0;
+        for k in 0..6 {
+            let texts: &[&str] = if k % 2 == 0 { &SCENE_A } else { &SCENE_B };
+            next = scene(c, "cam1", next, 9, texts);
+        }
+        scene(c, "cam2", t0, 12, &SCENE_B);
+    };
+    // Small transactions, so the kill lands mid-pass with work before and after it.
+    let extra = "commit_events = 1\nchunk_size = 7";
+    let reference = Setup::new(extra);
+    fill(&mut reference.conn());
+    run_ok(&reference, &["tier", "run"]);
+    let mut expected = reference.events();
+    strip_run_ids(&mut expected);
+    assert_eq!(frames(&expected), 66);
+
+    for point in [
+        "tier-after-commit",
+        "tier-after-delete",
+        "tier-before-history",
+    ] {
+        let s = Setup::new(extra);
+        let mut c = s.conn();
+        fill(&mut c);
+        kill_at(&s, point);
+        let mut events = s.events();
+        strip_run_ids(&mut events);
+        assert!(
+            events == expected,
+            "after a kill at {point}:\n{}\nexpected:\n{}",
+            summary(&events),
+            summary(&expected)
+        );
+        assert_eq!(xlen(&mut c, "cam1") + xlen(&mut c, "cam2"), 0, "{point}");
+        let migrated: u64 = s
+            .history()
+            .iter()
+            .map(|r| r["captions_migrated"].as_u64().unwrap())
+            .sum();
+        assert!(
+            migrated <= 66,
+            "{point}: no caption counted twice by the recorded runs"
+        );
+    }
+}
+
+#[test]
+fn malformed_entries_are_left_in_redis_and_reported() {
+    let s = Setup::new("");
+    let mut c = s.conn();
+    let t0 = now_ms() - 3 * HOUR;
+    scene(&mut c, "cam1", t0, 4, &SCENE_A);
+    let _: String = redis::cmd("XADD")
+        .arg("captions:cam1")
+        .arg(format!("{}-0", t0 + 45_000))
+        .arg("text")
+        .arg("no caption field")
+        .query(&mut c)
+        .unwrap();
+    let out = s.ferry(&["tier", "run"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("1 malformed"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no `caption` field"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(frames(&s.events()), 4);
+    assert_eq!(xlen(&mut c, "cam1"), 1, "the malformed entry is left alone");
+}
+
+#[test]
+fn a_camera_leased_by_another_process_is_skipped() {
+    let s = Setup::new("");
+    let mut c = s.conn();
+    let t0 = now_ms() - 3 * HOUR;
+    scene(&mut c, "cam1", t0, 4, &SCENE_A);
+    scene(&mut c, "cam2", t0, 4, &SCENE_A);
+    let _: () = redis::cmd("SET")
+        .arg("ferry:{tier/cam1}:lease")
+        .arg("other-host:1:1")
+        .arg("PX")
+        .arg(60_000)
+        .query(&mut c)
+        .unwrap();
+    let out = run_ok(&s, &["tier", "run"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("1 busy elsewhere"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(xlen(&mut c, "cam1"), 4);
+    assert_eq!(xlen(&mut c, "cam2"), 0);
+}
+
+#[test]
+fn clear_migrates_first_and_discard_needs_yes() {
+    let s = Setup::new("");
+    let mut c = s.conn();
+    // Recent captions: not due, but clear migrates them anyway.
+    scene(&mut c, "cam1", now_ms() - 60_000, 5, &SCENE_A);
+    run_ok(&s, &["tier", "clear", "--camera", "cam1"]);
+    assert_eq!(xlen(&mut c, "cam1"), 0);
+    assert_eq!(frames(&s.events()), 5);
+
+    scene(&mut c, "cam2", now_ms() - 60_000, 5, &SCENE_A);
+    let out = s.ferry(&["tier", "clear", "--camera", "cam2", "--discard"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("-y"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(xlen(&mut c, "cam2"), 5);
+    run_ok(
+        &s,
+        &["tier", "clear", "--camera", "cam2", "--discard", "-y"],
+    );
+    assert_eq!(xlen(&mut c, "cam2"), 0);
+    assert_eq!(frames(&s.events()), 5, "discarded captions are not stored");
+}
+
+#[test]
+fn bad_options_fail_with_a_clear_message() {
+    let s = Setup::new("migrate_before_s = 9000");
+    let out = s.ferry(&["tier", "run"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("migrate_before"),
+        "{}",
+        text(&out)
+    );
+    let s = Setup::new("similarity_threshold = 3");
+    let out = s.ferry(&["tier", "run"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("similarity_threshold"),
+        "{}",
+        text(&out)
+    );
+    let s = Setup::new("max_gapp_s = 3");
+    let out = s.ferry(&["tier", "run"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("max_gapp_s"),
+        "{}",
+        text(&out)
+    );
+    let out = Setup::new("").ferry(&["tier", "run", "--store", "mysql://x"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("sqlite://"),
+        "{}",
+        text(&out)
+    );
+}
+
+fn same_pass_on(store_url: &str) {
+    let s = Setup::with_store(Some(store_url), "");
+    let mut c = s.conn();
+    let t0 = now_ms() - 3 * HOUR;
+    let next = scene(&mut c, "cam1", t0, 40, &SCENE_A); // 390 s: an event and a continuation
+    scene(&mut c, "cam1", next, 6, &SCENE_B);
+    scene(
+        &mut c,
+        "cam'2",
+        t0,
+        3,
+        &["caption with \"quotes\", a \\ and ünïcode"],
+    );
+    run_ok(&s, &["tier", "run"]);
+    let events = s.events();
+    assert_eq!(frames(&events), 49, "{}", summary(&events));
+    assert_eq!(events.len(), 4, "{}", summary(&events));
+    // Sorted by camera: `cam'2` comes first.
+    assert_eq!(
+        events[0]["caption"],
+        "caption with \"quotes\", a \\ and ünïcode"
+    );
+    assert_eq!(events[2]["previous_event_id"], events[1]["id"]);
+    assert_eq!(xlen(&mut c, "cam1"), 0);
+    // Running again changes nothing.
+    run_ok(&s, &["tier", "run"]);
+    assert_eq!(s.events().len(), 4);
+}
+
+#[test]
+fn the_same_pass_works_on_postgresql() {
+    let db = PgDatabase::create();
+    same_pass_on(&db.url());
+}
+
+#[test]
+fn the_same_pass_works_on_falkordb_as_a_graph() {
+    let graph = FalkorDbServer::start();
+    let url = format!("{}/captions", graph.url());
+    same_pass_on(&url);
+    // The seed's model: (:Camera)-[:RECORDED]->(:Event), (:Event)-[:CONTINUES]->(:Event).
+    let mut conn = redis::Client::open(format!("redis://127.0.0.1:{}", graph.port()))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let count = |conn: &mut Connection, q: &str| -> i64 {
+        let v: redis::Value = redis::cmd("GRAPH.QUERY")
+            .arg("captions")
+            .arg(q)
+            .query(conn)
+            .unwrap();
+        let redis::Value::Array(parts) = v else {
+            panic!("{v:?}")
+        };
+        let redis::Value::Array(rows) = &parts[1] else {
+            panic!()
+        };
+        let redis::Value::Array(row) = &rows[0] else {
+            panic!()
+        };
+        match &row[0] {
+            redis::Value::Int(n) => *n,
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(
+        count(
+            &mut conn,
+            "MATCH (:Camera {id: 'cam1'})-[:RECORDED]->(e:Event) RETURN count(e)"
+        ),
+        3
+    );
+    assert_eq!(
+        count(
+            &mut conn,
+            "MATCH (:Event)-[r:CONTINUES]->(:Event) RETURN count(r)"
+        ),
+        1
+    );
+}
+
+/// Starts `ferry serve` on a free port with the setup's config.
+fn spawn_serve(s: &Setup, extra: &[&str]) -> (Child, String) {
+    let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    let mut child = s
+        .command(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let addr = loop {
+        let line = lines.next().expect("serve printed its address").unwrap();
+        if let Some(a) = line.strip_prefix("listening on http://") {
+            break a.to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    (child, addr)
+}
+
+fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn two_serve_replicas_never_drain_one_camera_at_once() {
+    let s = Setup::new("commit_events = 5\nchunk_size = 50");
+    let mut c = s.conn();
+    let t0 = now_ms() - 3 * HOUR;
+    let mut total = 0;
+    for cam in 0..12 {
+        let mut next = t0;
+        for k in 0..5 {
+            let texts: &[&str] = if k % 2 == 0 { &SCENE_A } else { &SCENE_B };
+            next = scene(&mut c, &format!("cam{cam}"), next, 20, texts);
+            total += 20;
+        }
+    }
+    let (mut a, _) = spawn_serve(&s, &["--interval", "0.2"]);
+    let (mut b, _) = spawn_serve(&s, &["--interval", "0.2"]);
+    wait_for("Redis to be drained", Duration::from_secs(60), || {
+        (0..12).all(|cam| xlen(&mut c, &format!("cam{cam}")) == 0)
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    a.kill().unwrap();
+    b.kill().unwrap();
+    a.wait().unwrap();
+    b.wait().unwrap();
+    assert_eq!(frames(&s.events()), total);
+    let migrated: u64 = s
+        .history()
+        .iter()
+        .map(|r| r["captions_migrated"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        migrated, total,
+        "each caption was migrated by exactly one replica"
+    );
+}
+
+#[test]
+fn no_caption_expires_unmigrated_with_a_short_hot_window() {
+    // Captions live 3 s in Redis; ferry migrates them from 1.5 s of age, every 0.25 s.
+    let s = Setup::new(
+        "layout = \"keys\"\nhot_window_s = 3\nmigrate_before_s = 1.5\nmin_duration_s = 0\nmax_gap_s = 1",
+    );
+    let (mut serve, _) = spawn_serve(&s, &["--interval", "0.25"]);
+    let mut c = s.conn();
+    let mut produced = 0u64;
+    let start = Instant::now();
+    let mut ts = now_ms();
+    while start.elapsed() < Duration::from_secs(6) {
+        for cam in ["north", "south", "gate"] {
+            ts = ts.max(now_ms());
+            let body = serde_json::json!({"camera_id": cam, "caption": SCENE_A[(produced % 4) as usize], "timestamp": ts});
+            let _: () = c
+                .pset_ex(format!("caption:{cam}:{ts}"), body.to_string(), 3_000)
+                .unwrap();
+            produced += 1;
+        }
+        ts += 1;
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    wait_for(
+        "every caption to be migrated",
+        Duration::from_secs(20),
+        || {
+            let left: Vec<String> = c.keys("caption:*").unwrap();
+            left.is_empty()
+        },
+    );
+    serve.kill().unwrap();
+    serve.wait().unwrap();
+    assert_eq!(
+        frames(&s.events()),
+        produced,
+        "every caption produced was stored before it expired"
+    );
+}
+
+#[test]
+fn minilm_groups_paraphrases_that_share_few_words() {
+    let s = Setup::new("");
+    std::fs::write(
+        &s.config,
+        format!(
+            "[tier]\nredis = \"{}\"\nstore = \"sqlite://{}\"\nsimilarity = \"minilm\"\n",
+            s.redis.url(),
+            s.dir.path().join("m.db").display()
+        ),
+    )
+    .unwrap();
+    let mut c = s.conn();
+    let t0 = now_ms() - 3 * HOUR;
+    let a = [
+        "a man walking his dog in the park",
+        "person strolling with a dog through the park",
+        "a guy walks a puppy in a park",
+    ];
+    let b = [
+        "a delivery truck unloading boxes at the loading dock",
+        "lorry being unloaded at the warehouse dock",
+        "workers unload a truck at the dock",
+    ];
+    let next = scene(&mut c, "cam1", t0, 9, &a);
+    scene(&mut c, "cam1", next, 9, &b);
+    run_ok(&s, &["tier", "run"]);
+    let events = s.events();
+    assert_eq!(events.len(), 2, "{}", summary(&events));
+    assert_eq!(events[0]["frame_count"], 9);
+    assert_eq!(events[0]["centroid"].as_array().unwrap().len(), 384);
+}
