@@ -3,9 +3,9 @@
 
 CARGO ?= cargo
 
-.PHONY: demo test test-setup bench-keys fmt clippy
+.PHONY: demo test test-setup bench-keys bench-tier eval-tier fmt clippy
 
-## demo: set up, then run the keys job end to end on a throwaway redis-server
+## demo: set up, then run the keys and tier jobs end to end on a throwaway redis-server
 demo: test-setup
 	$(CARGO) run -p ferry -- demo
 
@@ -23,6 +23,15 @@ test-setup:
 ##   `make bench-keys ARGS=--quick` skips the 2M-key memory run)
 bench-keys:
 	scripts/bench-keys $(ARGS)
+
+## bench-tier: end-to-end tier benchmark (lexical and MiniLM) against a seed-style Python
+##   migration (`make bench-tier ARGS=--quick` skips the million-caption memory run)
+bench-tier:
+	scripts/bench-tier $(ARGS)
+
+## eval-tier: grouping quality (reduction, purity, fragmentation) per similarity backend
+eval-tier:
+	scripts/eval-tier $(ARGS)
 
 ## fmt: format every crate
 fmt:

@@ -13,6 +13,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use ferry::jobs::tier::Backend;
 use ferry_connectors::embed::MiniLm;
 use ferry_core::tier::grouping::GroupInput;
 use ferry_core::tier::normalize::Normalizer;
@@ -194,7 +195,13 @@ fn noisy(rng: &mut Rng, text: &str) -> String {
     s
 }
 
-fn generate(cameras: usize, scenes_per_camera: usize, seed: u64) -> Vec<Vec<Labelled>> {
+fn generate(
+    cameras: usize,
+    scenes_per_camera: usize,
+    seed: u64,
+    outliers: f64,
+    min_scene_ms: u64,
+) -> Vec<Vec<Labelled>> {
     let mut rng = Rng(seed);
     let mut instance = 0;
     let mut out = Vec::new();
@@ -209,11 +216,11 @@ fn generate(cameras: usize, scenes_per_camera: usize, seed: u64) -> Vec<Vec<Labe
                 scene = rng.below(SCENES.len() as u64) as usize;
             }
             last_scene = scene;
-            // Scenes of 60–400 s (some longer than max_duration), a caption every 3–12 s.
-            let duration = 60_000 + rng.below(340_000) as i64;
+            // Scenes of min_scene–400 s (some longer than max_duration), a caption every 3–12 s.
+            let duration = (min_scene_ms + rng.below(400_000 - min_scene_ms)) as i64;
             let end = t + duration;
             while t < end {
-                let text = if rng.chance(0.04) {
+                let text = if rng.chance(outliers) {
                     // An outlier: the captioner describes something else for one frame.
                     let other = rng.below(SCENES.len() as u64) as usize;
                     SCENES[other][rng.below(SCENES[other].len() as u64) as usize]
@@ -307,8 +314,19 @@ fn main() {
         .position(|a| a == "--backends")
         .and_then(|i| args.get(i + 1).cloned())
         .unwrap_or_else(|| "lexical,minilm".into());
+    let arg = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse::<f64>().ok())
+    };
+    let min_duration_ms = arg("--min-duration").map_or(60_000, |s| (s * 1000.0) as i64);
+    let outliers = arg("--outliers").unwrap_or(0.04);
     let normalizer = Normalizer::default();
-    let mut streams = generate(8, 25, 0x5eed_cafe);
+    let min_scene_ms = arg("--min-scene")
+        .map_or(120_000, |s| (s * 1000.0) as u64)
+        .clamp(1_000, 399_000);
+    let mut streams = generate(8, 25, 0x5eed_cafe, outliers, min_scene_ms);
     for s in &mut streams {
         for c in s.iter_mut() {
             c.input.norm = normalizer.normalize(&c.input.text);
@@ -327,9 +345,13 @@ fn main() {
     let total: usize = streams.iter().map(Vec::len).sum();
     let scene_count: usize = streams.len() * 25;
     println!(
-        "{} cameras, {scene_count} true scenes, {total} captions ({} distinct after normalising)\n",
+        "{} cameras, {scene_count} true scenes of {}–400 s, {:.0} % outlier captions, {total} captions ({} distinct after normalising), min_duration {} s
+",
         streams.len(),
-        distinct.len()
+        min_scene_ms / 1000,
+        outliers * 100.0,
+        distinct.len(),
+        min_duration_ms / 1000
     );
     println!("| backend | threshold | captions | events | reduction | purity | fragmentation |");
     println!("|---|---:|---:|---:|---:|---:|---:|");
@@ -355,9 +377,10 @@ fn main() {
             .zip(embedder.embed(&refs).expect("embedding"))
             .collect();
         let default = match backend {
-            "minilm" => 0.60,
-            _ => 0.45,
-        };
+            "minilm" => Backend::Minilm,
+            _ => Backend::Lexical,
+        }
+        .default_threshold();
         let thresholds: Vec<f32> = if sweep {
             (5..=19).map(|i| i as f32 * 0.05).collect()
         } else {
@@ -366,6 +389,7 @@ fn main() {
         for threshold in thresholds {
             let config = GroupingConfig {
                 similarity_threshold: threshold,
+                min_duration_ms,
                 ..GroupingConfig::default()
             };
             let s = evaluate(&streams, &config, &vectors);

@@ -761,3 +761,37 @@ fn minilm_groups_paraphrases_that_share_few_words() {
     assert_eq!(events[0]["frame_count"], 9);
     assert_eq!(events[0]["centroid"].as_array().unwrap().len(), 384);
 }
+
+#[test]
+fn provided_embeddings_group_captions_by_their_own_vectors() {
+    let s = Setup::new("similarity = \"provided\"");
+    // `similarity` appears twice otherwise: rewrite the config with only the provided backend.
+    let config = std::fs::read_to_string(&s.config)
+        .unwrap()
+        .replace("similarity = \"lexical\"\n", "");
+    std::fs::write(&s.config, config).unwrap();
+    let mut c = s.conn();
+    let t0 = now_ms() - 3 * HOUR;
+    // Every caption worded differently; only the vectors say which scene it belongs to.
+    for i in 0..16i64 {
+        let scene = if i < 8 { 0 } else { 1 };
+        let mut v = [0.05f32; 8];
+        v[scene] = 1.0;
+        v[2 + (i % 3) as usize] += 0.1;
+        let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+        let _: String = redis::cmd("XADD")
+            .arg("captions:cam1")
+            .arg(format!("{}-0", t0 + i * 10_000))
+            .arg("caption")
+            .arg(format!("frame number {i}"))
+            .arg("embedding")
+            .arg(bytes)
+            .query(&mut c)
+            .unwrap();
+    }
+    run_ok(&s, &["tier", "run"]);
+    let events = s.events();
+    assert_eq!(events.len(), 2, "{}", summary(&events));
+    assert_eq!(events[0]["frame_count"], 8);
+    assert_eq!(events[0]["centroid"].as_array().unwrap().len(), 8);
+}

@@ -329,7 +329,11 @@ impl Grouper {
             }
             return;
         }
-        let joins = item.ts_ms - open.start_ms < self.config.min_duration_ms
+        // A continuation carries on an established scene: the minimum duration that keeps a
+        // new event from splitting in its first moments does not apply to it.
+        let young = open.previous_event_id.is_none()
+            && item.ts_ms - open.start_ms < self.config.min_duration_ms;
+        let joins = young
             || open
                 .distinct
                 .iter()

@@ -33,9 +33,10 @@ impl Backend {
     /// The default similarity threshold, calibrated with `scripts/eval-tier` (docs/tier.md).
     pub fn default_threshold(self) -> f32 {
         match self {
-            Backend::Minilm => 0.60,
-            Backend::Provided => 0.80,
-            Backend::Lexical => 0.45,
+            Backend::Minilm => 0.45,
+            // Assumes a sentence-embedding model like MiniLM; calibrate for yours.
+            Backend::Provided => 0.45,
+            Backend::Lexical => 0.35,
         }
     }
 }
