@@ -25,13 +25,16 @@ SCENES = [
 PREFIX = "surveillance camera view of "
 
 
-def captions(camera_index, count, start_ms):
-    """Scenes of 30 captions, one every 2 s (1 ms apart ids), texts varying within a scene."""
+def captions(camera_index, count, start_ms, unique=False):
+    """Scenes of 30 captions, one every 2 s, texts varying within a scene. With `unique`, every
+    caption is worded differently (a frame number), so no embedding can come from a cache."""
     for i in range(count):
         scene = SCENES[(i // 30 + camera_index) % len(SCENES)]
         text = scene[i % len(scene)]
         if i % 3 == 0:
             text = PREFIX + text
+        if unique:
+            text = f"{text} in frame {camera_index * count + i}"
         yield start_ms + i * 2000, text
 
 
@@ -41,7 +44,7 @@ def fill(args):
     pipe = r.pipeline(transaction=False)
     n = 0
     for cam in range(args.cameras):
-        for ts, text in captions(cam, args.captions, start):
+        for ts, text in captions(cam, args.captions, start, args.unique):
             if args.layout == "stream":
                 pipe.xadd(f"captions:cam{cam}", {"caption": text}, id=f"{ts}-0")
             else:
@@ -107,6 +110,7 @@ def main():
     f.add_argument("--cameras", type=int, required=True)
     f.add_argument("--captions", type=int, required=True)
     f.add_argument("--layout", default="stream")
+    f.add_argument("--unique", action="store_true")
     b = sub.add_parser("baseline")
     b.add_argument("--port", type=int, required=True)
     b.add_argument("--db", required=True)

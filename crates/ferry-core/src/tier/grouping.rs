@@ -494,6 +494,31 @@ mod tests {
     }
 
     #[test]
+    fn continuations_split_on_similarity_at_once() {
+        let cfg = GroupingConfig {
+            min_duration_ms: 60_000,
+            ..GroupingConfig::default()
+        };
+        let mut g = Grouper::new("c", cfg, "r");
+        // 310 s of scene 0 → a continuation starts at 310 s; scene 1 arrives 20 s later.
+        let mut items: Vec<GroupInput> = (0..32).map(|i| input(i, i as i64 * 10, 0, "a")).collect();
+        items.push(input(32, 320, 1, "b"));
+        items.push(input(33, 330, 1, "b"));
+        let events = run(&mut g, items);
+        assert_eq!(events.len(), 3);
+        assert_eq!(
+            events[1].previous_event_id.as_deref(),
+            Some(events[0].id.as_str())
+        );
+        assert_eq!(events[0].frame_count, 31);
+        assert_eq!(
+            events[1].frame_count, 1,
+            "the continuation did not swallow scene 1"
+        );
+        assert_eq!(events[2].frame_count, 2);
+    }
+
+    #[test]
     fn identical_text_joins_without_an_embedding() {
         let mut g = Grouper::new("c", config(), "r");
         let mut a = input(1, 0, 0, "same");
