@@ -170,6 +170,17 @@ pub fn pending(
     Ok(version as usize..latest)
 }
 
+/// A store URL with its password replaced by `***`, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
 /// Unix time in ms.
 pub fn now_ms() -> i64 {
     ferry_core::checkpoint::now_ms()

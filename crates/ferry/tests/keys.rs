@@ -22,14 +22,7 @@ fn ferry(args: &[&str]) -> Output {
         .expect("run ferry")
 }
 
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use ferry_testkit::output_text as text;
 
 /// `ferry keys ACTION --source SRC --rules <seed rules> EXTRA...`
 fn keys(action: &str, src: &str, extra: &[&str]) -> Output {

@@ -92,14 +92,7 @@ impl Setup {
     }
 }
 
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use ferry_testkit::output_text as text;
 
 fn run_ok(setup: &Setup, args: &[&str]) -> Output {
     let out = setup.ferry(args);

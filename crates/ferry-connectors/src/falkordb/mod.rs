@@ -49,10 +49,7 @@ impl FalkorDbEventStore {
             })?;
         let graph = parsed.path().trim_start_matches('/');
         let graph = if graph.is_empty() { "ferry" } else { graph }.to_string();
-        let mut shown = parsed.clone();
-        if shown.password().is_some() {
-            let _ = shown.set_password(Some("***"));
-        }
+        let shown = schema::redact_url(url);
         let mut redis_url = parsed.clone();
         redis_url
             .set_scheme("redis")
@@ -66,11 +63,7 @@ impl FalkorDbEventStore {
                 store: BACKEND,
                 message: format!("cannot connect to FalkorDB at {shown}: {e}; is it running with the falkordb module loaded?"),
             })?;
-        Ok(FalkorDbEventStore {
-            conn,
-            graph,
-            shown: shown.to_string(),
-        })
+        Ok(FalkorDbEventStore { conn, graph, shown })
     }
 
     /// Runs one query with parameters; returns the result rows.
@@ -132,19 +125,6 @@ fn int(v: &Value) -> i64 {
     }
 }
 
-fn floats(v: &Value) -> Vec<f32> {
-    match v {
-        Value::Array(items) => items
-            .iter()
-            .filter_map(|i| match i {
-                Value::Double(d) => Some(*d as f32),
-                other => text(other).and_then(|t| t.parse().ok()),
-            })
-            .collect(),
-        _ => Vec::new(),
-    }
-}
-
 fn event_literal(r: &EventRow, centroid: &[f32]) -> Literal {
     Literal::map([
         ("id", Literal::from(r.id.as_str())),
@@ -157,6 +137,14 @@ fn event_literal(r: &EventRow, centroid: &[f32]) -> Literal {
         (
             "centroid",
             Literal::List(centroid.iter().map(|&x| Literal::Float(x as f64)).collect()),
+        ),
+        // Replies print floats with 6 decimals; the exact vector is read back from JSON.
+        (
+            "centroid_json",
+            serde_json::to_string(centroid)
+                .unwrap_or_default()
+                .as_str()
+                .into(),
         ),
         (
             "previous_event_id",
@@ -171,7 +159,7 @@ fn event_literal(r: &EventRow, centroid: &[f32]) -> Literal {
     ])
 }
 
-const EVENT_RETURN: &str = "e.id, e.camera_id, e.caption, e.start_ms, e.end_ms, e.frame_count, e.captions, e.centroid, e.previous_event_id, e.run_id, e.status, e.first_entry, e.last_entry";
+const EVENT_RETURN: &str = "e.id, e.camera_id, e.caption, e.start_ms, e.end_ms, e.frame_count, e.captions, e.centroid_json, e.previous_event_id, e.run_id, e.status, e.first_entry, e.last_entry";
 
 impl EventStore for FalkorDbEventStore {
     fn backend(&self) -> &'static str {
@@ -249,7 +237,8 @@ impl EventStore for FalkorDbEventStore {
              MERGE (ev:Event {id: e.id}) \
              SET ev.camera_id = e.camera_id, ev.caption = e.caption, ev.start_ms = e.start_ms, \
                  ev.end_ms = e.end_ms, ev.frame_count = e.frame_count, ev.captions = e.captions, \
-                 ev.centroid = e.centroid, ev.previous_event_id = e.previous_event_id, \
+                 ev.centroid = e.centroid, ev.centroid_json = e.centroid_json, \
+                 ev.previous_event_id = e.previous_event_id, \
                  ev.run_id = e.run_id, ev.status = e.status, ev.first_entry = e.first_entry, \
                  ev.last_entry = e.last_entry, ev.updated_ms = $now \
              MERGE (c)-[:RECORDED]->(ev) \
@@ -320,7 +309,11 @@ impl EventStore for FalkorDbEventStore {
         rows.iter()
             .map(|r| {
                 let s = |i: usize| r.get(i).and_then(text).unwrap_or_default();
-                let centroid = r.get(7).map(floats).unwrap_or_default();
+                let centroid: Vec<f32> = r
+                    .get(7)
+                    .and_then(text)
+                    .and_then(|t| serde_json::from_str(&t).ok())
+                    .unwrap_or_default();
                 EventRow {
                     id: s(0),
                     camera_id: s(1),

@@ -87,17 +87,6 @@ fn backend(e: tokio_postgres::Error) -> EventStoreError {
     }
 }
 
-/// `url` with its password replaced by `***`.
-fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        _ => url.to_string(),
-    }
-}
-
 fn event_from_row(row: &Row) -> EventRow {
     EventRow {
         id: row.get(0),
@@ -119,7 +108,7 @@ fn event_from_row(row: &Row) -> EventRow {
 impl PostgresEventStore {
     /// Connects to `postgres://…` or `postgresql://…` (libpq-style URL).
     pub async fn open(url: &str) -> EventStoreResult<Self> {
-        let shown = redact(url);
+        let shown = schema::redact_url(url);
         let (client, connection) = tokio_postgres::connect(url, NoTls).await.map_err(|e| {
             EventStoreError::Backend {
                 store: BACKEND,

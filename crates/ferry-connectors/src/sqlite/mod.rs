@@ -308,30 +308,16 @@ impl EventStore for SqliteEventStore {
     ) -> EventStoreResult<Vec<TierEvent>> {
         let camera = camera_id.map(str::to_string);
         self.with(move |conn| {
-            let rows: Vec<EventRow> = match &camera {
-                Some(c) => {
-                    let mut stmt = conn
-                        .prepare_cached(&format!(
-                            "SELECT {EVENT_COLUMNS} FROM tier_events WHERE camera_id = ?1 ORDER BY start_ms DESC LIMIT ?2"
-                        ))
-                        .map_err(backend)?;
-                    stmt.query_map(params![c, limit as i64], event_from_row)
-                        .map_err(backend)?
-                        .collect::<rusqlite::Result<_>>()
-                        .map_err(backend)?
-                }
-                None => {
-                    let mut stmt = conn
-                        .prepare_cached(&format!(
-                            "SELECT {EVENT_COLUMNS} FROM tier_events ORDER BY start_ms DESC LIMIT ?1"
-                        ))
-                        .map_err(backend)?;
-                    stmt.query_map(params![limit as i64], event_from_row)
-                        .map_err(backend)?
-                        .collect::<rusqlite::Result<_>>()
-                        .map_err(backend)?
-                }
-            };
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT {EVENT_COLUMNS} FROM tier_events WHERE ?1 IS NULL OR camera_id = ?1 ORDER BY start_ms DESC LIMIT ?2"
+                ))
+                .map_err(backend)?;
+            let rows: Vec<EventRow> = stmt
+                .query_map(params![camera, limit as i64], event_from_row)
+                .map_err(backend)?
+                .collect::<rusqlite::Result<_>>()
+                .map_err(backend)?;
             rows.into_iter().map(|r| r.into_event(BACKEND)).collect()
         })
         .await

@@ -459,10 +459,7 @@ pub(super) async fn discard(
                 .redis()
                 .query(key.as_bytes(), cmd)
                 .await?
-                .map_err(|source| ferry_connectors::redis::ConnError::Command {
-                    endpoint: ctx.source.redis().display().to_string(),
-                    source,
-                })?;
+                .map_err(|e| super::source::command_error(ctx.source.redis(), e))?;
             Ok(n)
         }
         super::Layout::Keys => {

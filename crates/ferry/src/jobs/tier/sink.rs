@@ -31,22 +31,11 @@ impl AnyEventStore {
         } else {
             return Err(EventStoreError::Config(format!(
                 "store URL `{}` must start with sqlite://, postgres:// or falkordb://",
-                redact(url)
+                ferry_connectors::schema::redact_url(url)
             )));
         };
         store.migrate().await?;
         Ok(store)
-    }
-}
-
-/// The URL with any password replaced by `***`.
-pub fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        _ => url.to_string(),
     }
 }
 

@@ -96,10 +96,7 @@ impl CaptionSource {
                 let (next, keys): (u64, Vec<Vec<u8>>) = cmd
                     .query_async(&mut node.conn())
                     .await
-                    .map_err(|source| ConnError::Command {
-                        endpoint: self.redis.display().to_string(),
-                        source,
-                    })?;
+                    .map_err(|e| command_error(&self.redis, e))?;
                 for key in keys {
                     let Ok(key) = String::from_utf8(key) else {
                         continue;
@@ -168,15 +165,9 @@ impl CaptionSource {
         let mut cmd = redis::cmd("XRANGE");
         cmd.arg(&key).arg(start).arg("+").arg("COUNT").arg(count);
         let reply = self.redis.query(key.as_bytes(), cmd).await?;
-        let value = reply.map_err(|source| ConnError::Command {
-            endpoint: self.redis.display().to_string(),
-            source,
-        })?;
+        let value = reply.map_err(|e| command_error(&self.redis, e))?;
         let entries: Vec<(String, Vec<Vec<u8>>)> =
-            redis::from_redis_value(value).map_err(|e| ConnError::Command {
-                endpoint: self.redis.display().to_string(),
-                source: e.into(),
-            })?;
+            redis::from_redis_value(value).map_err(|e| command_error(&self.redis, e.into()))?;
         Ok(entries
             .into_iter()
             .filter_map(|(id, fields)| {
@@ -305,10 +296,15 @@ fn reply_count(reply: redis::RedisResult<Value>, redis: &RedisEndpoint) -> Resul
     match reply {
         Ok(Value::Int(n)) => Ok(n.max(0) as u64),
         Ok(_) => Ok(0),
-        Err(source) => Err(ConnError::Command {
-            endpoint: redis.display().to_string(),
-            source,
-        }),
+        Err(e) => Err(command_error(redis, e)),
+    }
+}
+
+/// A failed command on `redis`, as a connection error naming the endpoint.
+pub fn command_error(redis: &RedisEndpoint, source: redis::RedisError) -> ConnError {
+    ConnError::Command {
+        endpoint: redis.display().to_string(),
+        source,
     }
 }
 

@@ -1,0 +1,211 @@
+//! The three event stores against real servers: one set of checks, run on each.
+
+#![cfg(all(feature = "sqlite", feature = "postgres", feature = "falkordb"))]
+
+use ferry_connectors::falkordb::FalkorDbEventStore;
+use ferry_connectors::postgres::PostgresEventStore;
+use ferry_connectors::sqlite::SqliteEventStore;
+use ferry_core::tier::grouping::{DistinctCaption, OpenEventState};
+use ferry_core::tier::{
+    CameraState, CaptionCount, EntryId, EventStatus, EventStore, RunRecord, TierEvent, event_id,
+};
+use ferry_testkit::{FalkorDbServer, PgDatabase};
+
+fn event(camera: &str, first: u64, frames: u64, previous: Option<String>) -> TierEvent {
+    TierEvent {
+        id: event_id(camera, EntryId::new(first, 0)),
+        camera_id: camera.to_string(),
+        caption: "a man in \"the\" field\nünïcode \\ ok".to_string(),
+        start_ms: first as i64,
+        end_ms: first as i64 + 5_000,
+        frame_count: frames,
+        captions: vec![CaptionCount {
+            text: "man in fields".into(),
+            count: frames,
+        }],
+        centroid: vec![0.25, -0.5, 1e-7],
+        previous_event_id: previous,
+        run_id: "run-1".into(),
+        status: EventStatus::Closed,
+        first_entry: EntryId::new(first, 0),
+        last_entry: EntryId::new(first + 5_000, 3),
+    }
+}
+
+/// Every behaviour the tier job relies on, on one store.
+async fn check<S: EventStore>(store: &S) {
+    store.migrate().await.unwrap();
+    store.migrate().await.expect("migrating twice is fine");
+    store.healthcheck().await.unwrap();
+
+    // Upserts by id: the second commit replaces fields and adds no rows.
+    let a = event("cam1", 1_000, 3, None);
+    let b = event("cam1", 10_000, 2, Some(a.id.clone()));
+    let open = OpenEventState {
+        id: b.id.clone(),
+        camera_id: "cam1".into(),
+        first_entry: b.first_entry,
+        last_entry: b.last_entry,
+        start_ms: b.start_ms,
+        end_ms: b.end_ms,
+        frame_count: 2,
+        sum: vec![1.0, 2.0],
+        embedded: 2,
+        distinct: vec![DistinctCaption {
+            text: "x".into(),
+            norm: "x".into(),
+            count: 2,
+            embedding: vec![0.5, 0.5],
+            outlier_only: false,
+        }],
+        previous_event_id: Some(a.id.clone()),
+    };
+    let state = CameraState {
+        camera_id: "cam1".into(),
+        watermark: Some(b.last_entry),
+        open: Some(open),
+    };
+    store.commit(&[a.clone(), b.clone()], &state).await.unwrap();
+    let mut b2 = b.clone();
+    b2.frame_count = 7;
+    b2.status = EventStatus::Open;
+    store.commit(&[b2.clone()], &state).await.unwrap();
+    let events = store.events(Some("cam1"), 10).await.unwrap();
+    assert_eq!(
+        events,
+        vec![b2.clone(), a.clone()],
+        "newest first, replaced in place"
+    );
+    assert!(store.events(Some("other"), 10).await.unwrap().is_empty());
+    assert_eq!(store.events(None, 1).await.unwrap(), vec![b2]);
+    assert_eq!(store.camera_state("cam1").await.unwrap(), Some(state));
+    assert_eq!(store.camera_state("cam2").await.unwrap(), None);
+
+    // Many events in one commit.
+    let many: Vec<TierEvent> = (0..300)
+        .map(|i| event("cam2", 100_000 + i * 10_000, 1, None))
+        .collect();
+    let state2 = CameraState {
+        camera_id: "cam2".into(),
+        watermark: Some(many[299].last_entry),
+        open: None,
+    };
+    store.commit(&many, &state2).await.unwrap();
+    let counts = store.counts().await.unwrap();
+    assert_eq!(
+        (counts.events, counts.cameras, counts.frames),
+        (302, 2, 310)
+    );
+
+    // History: upsert by run id, newest first, limited.
+    for i in 0..3 {
+        let run = RunRecord {
+            run_id: format!("run-{i}"),
+            trigger: "cli".into(),
+            started_ms: 1_000 + i,
+            finished_ms: 2_000 + i,
+            captions_migrated: i as u64,
+            ..RunRecord::default()
+        };
+        store.record_run(&run).await.unwrap();
+        store.record_run(&run).await.unwrap();
+    }
+    let history = store.history(2).await.unwrap();
+    assert_eq!(
+        history
+            .iter()
+            .map(|r| r.run_id.as_str())
+            .collect::<Vec<_>>(),
+        ["run-2", "run-1"]
+    );
+}
+
+async fn refuses_newer(store: impl EventStore, bump: impl FnOnce()) {
+    bump();
+    let err = store
+        .migrate()
+        .await
+        .expect_err("a newer schema is refused")
+        .to_string();
+    assert!(err.contains("upgrade Ferry"), "{err}");
+}
+
+#[tokio::test]
+async fn sqlite_store_upserts_keeps_state_and_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.db");
+    let url = format!("sqlite://{}", path.display());
+    check(&SqliteEventStore::open(&url).await.unwrap()).await;
+    refuses_newer(SqliteEventStore::open(&url).await.unwrap(), || {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute(
+            "UPDATE ferry_schema SET version = 99 WHERE component = 'tier'",
+            [],
+        )
+        .unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn postgres_store_upserts_keeps_state_and_history() {
+    let db = PgDatabase::create();
+    check(&PostgresEventStore::open(&db.url()).await.unwrap()).await;
+    let store = PostgresEventStore::open(&db.url()).await.unwrap();
+    let url = db.url();
+    refuses_newer(store, || {
+        let ok = std::process::Command::new("psql")
+            .arg(&url)
+            .args([
+                "-q",
+                "-c",
+                "UPDATE ferry_schema SET version = 99 WHERE component = 'tier'",
+            ])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn falkordb_store_upserts_keeps_state_and_history() {
+    let server = FalkorDbServer::start();
+    let url = format!("{}/events", server.url());
+    check(&FalkorDbEventStore::open(&url).await.unwrap()).await;
+    let port = server.port();
+    refuses_newer(FalkorDbEventStore::open(&url).await.unwrap(), || {
+        let mut conn = redis::Client::open(format!("redis://127.0.0.1:{port}"))
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        let _: redis::Value = redis::cmd("GRAPH.QUERY")
+            .arg("events")
+            .arg("MATCH (s:FerrySchema {component: 'tier'}) SET s.version = 99")
+            .query(&mut conn)
+            .unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn unreachable_stores_fail_with_a_clear_message_and_no_password() {
+    let err = PostgresEventStore::open("postgres://ferry:s3cret@127.0.0.1:1/x")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("cannot connect to PostgreSQL"), "{err}");
+    assert!(!err.contains("s3cret"), "{err}");
+    let err = FalkorDbEventStore::open("falkordb://u:s3cret@127.0.0.1:1/g")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("cannot connect to FalkorDB"), "{err}");
+    assert!(!err.contains("s3cret"), "{err}");
+    let err = SqliteEventStore::open("sqlite:///nonexistent-dir/x/y.db")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("cannot open"), "{err}");
+}
