@@ -2,7 +2,7 @@
 //!
 //! - `redis` (feature `redis`): standalone and Cluster endpoints with slot routing and
 //!   MOVED/ASK handling, key copy primitives, and the Redis-backed checkpoint store.
-//! - `sqlite`, `postgres`, `falkordb` (features of the same names): durable stores of the
+//! - `sqlite`, `postgres`, `falkordb`, `neo4j` (features of the same names): durable stores of the
 //!   `tier` job's events, implementing [`ferry_core::tier::EventStore`].
 //! - `embed` (feature `minilm`): all-MiniLM-L6-v2 sentence embeddings on CPU with candle.
 
@@ -10,11 +10,18 @@
 pub mod embed;
 #[cfg(feature = "falkordb")]
 pub mod falkordb;
+#[cfg(feature = "neo4j")]
+pub mod neo4j;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(feature = "redis")]
 pub mod redis;
-#[cfg(any(feature = "sqlite", feature = "postgres", feature = "falkordb"))]
+#[cfg(any(
+    feature = "sqlite",
+    feature = "postgres",
+    feature = "falkordb",
+    feature = "neo4j"
+))]
 pub mod schema;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;

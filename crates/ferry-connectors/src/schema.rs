@@ -170,6 +170,27 @@ pub fn pending(
     Ok(version as usize..latest)
 }
 
+/// The commit of the graph stores (FalkorDB, Neo4j), the seed's model: one query, so one
+/// transaction. Parameters: `camera`, `watermark`, `open_state`, `now`, `events` (maps with
+/// the [`EventRow`] fields, `centroid` as a float list and `centroid_json` as text).
+pub const CYPHER_COMMIT: &str = "MERGE (c:Camera {id: $camera}) \
+     SET c.watermark = $watermark, c.open_state = $open_state, c.state_ms = $now \
+     WITH c UNWIND $events AS e \
+     MERGE (ev:Event {id: e.id}) \
+     SET ev.camera_id = e.camera_id, ev.caption = e.caption, ev.start_ms = e.start_ms, \
+         ev.end_ms = e.end_ms, ev.frame_count = e.frame_count, ev.captions = e.captions, \
+         ev.centroid = e.centroid, ev.centroid_json = e.centroid_json, \
+         ev.previous_event_id = e.previous_event_id, \
+         ev.run_id = e.run_id, ev.status = e.status, ev.first_entry = e.first_entry, \
+         ev.last_entry = e.last_entry, ev.updated_ms = $now \
+     MERGE (c)-[:RECORDED]->(ev) \
+     WITH ev, e WHERE e.previous_event_id IS NOT NULL \
+     MERGE (p:Event {id: e.previous_event_id}) \
+     MERGE (ev)-[:CONTINUES]->(p)";
+
+/// The event columns the graph stores return, in [`EventRow`] order.
+pub const CYPHER_EVENT_RETURN: &str = "e.id AS id, e.camera_id AS camera_id, e.caption AS caption, e.start_ms AS start_ms, e.end_ms AS end_ms, e.frame_count AS frame_count, e.captions AS captions, e.centroid_json AS centroid_json, e.previous_event_id AS previous_event_id, e.run_id AS run_id, e.status AS status, e.first_entry AS first_entry, e.last_entry AS last_entry";
+
 /// A store URL with its password replaced by `***`, for messages and logs.
 pub fn redact_url(url: &str) -> String {
     match url::Url::parse(url) {

@@ -1,8 +1,14 @@
 //! The three event stores against real servers: one set of checks, run on each.
 
-#![cfg(all(feature = "sqlite", feature = "postgres", feature = "falkordb"))]
+#![cfg(all(
+    feature = "sqlite",
+    feature = "postgres",
+    feature = "falkordb",
+    feature = "neo4j"
+))]
 
 use ferry_connectors::falkordb::FalkorDbEventStore;
+use ferry_connectors::neo4j::Neo4jEventStore;
 use ferry_connectors::postgres::PostgresEventStore;
 use ferry_connectors::sqlite::SqliteEventStore;
 use ferry_core::tier::grouping::{DistinctCaption, OpenEventState};
@@ -208,4 +214,30 @@ async fn unreachable_stores_fail_with_a_clear_message_and_no_password() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("cannot open"), "{err}");
+}
+
+/// Neo4j cannot be installed on Ferry's build machines: this wire test runs where
+/// `FERRY_TEST_NEO4J_URI` names a disposable database (`neo4j://neo4j:password@host:7687`) and
+/// says so when it is skipped.
+#[tokio::test]
+async fn neo4j_store_upserts_keeps_state_and_history() {
+    let Ok(url) = std::env::var("FERRY_TEST_NEO4J_URI") else {
+        eprintln!(
+            "SKIPPED neo4j_store_upserts_keeps_state_and_history: FERRY_TEST_NEO4J_URI is not set (no Neo4j server here)"
+        );
+        return;
+    };
+    let store = Neo4jEventStore::open(&url).await.unwrap();
+    check(&store).await;
+}
+
+#[tokio::test]
+async fn an_unreachable_neo4j_fails_with_a_clear_message_and_no_password() {
+    let result = match Neo4jEventStore::open("neo4j://neo4j:s3cret@127.0.0.1:1").await {
+        Ok(store) => store.migrate().await,
+        Err(e) => Err(e),
+    };
+    let err = result.unwrap_err().to_string();
+    assert!(err.contains("neo4j"), "{err}");
+    assert!(!err.contains("s3cret"), "{err}");
 }

@@ -233,7 +233,7 @@ pub struct TierArgs {
     /// The Redis holding the captions.
     #[arg(long, env = "FERRY_REDIS")]
     pub redis: Option<String>,
-    /// Durable store: sqlite://PATH, postgres://…, falkordb://host:port/graph.
+    /// Durable store: sqlite://PATH, postgres://…, falkordb://host:port/graph, neo4j://….
     #[arg(long, env = "FERRY_STORE")]
     pub store: Option<String>,
     /// Input layout.

@@ -159,7 +159,7 @@ fn event_literal(r: &EventRow, centroid: &[f32]) -> Literal {
     ])
 }
 
-const EVENT_RETURN: &str = "e.id, e.camera_id, e.caption, e.start_ms, e.end_ms, e.frame_count, e.captions, e.centroid_json, e.previous_event_id, e.run_id, e.status, e.first_entry, e.last_entry";
+use schema::CYPHER_EVENT_RETURN as EVENT_RETURN;
 
 impl EventStore for FalkorDbEventStore {
     fn backend(&self) -> &'static str {
@@ -231,20 +231,7 @@ impl EventStore for FalkorDbEventStore {
         );
         let opt = |v: &Option<String>| v.as_deref().map_or(Literal::Null, Literal::from);
         self.query(
-            "MERGE (c:Camera {id: $camera}) \
-             SET c.watermark = $watermark, c.open_state = $open_state, c.state_ms = $now \
-             WITH c UNWIND $events AS e \
-             MERGE (ev:Event {id: e.id}) \
-             SET ev.camera_id = e.camera_id, ev.caption = e.caption, ev.start_ms = e.start_ms, \
-                 ev.end_ms = e.end_ms, ev.frame_count = e.frame_count, ev.captions = e.captions, \
-                 ev.centroid = e.centroid, ev.centroid_json = e.centroid_json, \
-                 ev.previous_event_id = e.previous_event_id, \
-                 ev.run_id = e.run_id, ev.status = e.status, ev.first_entry = e.first_entry, \
-                 ev.last_entry = e.last_entry, ev.updated_ms = $now \
-             MERGE (c)-[:RECORDED]->(ev) \
-             WITH ev, e WHERE e.previous_event_id IS NOT NULL \
-             MERGE (p:Event {id: e.previous_event_id}) \
-             MERGE (ev)-[:CONTINUES]->(p)",
+            schema::CYPHER_COMMIT,
             &[
                 ("camera", camera.camera_id.as_str().into()),
                 ("watermark", opt(&camera.watermark)),

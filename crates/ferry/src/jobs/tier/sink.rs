@@ -1,6 +1,7 @@
 //! Choosing the durable event store by URL scheme.
 
 use ferry_connectors::falkordb::FalkorDbEventStore;
+use ferry_connectors::neo4j::Neo4jEventStore;
 use ferry_connectors::postgres::PostgresEventStore;
 use ferry_connectors::sqlite::SqliteEventStore;
 use ferry_core::tier::store::EventStoreResult;
@@ -17,6 +18,8 @@ pub enum AnyEventStore {
     Postgres(PostgresEventStore),
     /// `falkordb://…`.
     FalkorDb(FalkorDbEventStore),
+    /// `neo4j://…` or `bolt://…`.
+    Neo4j(Neo4jEventStore),
 }
 
 impl AnyEventStore {
@@ -28,9 +31,11 @@ impl AnyEventStore {
             AnyEventStore::Postgres(PostgresEventStore::open(url).await?)
         } else if url.starts_with("falkordb://") {
             AnyEventStore::FalkorDb(FalkorDbEventStore::open(url).await?)
+        } else if url.starts_with("neo4j://") || url.starts_with("bolt://") {
+            AnyEventStore::Neo4j(Neo4jEventStore::open(url).await?)
         } else {
             return Err(EventStoreError::Config(format!(
-                "store URL `{}` must start with sqlite://, postgres:// or falkordb://",
+                "store URL `{}` must start with sqlite://, postgres://, falkordb:// or neo4j://",
                 ferry_connectors::schema::redact_url(url)
             )));
         };
@@ -45,6 +50,7 @@ macro_rules! delegate {
             AnyEventStore::Sqlite($s) => $e.await,
             AnyEventStore::Postgres($s) => $e.await,
             AnyEventStore::FalkorDb($s) => $e.await,
+            AnyEventStore::Neo4j($s) => $e.await,
         }
     };
 }
@@ -55,6 +61,7 @@ impl EventStore for AnyEventStore {
             AnyEventStore::Sqlite(s) => s.backend(),
             AnyEventStore::Postgres(s) => s.backend(),
             AnyEventStore::FalkorDb(s) => s.backend(),
+            AnyEventStore::Neo4j(s) => s.backend(),
         }
     }
     async fn migrate(&self) -> EventStoreResult<()> {
