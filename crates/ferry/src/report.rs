@@ -112,7 +112,7 @@ impl Report {
         self
     }
 
-    /// Writes the report as JSON or Markdown.
+    /// Writes the report as JSON, YAML or Markdown.
     pub fn write(&self, path: &Path, format: ReportFormat) -> std::io::Result<()> {
         let body = match format {
             ReportFormat::Json => {
@@ -120,6 +120,7 @@ impl Report {
                 s.push('\n');
                 s
             }
+            ReportFormat::Yaml => serde_yaml_ng::to_string(self).map_err(std::io::Error::other)?,
             ReportFormat::Markdown => self.to_markdown(),
         };
         std::fs::write(path, body)
@@ -162,6 +163,8 @@ pub enum ReportFormat {
     /// JSON (default), for machines.
     #[default]
     Json,
+    /// YAML: the JSON report's fields, for people and config tooling.
+    Yaml,
     /// Markdown, for people.
     Markdown,
 }
@@ -220,6 +223,24 @@ mod tests {
         assert_eq!(v["errors"].as_array().unwrap().len(), MAX_REPORTED_ERRORS);
         assert_eq!(v["errors_total"], (MAX_REPORTED_ERRORS + 5) as u64);
         assert!(r.to_markdown().contains("| migrated | 3 |"));
+    }
+
+    #[test]
+    fn yaml_report_carries_the_json_fields() {
+        let r = Report::new(
+            "keys",
+            "apply",
+            true,
+            Utc::now(),
+            serde_json::json!({"migrated": 3, "failed": 1}),
+            ErrorLog::default(),
+        )
+        .with("keys_per_s", 12.5);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("report.yaml");
+        r.write(&path, ReportFormat::Yaml).unwrap();
+        let back: Value = serde_yaml_ng::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(back, serde_json::to_value(&r).unwrap());
     }
 
     #[test]
