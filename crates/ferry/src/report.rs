@@ -239,7 +239,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("report.yaml");
         r.write(&path, ReportFormat::Yaml).unwrap();
-        let back: Value = serde_yaml_ng::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let back: Value =
+            serde_yaml_ng::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         assert_eq!(back, serde_json::to_value(&r).unwrap());
     }
 

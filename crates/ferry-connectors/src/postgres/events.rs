@@ -1,0 +1,719 @@
+//! The events job's log in PostgreSQL: the `events` table, its outbox and the triggers that
+//! keep both right for every producer, Ferry or plain SQL.
+//!
+//! - A `BEFORE INSERT` row trigger takes a per-camera transaction lock and only then hands out
+//!   the row's id from `events_id_seq`, so one camera's ids commit in id order: a relay that
+//!   publishes what it sees in id order can never publish a camera's event 11 before its 10.
+//! - An `AFTER INSERT` statement trigger copies the new rows into `events_outbox` in the same
+//!   transaction and sends `NOTIFY ferry_events`: whatever commits is queued for publishing,
+//!   whoever inserted it.
+//! - [`EventLog::publish_pending`] takes a batch of queued events of cameras no other relay is
+//!   publishing (per-camera advisory locks, tried without waiting), hands it to the publisher
+//!   and deletes it from the outbox only once the publisher returned `Ok`, in the transaction
+//!   that holds the locks.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use ferry_core::error::{Classify, ErrorClass};
+use ferry_core::events::{InvalidEvent, NewEvent, StoredEvent};
+use serde::Serialize;
+use tokio::sync::Notify;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{AsyncMessage, NoTls, Row};
+
+use crate::schema;
+
+/// The channel of `NOTIFY` sent by the outbox trigger.
+pub const NOTIFY_CHANNEL: &str = "ferry_events";
+/// First key of the producers' per-camera advisory locks (the trigger's literal 1717924470).
+const WRITE_LOCK: i32 = 0x6665_7276;
+/// First key of the relays' per-camera advisory locks.
+const RELAY_LOCK: i32 = 0x6665_7277;
+/// Serialises concurrent migrations.
+const MIGRATION_LOCK: i64 = 0x6665_7272_7965_7673;
+
+const MIGRATIONS: &[&str] = &[r#"
+CREATE SEQUENCE events_id_seq AS bigint;
+CREATE TABLE events (
+    id bigint PRIMARY KEY,
+    event_type text NOT NULL,
+    camera_id text NOT NULL,
+    "timestamp" timestamptz NOT NULL DEFAULT now(),
+    frame_number bigint,
+    snapshot_path text,
+    event_data jsonb NOT NULL DEFAULT '{}',
+    created_at timestamptz NOT NULL DEFAULT now(),
+    source_key text UNIQUE
+);
+ALTER SEQUENCE events_id_seq OWNED BY events.id;
+CREATE INDEX events_camera_id ON events (camera_id, id);
+CREATE INDEX events_event_type ON events (event_type, id);
+CREATE INDEX events_timestamp ON events ("timestamp");
+CREATE TABLE events_outbox (
+    event_id bigint PRIMARY KEY,
+    camera_id text NOT NULL,
+    enqueued_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX events_outbox_camera ON events_outbox (camera_id, event_id);
+CREATE FUNCTION ferry_events_assign_id() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    -- Ids of one camera are handed out under a lock held until commit: they commit in order.
+    PERFORM pg_advisory_xact_lock(1717924470, hashtext(NEW.camera_id));
+    NEW.id := nextval('events_id_seq');
+    RETURN NEW;
+END $$;
+CREATE TRIGGER events_assign_id BEFORE INSERT ON events
+    FOR EACH ROW EXECUTE FUNCTION ferry_events_assign_id();
+CREATE FUNCTION ferry_events_enqueue() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO events_outbox (event_id, camera_id) SELECT id, camera_id FROM ferry_new_events;
+    PERFORM pg_notify('ferry_events', '');
+    RETURN NULL;
+END $$;
+CREATE TRIGGER events_enqueue AFTER INSERT ON events
+    REFERENCING NEW TABLE AS ferry_new_events
+    FOR EACH STATEMENT EXECUTE FUNCTION ferry_events_enqueue();
+"#];
+
+const COLUMNS: &str = r#"id, event_type, camera_id, "timestamp", frame_number, snapshot_path, event_data, created_at"#;
+
+/// The queued events of the cameras this relay locked, with the outbox id first (the event's
+/// columns are NULL when the event was deleted before it was published).
+const CLAIM_LOCKED: &str = r#"SELECT o.event_id, e.id, e.event_type, e.camera_id, e."timestamp",
+        e.frame_number, e.snapshot_path, e.event_data, e.created_at
+    FROM events_outbox AS o LEFT JOIN events AS e ON e.id = o.event_id
+    WHERE o.camera_id = ANY($1) ORDER BY o.event_id LIMIT $2"#;
+
+/// Locks the cameras of a batch in one global order (by lock key), so that two producers'
+/// batches cannot deadlock on the trigger's per-camera locks.
+const LOCK_CAMERAS: &str = "SELECT count(pg_advisory_xact_lock($2, h)) FROM \
+     (SELECT DISTINCT hashtext(c) AS h FROM unnest($1::text[]) AS c ORDER BY 1 OFFSET 0) AS s";
+
+const INSERT_BATCH: &str = r#"INSERT INTO events
+        (event_type, camera_id, "timestamp", frame_number, snapshot_path, event_data, source_key)
+    SELECT t, c, coalesce(ts, now()), f, s, d, k
+    FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::int8[], $5::text[], $6::jsonb[], $7::text[])
+        WITH ORDINALITY AS u(t, c, ts, f, s, d, k, n)
+    ORDER BY n
+    ON CONFLICT (source_key) DO NOTHING
+    RETURNING id, source_key"#;
+
+/// What went wrong with the event log.
+#[derive(Debug, thiserror::Error)]
+pub enum EventLogError {
+    /// PostgreSQL cannot be reached or the connection broke.
+    #[error(
+        "PostgreSQL at {url} is unavailable: {message}; is it running (`make test-setup` starts a local one)?"
+    )]
+    Unavailable {
+        /// The server, password redacted.
+        url: String,
+        /// The cause.
+        message: String,
+    },
+    /// A statement failed.
+    #[error("PostgreSQL: {0}")]
+    Backend(String),
+    /// The schema is newer than this Ferry, or not Ferry's.
+    #[error("{0}")]
+    Schema(String),
+    /// An event was refused; nothing of its batch was stored.
+    #[error("event {index}: {source}")]
+    Invalid {
+        /// Position in the batch.
+        index: usize,
+        /// What is wrong.
+        source: InvalidEvent,
+    },
+    /// The URL is not a PostgreSQL URL.
+    #[error(
+        "invalid PostgreSQL URL {url}: {message} (expected postgres://user[:password]@host:port/db)"
+    )]
+    Url {
+        /// The URL, password redacted.
+        url: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl Classify for EventLogError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            EventLogError::Unavailable { .. } | EventLogError::Backend(_) => ErrorClass::External,
+            EventLogError::Schema(_)
+            | EventLogError::Invalid { .. }
+            | EventLogError::Url { .. } => ErrorClass::User,
+        }
+    }
+}
+
+/// Result of the event log.
+pub type EventLogResult<T> = Result<T, EventLogError>;
+
+/// One saved event: its id, and whether its idempotency key was already stored (then the id is
+/// the earlier event's and nothing new was written).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Saved {
+    /// The event's id.
+    pub id: i64,
+    /// The key was stored before: this is the first event's id.
+    pub duplicate: bool,
+}
+
+/// Filters of [`EventLog::query`]: newest first, keyset-paginated by id.
+#[derive(Debug, Clone, Default)]
+pub struct EventQuery {
+    /// Only this camera.
+    pub camera_id: Option<String>,
+    /// Only this type.
+    pub event_type: Option<String>,
+    /// `timestamp >= since`.
+    pub since: Option<DateTime<Utc>>,
+    /// `timestamp < until`.
+    pub until: Option<DateTime<Utc>>,
+    /// Only ids below this (the previous page's `next_cursor`).
+    pub before_id: Option<i64>,
+    /// Page size.
+    pub limit: usize,
+}
+
+/// A page of [`EventLog::query`].
+#[derive(Debug, Clone, Serialize)]
+pub struct EventPage {
+    /// The events, newest first.
+    pub events: Vec<StoredEvent>,
+    /// Pass as `before_id` for the next page; `None` on the last page.
+    pub next_cursor: Option<i64>,
+}
+
+/// Counts of the log and its outbox.
+#[derive(Debug, Clone, Serialize)]
+pub struct EventStats {
+    /// Events stored.
+    pub events: i64,
+    /// Highest id.
+    pub last_id: Option<i64>,
+    /// Events by type.
+    pub by_type: Vec<(String, i64)>,
+    /// Events by camera (the 100 busiest).
+    pub by_camera: Vec<(String, i64)>,
+    /// Events stored but not yet published.
+    pub unpublished: i64,
+    /// Age of the oldest unpublished event, milliseconds.
+    pub oldest_unpublished_ms: Option<i64>,
+}
+
+/// A batch handed to the publisher by [`EventLog::publish_pending`].
+#[derive(Debug, Clone)]
+pub struct OutboxBatch {
+    /// The events in id order (so in id order for each camera).
+    pub events: Arc<[StoredEvent]>,
+}
+
+/// Why [`EventLog::publish_pending`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError<E> {
+    /// The log failed; nothing was marked published.
+    #[error(transparent)]
+    Log(#[from] EventLogError),
+    /// The publisher failed; nothing was marked published.
+    #[error("publishing failed: {0}")]
+    Publisher(E),
+}
+
+/// The event log: a pool of PostgreSQL connections.
+#[derive(Debug, Clone)]
+pub struct EventLog {
+    pool: Pool,
+    config: tokio_postgres::Config,
+    shown: String,
+}
+
+fn db_message(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => match db.detail() {
+            Some(detail) => format!("{}: {} ({detail})", db.code().code(), db.message()),
+            None => format!("{}: {}", db.code().code(), db.message()),
+        },
+        None => e.to_string(),
+    }
+}
+
+/// The event whose [`COLUMNS`] start at column `at` of `row`.
+fn event_at(row: &Row, at: usize) -> StoredEvent {
+    StoredEvent {
+        id: row.get(at),
+        event_type: row.get(at + 1),
+        camera_id: row.get(at + 2),
+        timestamp: row.get(at + 3),
+        frame_number: row.get(at + 4),
+        snapshot_path: row.get(at + 5),
+        event_data: row.get(at + 6),
+        created_at: row.get(at + 7),
+    }
+}
+
+impl EventLog {
+    /// A pool of up to `connections` connections to `url` (none is opened yet: see
+    /// [`EventLog::open`]).
+    pub fn connect(url: &str, connections: usize) -> EventLogResult<Self> {
+        let shown = schema::redact_url(url);
+        let mut config: tokio_postgres::Config =
+            url.parse()
+                .map_err(|e: tokio_postgres::Error| EventLogError::Url {
+                    url: shown.clone(),
+                    message: e.to_string(),
+                })?;
+        config.connect_timeout(Duration::from_secs(5));
+        config.application_name("ferry");
+        let manager = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(connections.max(1))
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(Duration::from_secs(10)))
+            .create_timeout(Some(Duration::from_secs(5)))
+            .build()
+            .map_err(|e| EventLogError::Backend(e.to_string()))?;
+        Ok(EventLog {
+            pool,
+            config,
+            shown,
+        })
+    }
+
+    /// Connects and creates or upgrades the schema.
+    pub async fn open(url: &str, connections: usize) -> EventLogResult<Self> {
+        let log = Self::connect(url, connections)?;
+        log.migrate().await?;
+        Ok(log)
+    }
+
+    /// The server, password redacted.
+    pub fn url(&self) -> &str {
+        &self.shown
+    }
+
+    fn unavailable(&self, message: impl std::fmt::Display) -> EventLogError {
+        EventLogError::Unavailable {
+            url: self.shown.clone(),
+            message: message.to_string(),
+        }
+    }
+
+    fn error(&self, e: tokio_postgres::Error) -> EventLogError {
+        if e.as_db_error().is_some() {
+            EventLogError::Backend(db_message(&e))
+        } else {
+            self.unavailable(e)
+        }
+    }
+
+    async fn client(&self) -> EventLogResult<deadpool_postgres::Object> {
+        self.pool.get().await.map_err(|e| match e {
+            deadpool_postgres::PoolError::Backend(e) => self.error(e),
+            other => self.unavailable(other),
+        })
+    }
+
+    /// Creates or upgrades the schema (under an advisory lock; a newer schema is refused).
+    pub async fn migrate(&self) -> EventLogResult<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(|e| self.error(e))?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await
+            .map_err(|e| self.error(e))?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS ferry_schema (component text PRIMARY KEY, version bigint NOT NULL)",
+        )
+        .await
+        .map_err(|e| self.error(e))?;
+        let version: i64 = tx
+            .query_opt(
+                "SELECT version FROM ferry_schema WHERE component = 'events'",
+                &[],
+            )
+            .await
+            .map_err(|e| self.error(e))?
+            .map_or(0, |r| r.get(0));
+        if version < 0 || version as usize > MIGRATIONS.len() {
+            return Err(EventLogError::Schema(format!(
+                "the events schema of {} is at version {version} but this Ferry knows versions up to {}; upgrade Ferry (an older one must not write to it)",
+                self.shown,
+                MIGRATIONS.len()
+            )));
+        }
+        if version == 0 {
+            let taken = tx
+                .query_opt("SELECT to_regclass('events')::text", &[])
+                .await
+                .map_err(|e| self.error(e))?
+                .and_then(|r| r.get::<_, Option<String>>(0));
+            if taken.is_some() {
+                return Err(EventLogError::Schema(format!(
+                    "{} already has an `events` table that Ferry did not create; use another database or schema (options=-csearch_path=… in the URL)",
+                    self.shown
+                )));
+            }
+        }
+        for sql in &MIGRATIONS[version as usize..] {
+            tx.batch_execute(sql).await.map_err(|e| self.error(e))?;
+        }
+        tx.execute(
+            "INSERT INTO ferry_schema (component, version) VALUES ('events', $1)
+             ON CONFLICT (component) DO UPDATE SET version = EXCLUDED.version",
+            &[&(MIGRATIONS.len() as i64)],
+        )
+        .await
+        .map_err(|e| self.error(e))?;
+        tx.commit().await.map_err(|e| self.error(e))
+    }
+
+    /// Whether PostgreSQL answers.
+    pub async fn healthcheck(&self) -> EventLogResult<()> {
+        let client = self.client().await?;
+        client
+            .simple_query("SELECT 1")
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(())
+    }
+
+    /// Stores one event (queued for publishing in the same transaction); returns its id.
+    pub async fn save(&self, event: &NewEvent) -> EventLogResult<Saved> {
+        let saved = self.save_batch(std::slice::from_ref(event)).await?;
+        Ok(saved[0])
+    }
+
+    /// Stores events in one transaction, in order; returns their ids in the same order. Every
+    /// event is validated first: one invalid event stores nothing.
+    pub async fn save_batch(&self, events: &[NewEvent]) -> EventLogResult<Vec<Saved>> {
+        self.save_batch_checked(events, &[]).await
+    }
+
+    /// [`EventLog::save_batch`] that also refuses types not in `allowed_types` (empty: any).
+    pub async fn save_batch_checked(
+        &self,
+        events: &[NewEvent],
+        allowed_types: &[String],
+    ) -> EventLogResult<Vec<Saved>> {
+        for (index, e) in events.iter().enumerate() {
+            e.validate(allowed_types)
+                .map_err(|source| EventLogError::Invalid { index, source })?;
+        }
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+        let cameras: Vec<&str> = events.iter().map(|e| e.camera_id.as_str()).collect();
+        let timestamps: Vec<Option<DateTime<Utc>>> = events.iter().map(|e| e.timestamp).collect();
+        let frames: Vec<Option<i64>> = events.iter().map(|e| e.frame_number).collect();
+        let snapshots: Vec<Option<&str>> =
+            events.iter().map(|e| e.snapshot_path.as_deref()).collect();
+        let data: Vec<&serde_json::Value> = events.iter().map(|e| &e.event_data).collect();
+        let keys: Vec<Option<&str>> = events
+            .iter()
+            .map(|e| e.idempotency_key.as_deref())
+            .collect();
+
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(|e| self.error(e))?;
+        tx.query_one(LOCK_CAMERAS, &[&cameras, &WRITE_LOCK])
+            .await
+            .map_err(|e| self.error(e))?;
+        let params: [&(dyn ToSql + Sync); 7] = [
+            &types,
+            &cameras,
+            &timestamps,
+            &frames,
+            &snapshots,
+            &data,
+            &keys,
+        ];
+        let rows = tx
+            .query(INSERT_BATCH, &params)
+            .await
+            .map_err(|e| self.error(e))?;
+        let mut inserted: Vec<(i64, Option<String>)> =
+            rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        // Rows are inserted in input order and get increasing ids, so sorting by id restores
+        // the input order of what was inserted.
+        inserted.sort_unstable_by_key(|(id, _)| *id);
+        let new_keys: HashSet<&str> = inserted.iter().filter_map(|(_, k)| k.as_deref()).collect();
+        let mut seen_keys: HashSet<&str> = HashSet::new();
+        let known: Vec<&str> = keys
+            .iter()
+            .flatten()
+            .copied()
+            .filter(|k| !new_keys.contains(k))
+            .collect();
+        let existing: HashMap<String, i64> = if known.is_empty() {
+            HashMap::new()
+        } else {
+            tx.query(
+                "SELECT source_key, id FROM events WHERE source_key = ANY($1)",
+                &[&known],
+            )
+            .await
+            .map_err(|e| self.error(e))?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect()
+        };
+        tx.commit().await.map_err(|e| self.error(e))?;
+
+        let by_key: HashMap<&str, i64> = inserted
+            .iter()
+            .filter_map(|(id, k)| k.as_deref().map(|k| (k, *id)))
+            .collect();
+        let mut fresh = inserted
+            .iter()
+            .filter(|(_, k)| k.is_none())
+            .map(|(id, _)| *id);
+        let mut out = Vec::with_capacity(events.len());
+        for key in &keys {
+            let saved = match key {
+                None => Saved {
+                    id: fresh.next().ok_or_else(|| {
+                        EventLogError::Backend("fewer rows inserted than events sent".into())
+                    })?,
+                    duplicate: false,
+                },
+                Some(k) => match by_key.get(k) {
+                    Some(&id) => Saved {
+                        id,
+                        duplicate: !seen_keys.insert(k),
+                    },
+                    None => Saved {
+                        id: *existing.get(*k).ok_or_else(|| {
+                            EventLogError::Backend(format!("event with key {k} not found"))
+                        })?,
+                        duplicate: true,
+                    },
+                },
+            };
+            out.push(saved);
+        }
+        Ok(out)
+    }
+
+    /// Publishes up to `limit` queued events: takes them (in id order, skipping cameras another
+    /// relay is publishing), awaits `publish`, and marks them published only if it returned
+    /// `Ok`, in the same transaction. Returns how many were published (0: nothing was queued
+    /// or every queued camera is being published by another relay).
+    pub async fn publish_pending<F, Fut, E>(
+        &self,
+        limit: usize,
+        publish: F,
+    ) -> Result<usize, PublishError<E>>
+    where
+        F: FnOnce(OutboxBatch) -> Fut,
+        Fut: Future<Output = Result<(), E>>,
+    {
+        let limit = limit.max(1) as i64;
+        let mut client = self.client().await?;
+        let candidates: Vec<String> = client
+            .query(
+                "SELECT DISTINCT camera_id FROM \
+                 (SELECT camera_id FROM events_outbox ORDER BY event_id LIMIT $1) AS t",
+                &[&limit],
+            )
+            .await
+            .map_err(|e| self.error(e))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if candidates.is_empty() {
+            return Ok(0);
+        }
+        let tx = client.transaction().await.map_err(|e| self.error(e))?;
+        let mine: Vec<String> = tx
+            .query(
+                "SELECT c FROM unnest($1::text[]) AS c WHERE pg_try_advisory_xact_lock($2, hashtext(c))",
+                &[&candidates, &RELAY_LOCK],
+            )
+            .await
+            .map_err(|e| self.error(e))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if mine.is_empty() {
+            return Ok(0);
+        }
+        // A fresh statement after taking the locks: it sees everything the previous holder
+        // of a camera marked published.
+        let rows = tx
+            .query(CLAIM_LOCKED, &[&mine, &limit])
+            .await
+            .map_err(|e| self.error(e))?;
+        let ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+        // An outbox row whose event was deleted meanwhile is dropped unpublished.
+        let events: Vec<StoredEvent> = rows
+            .iter()
+            .filter(|r| r.get::<_, Option<i64>>(1).is_some())
+            .map(|r| event_at(r, 1))
+            .collect();
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let n = events.len();
+        if !events.is_empty() {
+            publish(OutboxBatch {
+                events: events.into(),
+            })
+            .await
+            .map_err(PublishError::Publisher)?;
+        }
+        tx.execute(
+            "DELETE FROM events_outbox WHERE event_id = ANY($1)",
+            &[&ids],
+        )
+        .await
+        .map_err(|e| self.error(e))?;
+        tx.commit().await.map_err(|e| self.error(e))?;
+        Ok(n)
+    }
+
+    /// Opens a dedicated connection that `LISTEN`s for new events and calls
+    /// `wake.notify_one()` on each notification. The returned task ends when the connection
+    /// is lost (listen again; the relay's periodic rescan covers the gap).
+    pub async fn listen(&self, wake: Arc<Notify>) -> EventLogResult<tokio::task::JoinHandle<()>> {
+        let (client, mut connection) = self
+            .config
+            .connect(NoTls)
+            .await
+            .map_err(|e| self.error(e))?;
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let driver = tokio::spawn(async move {
+            let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+            use futures::StreamExt;
+            while let Some(message) = messages.next().await {
+                match message {
+                    Ok(AsyncMessage::Notification(_)) => {
+                        let _ = tx.send(());
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "PostgreSQL LISTEN connection lost");
+                        break;
+                    }
+                }
+            }
+        });
+        client
+            .batch_execute(&format!("LISTEN {NOTIFY_CHANNEL}"))
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(tokio::spawn(async move {
+            // The client must live as long as the connection is used.
+            let _client = client;
+            while rx.recv().await.is_some() {
+                wake.notify_one();
+            }
+            let _ = driver.await;
+        }))
+    }
+
+    /// Events matching `q`, newest first.
+    pub async fn query(&self, q: &EventQuery) -> EventLogResult<EventPage> {
+        let mut sql = format!("SELECT {COLUMNS} FROM events WHERE true");
+        let mut params: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
+        let mut add = |sql: &mut String, clause: &str, p: Box<dyn ToSql + Sync + Send>| {
+            params.push(p);
+            sql.push_str(&clause.replace('?', &format!("${}", params.len())));
+        };
+        if let Some(c) = &q.camera_id {
+            add(&mut sql, " AND camera_id = ?", Box::new(c.clone()));
+        }
+        if let Some(t) = &q.event_type {
+            add(&mut sql, " AND event_type = ?", Box::new(t.clone()));
+        }
+        if let Some(s) = q.since {
+            add(&mut sql, r#" AND "timestamp" >= ?"#, Box::new(s));
+        }
+        if let Some(u) = q.until {
+            add(&mut sql, r#" AND "timestamp" < ?"#, Box::new(u));
+        }
+        if let Some(b) = q.before_id {
+            add(&mut sql, " AND id < ?", Box::new(b));
+        }
+        let limit = q.limit.max(1) as i64;
+        add(&mut sql, " ORDER BY id DESC LIMIT ?", Box::new(limit));
+        let client = self.client().await?;
+        let refs: Vec<&(dyn ToSql + Sync)> = params
+            .iter()
+            .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+            .collect();
+        let rows = client.query(&sql, &refs).await.map_err(|e| self.error(e))?;
+        let events: Vec<StoredEvent> = rows.iter().map(|r| event_at(r, 0)).collect();
+        let next_cursor = (events.len() as i64 == limit)
+            .then(|| events.last().map(|e| e.id))
+            .flatten();
+        Ok(EventPage {
+            events,
+            next_cursor,
+        })
+    }
+
+    /// Counts by type and camera, and the unpublished backlog.
+    pub async fn stats(&self) -> EventLogResult<EventStats> {
+        let client = self.client().await?;
+        let err = |e| self.error(e);
+        let total = client
+            .query_one("SELECT count(*), max(id) FROM events", &[])
+            .await
+            .map_err(err)?;
+        let by_type = client
+            .query(
+                "SELECT event_type, count(*) FROM events GROUP BY 1 ORDER BY 2 DESC, 1",
+                &[],
+            )
+            .await
+            .map_err(err)?;
+        let by_camera = client
+            .query(
+                "SELECT camera_id, count(*) FROM events GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 100",
+                &[],
+            )
+            .await
+            .map_err(err)?;
+        let outbox = client
+            .query_one(
+                "SELECT count(*), (extract(epoch FROM now() - min(enqueued_at)) * 1000)::bigint FROM events_outbox",
+                &[],
+            )
+            .await
+            .map_err(err)?;
+        let pairs = |rows: Vec<Row>| rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        Ok(EventStats {
+            events: total.get(0),
+            last_id: total.get(1),
+            by_type: pairs(by_type),
+            by_camera: pairs(by_camera),
+            unpublished: outbox.get(0),
+            oldest_unpublished_ms: outbox.get(1),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_trigger_and_the_batch_lock_use_one_key() {
+        assert!(MIGRATIONS[0].contains(&format!("pg_advisory_xact_lock({WRITE_LOCK},")));
+        assert_ne!(WRITE_LOCK, RELAY_LOCK);
+    }
+}

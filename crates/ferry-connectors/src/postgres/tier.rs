@@ -1,0 +1,314 @@
+//! The tier job's PostgreSQL event store (`postgres://user[:password]@host:port/db`).
+
+use ferry_core::tier::store::EventStoreResult;
+use ferry_core::tier::{
+    CameraState, EventStore, EventStoreError, RunRecord, StoreCounts, TierEvent,
+};
+use tokio::sync::Mutex;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, NoTls, Row};
+
+use crate::schema::{self, EventRow};
+
+const BACKEND: &str = "postgres";
+
+/// Schema migrations, applied in order; the schema version is their count.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE tier_events (
+    id text PRIMARY KEY,
+    camera_id text NOT NULL,
+    caption text NOT NULL,
+    start_ms bigint NOT NULL,
+    end_ms bigint NOT NULL,
+    start_at timestamptz NOT NULL,
+    end_at timestamptz NOT NULL,
+    frame_count bigint NOT NULL,
+    captions jsonb NOT NULL,
+    centroid bytea NOT NULL,
+    previous_event_id text,
+    run_id text NOT NULL,
+    status text NOT NULL CHECK (status IN ('open', 'closed')),
+    first_entry text NOT NULL,
+    last_entry text NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX tier_events_camera_start ON tier_events (camera_id, start_ms);
+CREATE INDEX tier_events_start_at ON tier_events (start_at);
+CREATE TABLE tier_cameras (
+    camera_id text PRIMARY KEY,
+    watermark text,
+    open_state jsonb,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE tier_runs (
+    run_id text PRIMARY KEY,
+    record jsonb NOT NULL,
+    trigger_name text NOT NULL,
+    started_ms bigint NOT NULL,
+    finished_ms bigint NOT NULL
+);
+CREATE INDEX tier_runs_started ON tier_runs (started_ms);
+"#];
+
+/// An arbitrary constant: the advisory lock that serialises concurrent migrations.
+const MIGRATION_LOCK: i64 = 0x6665_7272_7974_6965;
+
+const UPSERT_EVENT: &str = "INSERT INTO tier_events (id, camera_id, caption, start_ms, end_ms, start_at, end_at,
+        frame_count, captions, centroid, previous_event_id, run_id, status, first_entry, last_entry, updated_at)
+    VALUES ($1, $2, $3, $4, $5, to_timestamp($4::bigint / 1000.0), to_timestamp($5::bigint / 1000.0),
+        $6, CAST($7::text AS jsonb), $8, $9, $10, $11, $12, $13, now())
+    ON CONFLICT (id) DO UPDATE SET camera_id = EXCLUDED.camera_id, caption = EXCLUDED.caption,
+        start_ms = EXCLUDED.start_ms, end_ms = EXCLUDED.end_ms, start_at = EXCLUDED.start_at,
+        end_at = EXCLUDED.end_at, frame_count = EXCLUDED.frame_count, captions = EXCLUDED.captions,
+        centroid = EXCLUDED.centroid, previous_event_id = EXCLUDED.previous_event_id,
+        run_id = EXCLUDED.run_id, status = EXCLUDED.status, first_entry = EXCLUDED.first_entry,
+        last_entry = EXCLUDED.last_entry, updated_at = now()";
+
+const EVENT_COLUMNS: &str = "id, camera_id, caption, start_ms, end_ms, frame_count, captions::text, centroid, previous_event_id, run_id, status, first_entry, last_entry";
+
+/// Events in PostgreSQL.
+#[derive(Debug)]
+pub struct PostgresEventStore {
+    client: Mutex<Client>,
+}
+
+fn backend(e: tokio_postgres::Error) -> EventStoreError {
+    // A server error's own message says far more than "db error".
+    let message = match e.as_db_error() {
+        Some(db) => match db.detail() {
+            Some(detail) => format!("{}: {} ({detail})", db.code().code(), db.message()),
+            None => format!("{}: {}", db.code().code(), db.message()),
+        },
+        None => e.to_string(),
+    };
+    EventStoreError::Backend {
+        store: BACKEND,
+        message,
+    }
+}
+
+fn event_from_row(row: &Row) -> EventRow {
+    EventRow {
+        id: row.get(0),
+        camera_id: row.get(1),
+        caption: row.get(2),
+        start_ms: row.get(3),
+        end_ms: row.get(4),
+        frame_count: row.get(5),
+        captions: row.get(6),
+        centroid: row.get(7),
+        previous_event_id: row.get(8),
+        run_id: row.get(9),
+        status: row.get(10),
+        first_entry: row.get(11),
+        last_entry: row.get(12),
+    }
+}
+
+impl PostgresEventStore {
+    /// Connects to `postgres://…` or `postgresql://…` (libpq-style URL).
+    pub async fn open(url: &str) -> EventStoreResult<Self> {
+        let shown = schema::redact_url(url);
+        let (client, connection) = tokio_postgres::connect(url, NoTls).await.map_err(|e| {
+            EventStoreError::Backend {
+                store: BACKEND,
+                message: format!(
+                    "cannot connect to PostgreSQL at {shown}: {e}; is it running (`make test-setup` starts it) and are the user, password and database right?"
+                ),
+            }
+        })?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::warn!(error = %e, "PostgreSQL connection closed");
+            }
+        });
+        Ok(PostgresEventStore {
+            client: Mutex::new(client),
+        })
+    }
+}
+
+impl EventStore for PostgresEventStore {
+    fn backend(&self) -> &'static str {
+        BACKEND
+    }
+
+    async fn migrate(&self) -> EventStoreResult<()> {
+        let mut client = self.client.lock().await;
+        let tx = client.transaction().await.map_err(backend)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await
+            .map_err(backend)?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS ferry_schema (component text PRIMARY KEY, version bigint NOT NULL)",
+        )
+        .await
+        .map_err(backend)?;
+        let version: i64 = tx
+            .query_opt(
+                "SELECT version FROM ferry_schema WHERE component = 'tier'",
+                &[],
+            )
+            .await
+            .map_err(backend)?
+            .map_or(0, |r| r.get(0));
+        for sql in &MIGRATIONS[schema::pending(BACKEND, version, MIGRATIONS.len())?] {
+            tx.batch_execute(sql).await.map_err(backend)?;
+        }
+        tx.execute(
+            "INSERT INTO ferry_schema (component, version) VALUES ('tier', $1)
+             ON CONFLICT (component) DO UPDATE SET version = EXCLUDED.version",
+            &[&(MIGRATIONS.len() as i64)],
+        )
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn healthcheck(&self) -> EventStoreResult<()> {
+        let client = self.client.lock().await;
+        client.simple_query("SELECT 1").await.map_err(backend)?;
+        Ok(())
+    }
+
+    async fn camera_state(&self, camera_id: &str) -> EventStoreResult<Option<CameraState>> {
+        let client = self.client.lock().await;
+        let row = client
+            .query_opt(
+                "SELECT watermark, open_state::text FROM tier_cameras WHERE camera_id = $1",
+                &[&camera_id],
+            )
+            .await
+            .map_err(backend)?;
+        row.map(|r| schema::camera_state(BACKEND, camera_id, r.get(0), r.get(1)))
+            .transpose()
+    }
+
+    async fn commit(&self, events: &[TierEvent], state: &CameraState) -> EventStoreResult<()> {
+        let rows: Vec<EventRow> = events.iter().map(EventRow::from).collect();
+        let camera = schema::CameraRow::from(state)?;
+        let mut client = self.client.lock().await;
+        let tx = client.transaction().await.map_err(backend)?;
+        let upsert = tx.prepare(UPSERT_EVENT).await.map_err(backend)?;
+        // Issued together, the upserts are pipelined on the connection.
+        let params: Vec<[&(dyn ToSql + Sync); 13]> = rows
+            .iter()
+            .map(|r| -> [&(dyn ToSql + Sync); 13] {
+                [
+                    &r.id,
+                    &r.camera_id,
+                    &r.caption,
+                    &r.start_ms,
+                    &r.end_ms,
+                    &r.frame_count,
+                    &r.captions,
+                    &r.centroid,
+                    &r.previous_event_id,
+                    &r.run_id,
+                    &r.status,
+                    &r.first_entry,
+                    &r.last_entry,
+                ]
+            })
+            .collect();
+        let writes = params.iter().map(|p| tx.execute(&upsert, p));
+        futures::future::try_join_all(writes)
+            .await
+            .map_err(backend)?;
+        tx.execute(
+            "INSERT INTO tier_cameras (camera_id, watermark, open_state, updated_at)
+             VALUES ($1, $2, CAST($3::text AS jsonb), now())
+             ON CONFLICT (camera_id) DO UPDATE SET watermark = EXCLUDED.watermark,
+                open_state = EXCLUDED.open_state, updated_at = now()",
+            &[&camera.camera_id, &camera.watermark, &camera.open_state],
+        )
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn record_run(&self, run: &RunRecord) -> EventStoreResult<()> {
+        let record = serde_json::to_string(run)
+            .map_err(|e| EventStoreError::Config(format!("run record: {e}")))?;
+        let client = self.client.lock().await;
+        client
+            .execute(
+                "INSERT INTO tier_runs (run_id, record, trigger_name, started_ms, finished_ms)
+                 VALUES ($1, CAST($2::text AS jsonb), $3, $4, $5)
+                 ON CONFLICT (run_id) DO UPDATE SET record = EXCLUDED.record,
+                    trigger_name = EXCLUDED.trigger_name, started_ms = EXCLUDED.started_ms,
+                    finished_ms = EXCLUDED.finished_ms",
+                &[
+                    &run.run_id,
+                    &record,
+                    &run.trigger,
+                    &run.started_ms,
+                    &run.finished_ms,
+                ],
+            )
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn history(&self, limit: usize) -> EventStoreResult<Vec<RunRecord>> {
+        let client = self.client.lock().await;
+        let rows = client
+            .query(
+                "SELECT record::text FROM tier_runs ORDER BY started_ms DESC, run_id DESC LIMIT $1",
+                &[&(limit as i64)],
+            )
+            .await
+            .map_err(backend)?;
+        rows.iter()
+            .map(|r| schema::run_record(BACKEND, r.get(0)))
+            .collect()
+    }
+
+    async fn events(
+        &self,
+        camera_id: Option<&str>,
+        limit: usize,
+    ) -> EventStoreResult<Vec<TierEvent>> {
+        let client = self.client.lock().await;
+        let rows = match camera_id {
+            Some(c) => {
+                client
+                    .query(
+                        &format!("SELECT {EVENT_COLUMNS} FROM tier_events WHERE camera_id = $1 ORDER BY start_ms DESC LIMIT $2"),
+                        &[&c, &(limit as i64)],
+                    )
+                    .await
+            }
+            None => {
+                client
+                    .query(
+                        &format!("SELECT {EVENT_COLUMNS} FROM tier_events ORDER BY start_ms DESC LIMIT $1"),
+                        &[&(limit as i64)],
+                    )
+                    .await
+            }
+        }
+        .map_err(backend)?;
+        rows.iter()
+            .map(|r| event_from_row(r).into_event(BACKEND))
+            .collect()
+    }
+
+    async fn counts(&self) -> EventStoreResult<StoreCounts> {
+        let client = self.client.lock().await;
+        let row = client
+            .query_one(
+                "SELECT (SELECT count(*) FROM tier_events), (SELECT count(*) FROM tier_cameras),
+                        (SELECT coalesce(sum(frame_count), 0)::bigint FROM tier_events)",
+                &[],
+            )
+            .await
+            .map_err(backend)?;
+        Ok(StoreCounts {
+            events: row.get::<_, i64>(0) as u64,
+            cameras: row.get::<_, i64>(1) as u64,
+            frames: row.get::<_, i64>(2) as u64,
+        })
+    }
+}
