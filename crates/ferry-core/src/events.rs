@@ -18,8 +18,10 @@ pub struct NewEvent {
     pub event_type: String,
     /// The camera that saw it.
     pub camera_id: String,
-    /// When it happened (RFC 3339); the time it is saved when absent.
-    #[serde(default)]
+    /// When it happened: RFC 3339, an ISO 8601 time without offset (taken as UTC, as Python's
+    /// `datetime.utcnow().isoformat()` writes), or Unix seconds; the time it is saved when
+    /// absent.
+    #[serde(default, deserialize_with = "lenient_timestamp")]
     pub timestamp: Option<DateTime<Utc>>,
     /// The video frame.
     #[serde(default)]
@@ -33,6 +35,50 @@ pub struct NewEvent {
     /// A producer's own unique key: saving the same key twice stores the event once.
     #[serde(default)]
     pub idempotency_key: Option<String>,
+}
+
+/// Parses a timestamp as [`NewEvent::timestamp`] describes.
+pub fn parse_timestamp(text: &str) -> Option<DateTime<Utc>> {
+    let text = text.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Some(t.to_utc());
+    }
+    for format in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"] {
+        if let Ok(t) = chrono::NaiveDateTime::parse_from_str(text, format) {
+            return Some(t.and_utc());
+        }
+    }
+    text.parse::<f64>().ok().and_then(from_unix_seconds)
+}
+
+fn from_unix_seconds(s: f64) -> Option<DateTime<Utc>> {
+    if !s.is_finite() {
+        return None;
+    }
+    DateTime::from_timestamp_micros((s * 1e6).round() as i64)
+}
+
+fn lenient_timestamp<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<DateTime<Utc>>, D::Error> {
+    use serde::de::Error;
+    let v = Option::<serde_json::Value>::deserialize(d)?;
+    match v {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(s)) => parse_timestamp(&s).map(Some).ok_or_else(|| {
+            D::Error::custom(format!(
+                "timestamp `{s}` is not RFC 3339 (e.g. 2026-11-22T10:00:00Z), ISO 8601 or Unix seconds"
+            ))
+        }),
+        Some(serde_json::Value::Number(n)) => n
+            .as_f64()
+            .and_then(from_unix_seconds)
+            .map(Some)
+            .ok_or_else(|| D::Error::custom(format!("timestamp {n} is out of range"))),
+        Some(other) => Err(D::Error::custom(format!(
+            "timestamp must be a string or a number, not {other}"
+        ))),
+    }
 }
 
 fn empty_object() -> serde_json::Value {
@@ -224,6 +270,19 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn timestamps_are_read_leniently_and_as_utc() {
+        let utc = parse_timestamp("2024-10-11T12:00:00.5Z").unwrap();
+        assert_eq!(parse_timestamp("2024-10-11T14:00:00.5+02:00"), Some(utc));
+        assert_eq!(parse_timestamp("2024-10-11T12:00:00.500000"), Some(utc));
+        assert_eq!(parse_timestamp("1728648000.5"), Some(utc));
+        let e: NewEvent =
+            serde_json::from_str(r#"{"event_type":"m","camera_id":"c","timestamp":1728648000.5}"#)
+                .unwrap();
+        assert_eq!(e.timestamp, Some(utc));
+        assert!(parse_timestamp("noon").is_none());
     }
 
     #[test]

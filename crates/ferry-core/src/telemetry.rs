@@ -32,11 +32,21 @@ pub enum Metric {
     TierPassDurationSeconds,
     /// Captions waiting in Redis, sampled by the statistics task.
     TierCaptionsPending,
+    /// Events stored by the events job, by `source` (api, library, stream).
+    EventsSavedTotal,
+    /// Events refused as bad input, by `source`.
+    EventsRejectedTotal,
+    /// Events published on Redis and marked published.
+    EventsPublishedTotal,
+    /// Time from an event's commit to its publication.
+    EventsPublishLagSeconds,
+    /// Relay or ingest attempts that failed and are retried, by `stage`.
+    EventsRetriesTotal,
 }
 
 impl Metric {
     /// Every metric, for describing them to the exporter.
-    pub const ALL: [Metric; 14] = [
+    pub const ALL: [Metric; 19] = [
         Metric::KeysScannedTotal,
         Metric::KeysProcessedTotal,
         Metric::KeysBytesTotal,
@@ -51,6 +61,11 @@ impl Metric {
         Metric::TierPassesTotal,
         Metric::TierPassDurationSeconds,
         Metric::TierCaptionsPending,
+        Metric::EventsSavedTotal,
+        Metric::EventsRejectedTotal,
+        Metric::EventsPublishedTotal,
+        Metric::EventsPublishLagSeconds,
+        Metric::EventsRetriesTotal,
     ];
 
     /// The Prometheus name.
@@ -70,6 +85,11 @@ impl Metric {
             Metric::TierPassesTotal => "ferry_tier_passes_total",
             Metric::TierPassDurationSeconds => "ferry_tier_pass_duration_seconds",
             Metric::TierCaptionsPending => "ferry_tier_captions_pending",
+            Metric::EventsSavedTotal => "ferry_events_saved_total",
+            Metric::EventsRejectedTotal => "ferry_events_rejected_total",
+            Metric::EventsPublishedTotal => "ferry_events_published_total",
+            Metric::EventsPublishLagSeconds => "ferry_events_publish_lag_seconds",
+            Metric::EventsRetriesTotal => "ferry_events_retries_total",
         }
     }
 
@@ -90,6 +110,11 @@ impl Metric {
             Metric::TierPassesTotal => "Tier passes, by outcome.",
             Metric::TierPassDurationSeconds => "Duration of one tier pass.",
             Metric::TierCaptionsPending => "Captions waiting in Redis (sampled).",
+            Metric::EventsSavedTotal => "Events stored in PostgreSQL, by source.",
+            Metric::EventsRejectedTotal => "Events refused as bad input, by source.",
+            Metric::EventsPublishedTotal => "Events published on Redis and marked published.",
+            Metric::EventsPublishLagSeconds => "Time from an event's commit to its publication.",
+            Metric::EventsRetriesTotal => "Failed relay or ingest attempts, retried, by stage.",
         }
     }
 }
@@ -117,6 +142,10 @@ mod tests {
                     | Metric::TierEntriesDeletedTotal
                     | Metric::TierMalformedTotal
                     | Metric::TierPassesTotal
+                    | Metric::EventsSavedTotal
+                    | Metric::EventsRejectedTotal
+                    | Metric::EventsPublishedTotal
+                    | Metric::EventsRetriesTotal
             );
             assert_eq!(counter, name.ends_with("_total"), "{name}");
         }

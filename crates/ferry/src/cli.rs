@@ -41,10 +41,23 @@ pub enum Command {
         #[command(subcommand)]
         action: TierAction,
     },
-    /// Run the tier job on a schedule and serve the HTTP API and Prometheus metrics.
+    /// Save every event in PostgreSQL, then publish it on Redis Pub/Sub, with nothing lost.
+    Events {
+        /// The action.
+        #[command(subcommand)]
+        action: EventsAction,
+    },
+    /// Run the tier job on a schedule (and the events relay when [events] postgres or
+    /// --events-postgres is set); serve the HTTP API and Prometheus metrics.
     Serve {
         #[command(flatten)]
         tier: TierArgs,
+        /// Run the events job on this PostgreSQL (API, relay).
+        #[arg(long, env = "FERRY_EVENTS_POSTGRES")]
+        events_postgres: Option<String>,
+        /// The Redis the events job publishes on.
+        #[arg(long, env = "FERRY_EVENTS_REDIS")]
+        events_redis: Option<String>,
         /// Address of the HTTP API.
         #[arg(long, env = "FERRY_LISTEN")]
         listen: Option<std::net::SocketAddr>,
@@ -225,6 +238,93 @@ pub enum TierAction {
         #[arg(short = 'y', long = "yes")]
         yes: bool,
     },
+}
+
+/// Actions of the events job.
+#[derive(Debug, Subcommand)]
+pub enum EventsAction {
+    /// Publish stored events on Redis (Pub/Sub, optional Stream) and mark them published.
+    Relay {
+        #[command(flatten)]
+        events: EventsArgs,
+        /// Stop when everything stored is published instead of waiting for more.
+        #[arg(long)]
+        once: bool,
+    },
+    /// Move events from a Redis Stream into the log: XREADGROUP, save, then XACK.
+    Ingest {
+        #[command(flatten)]
+        events: EventsArgs,
+        /// The Stream producers write.
+        #[arg(long, default_value = "stream:events")]
+        stream: String,
+        /// The consumer group.
+        #[arg(long, default_value = "ferry")]
+        group: String,
+        /// This consumer's name (default ferry-HOSTNAME; keep it stable across restarts).
+        #[arg(long)]
+        consumer: Option<String>,
+        /// Where a new group starts: 0 (the whole Stream) or $ (new entries only).
+        #[arg(long, default_value = "0")]
+        start_id: String,
+        /// Entries per read.
+        #[arg(long, default_value_t = 500)]
+        batch: usize,
+        /// Take over entries another consumer left pending this many seconds.
+        #[arg(long, default_value_t = 60.0, value_name = "SECONDS")]
+        claim_idle: f64,
+        /// Stream that receives entries that are not events (default STREAM:dead).
+        #[arg(long)]
+        dead_letter: Option<String>,
+        /// Stop when the Stream has nothing left.
+        #[arg(long)]
+        once: bool,
+    },
+    /// Stored events, newest first, with the API's filters.
+    Query {
+        #[command(flatten)]
+        events: EventsArgs,
+        /// Only this camera.
+        #[arg(long)]
+        camera_id: Option<String>,
+        /// Only this type.
+        #[arg(long)]
+        event_type: Option<String>,
+        /// Events at or after this time (RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
+        /// Events before this time (RFC 3339).
+        #[arg(long)]
+        until: Option<String>,
+        /// Page size.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// The previous page's next_cursor.
+        #[arg(long)]
+        cursor: Option<i64>,
+        /// Print JSON (the API's page).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Counts by type and camera, unpublished backlog and publish lag.
+    Stats {
+        #[command(flatten)]
+        events: EventsArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Options of every events action (over `[events]` of the config file).
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// PostgreSQL of the event log.
+    #[arg(long, env = "FERRY_EVENTS_POSTGRES")]
+    pub postgres: Option<String>,
+    /// The Redis to publish on (and, for ingest, to read from).
+    #[arg(long, env = "FERRY_EVENTS_REDIS")]
+    pub redis: Option<String>,
 }
 
 /// Options of every tier action (over `[tier]` of the config file).

@@ -6,10 +6,12 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::jobs::events::EventsOptions;
 use crate::jobs::keys::{KeysOptions, OnConflict};
 use crate::jobs::tier::{Backend, Layout, TierOptions};
 use crate::observe::LogFormat;
 use crate::server::ServeOptions;
+use ferry_core::events::Channels;
 
 /// The whole file.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -30,6 +32,39 @@ pub struct FileConfig {
     /// `ferry serve`.
     #[serde(default)]
     pub serve: ServeSection,
+    /// The events job.
+    #[serde(default)]
+    pub events: EventsSection,
+}
+
+/// `[events]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsSection {
+    /// PostgreSQL URL of the event log; `ferry serve` runs the events job when it is set.
+    pub postgres: Option<String>,
+    /// Redis URL to publish on.
+    pub redis: Option<String>,
+    /// The Pub/Sub channel of every event.
+    pub channel: Option<String>,
+    /// Also publish on `{channel}:{camera_id}`.
+    pub camera_channels: Option<bool>,
+    /// Also publish on `{channel}:{event_type}`.
+    pub type_channels: Option<bool>,
+    /// A Stream that also receives every event, for replay; empty: none.
+    pub history_stream: Option<String>,
+    /// Approximate length of the history Stream.
+    pub history_maxlen: Option<u64>,
+    /// Accepted event types; empty: any.
+    pub allowed_types: Option<Vec<String>>,
+    /// Events per relay transaction.
+    pub relay_batch: Option<usize>,
+    /// Seconds between rescans of the outbox when no notification arrives.
+    pub rescan_interval_s: Option<f64>,
+    /// PostgreSQL connections.
+    pub connections: Option<usize>,
+    /// Most events in one API request.
+    pub max_batch: Option<usize>,
 }
 
 /// `[tier]` (durations in seconds; fractions allowed).
@@ -218,6 +253,34 @@ impl FileConfig {
         }
     }
 
+    /// Events options from this file over the defaults.
+    pub fn events_options(&self) -> EventsOptions {
+        let d = EventsOptions::default();
+        let e = &self.events;
+        EventsOptions {
+            postgres: e
+                .postgres
+                .clone()
+                .filter(|p| !p.is_empty())
+                .unwrap_or(d.postgres),
+            redis: e.redis.clone().filter(|r| !r.is_empty()).unwrap_or(d.redis),
+            channels: Channels {
+                main: e.channel.clone().unwrap_or(d.channels.main),
+                per_camera: e.camera_channels.unwrap_or(d.channels.per_camera),
+                per_type: e.type_channels.unwrap_or(d.channels.per_type),
+            },
+            history_stream: e.history_stream.clone().filter(|s| !s.is_empty()),
+            history_maxlen: e.history_maxlen.unwrap_or(d.history_maxlen),
+            allowed_types: e.allowed_types.clone().unwrap_or(d.allowed_types),
+            relay_batch: e.relay_batch.unwrap_or(d.relay_batch),
+            rescan_interval: e
+                .rescan_interval_s
+                .map_or(d.rescan_interval, std::time::Duration::from_secs_f64),
+            connections: e.connections.unwrap_or(d.connections),
+            max_batch: e.max_batch.unwrap_or(d.max_batch),
+        }
+    }
+
     /// Serve options from this file over the defaults.
     pub fn serve_options(&self) -> Result<ServeOptions, String> {
         let d = ServeOptions::default();
@@ -292,6 +355,18 @@ mod tests {
         let s = &cfg.serve;
         assert!(s.listen.is_some() && s.token.is_some() && s.interval_s.is_some());
         assert!(s.stats_interval_s.is_some() && s.max_body_bytes.is_some());
+        let e = &cfg.events;
+        assert!(e.postgres.is_some() && e.redis.is_some() && e.channel.is_some());
+        assert!(e.camera_channels.is_some() && e.type_channels.is_some());
+        assert!(e.history_stream.is_some() && e.history_maxlen.is_some());
+        assert!(e.allowed_types.is_some() && e.relay_batch.is_some());
+        assert!(e.rescan_interval_s.is_some() && e.connections.is_some());
+        assert!(e.max_batch.is_some());
+        let events = cfg.events_options();
+        let ed = EventsOptions::default();
+        assert_eq!(events.channels, ed.channels, "reference shows the defaults");
+        assert_eq!(events.relay_batch, ed.relay_batch);
+        assert_eq!(events.rescan_interval, ed.rescan_interval);
         let tier = cfg.tier_options();
         let td = TierOptions::default();
         assert_eq!(

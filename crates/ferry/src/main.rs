@@ -1,6 +1,7 @@
 //! The `ferry` binary: parses the command line and hands over to the library.
 
 mod cli;
+mod events_cmd;
 mod tier_cmd;
 
 /// Ferry allocates many small buffers per key (commands, replies); mimalloc keeps that cheap.
@@ -78,12 +79,33 @@ async fn run(cli: Cli, file: FileConfig) -> ExitStatus {
                 ExitStatus::Fatal
             }
         },
+        Command::Events { action } => match events_cmd::events_action(action, &file).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitStatus::Fatal
+            }
+        },
         Command::Serve {
             tier,
+            events_postgres,
+            events_redis,
             listen,
             token,
             interval,
-        } => match tier_cmd::serve(&file, &tier, listen, token, interval).await {
+        } => match tier_cmd::serve(
+            &file,
+            &tier,
+            &cli::EventsArgs {
+                postgres: events_postgres,
+                redis: events_redis,
+            },
+            listen,
+            token,
+            interval,
+        )
+        .await
+        {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("error: {e:#}");

@@ -37,7 +37,9 @@ pub fn init_logging(format: LogFormat, level: &str) {
 pub fn describe_metrics() {
     for m in Metric::ALL {
         match m {
-            Metric::BatchDurationSeconds | Metric::TierPassDurationSeconds => {
+            Metric::BatchDurationSeconds
+            | Metric::TierPassDurationSeconds
+            | Metric::EventsPublishLagSeconds => {
                 metrics::describe_histogram!(m.name(), m.help())
             }
             Metric::TierCaptionsPending => metrics::describe_gauge!(m.name(), m.help()),

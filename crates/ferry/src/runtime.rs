@@ -125,7 +125,8 @@ impl<S: CheckpointStore + 'static> LeaseGuard<S> {
     }
 }
 
-fn hostname() -> String {
+/// This machine's host name (for lease owners and consumer names).
+pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
         .or_else(|_| std::env::var("HOSTNAME"))

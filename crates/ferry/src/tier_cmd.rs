@@ -317,6 +317,7 @@ pub async fn tier_action(action: TierAction, file: &FileConfig) -> anyhow::Resul
 pub async fn serve(
     file: &FileConfig,
     args: &TierArgs,
+    events: &crate::cli::EventsArgs,
     listen: Option<std::net::SocketAddr>,
     token: Option<String>,
     interval: Option<f64>,
@@ -341,6 +342,19 @@ pub async fn serve(
             "the pass interval is not shorter than migrate_before: captions may expire between passes"
         );
     }
-    ferry::server::serve(opts, ctx, stop).await?;
+    // The events job runs when a PostgreSQL is configured for it.
+    let events = if events.postgres.is_some()
+        || file
+            .events
+            .postgres
+            .as_deref()
+            .is_some_and(|p| !p.is_empty())
+    {
+        let options = crate::events_cmd::options(file, events);
+        Some(ferry::jobs::events::EventsContext::connect(options).await?)
+    } else {
+        None
+    };
+    ferry::server::serve(opts, ctx, events, stop).await?;
     Ok(ExitStatus::Done)
 }

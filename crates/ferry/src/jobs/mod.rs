@@ -1,4 +1,5 @@
 //! Ferry's jobs, one module each.
 
+pub mod events;
 pub mod keys;
 pub mod tier;

@@ -16,7 +16,8 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use super::ServeOptions;
+use super::{ServeOptions, events_api};
+use crate::jobs::events::EventsContext;
 use crate::jobs::tier::{self, PassRequest, TierContext, TierError};
 
 /// What every handler shares.
@@ -30,6 +31,8 @@ pub struct AppState {
     stop: CancellationToken,
     /// Serialises passes of this process (the scheduler's and the API's).
     pub pass_lock: tokio::sync::Mutex<()>,
+    /// The events job, when configured.
+    pub events: Option<Arc<EventsContext>>,
 }
 
 impl AppState {
@@ -47,7 +50,19 @@ impl AppState {
             metrics,
             stop,
             pass_lock: tokio::sync::Mutex::new(()),
+            events: None,
         }
+    }
+
+    /// Cancelled when the server stops (ends long-lived responses such as the live view).
+    pub fn stop_token(&self) -> CancellationToken {
+        self.stop.clone()
+    }
+
+    /// Adds the events job's endpoints.
+    pub fn with_events(mut self, events: Arc<EventsContext>) -> Self {
+        self.events = Some(events);
+        self
     }
 }
 
@@ -63,6 +78,12 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/api/v1/tier/preview", post(preview))
         .route("/api/v1/tier/migrate", post(migrate))
         .route("/api/v1/tier/clear", post(clear))
+        .route(
+            "/api/v1/events",
+            post(events_api::save).get(events_api::query),
+        )
+        .route("/api/v1/events/live", get(events_api::live))
+        .route("/api/v1/events/stats", get(events_api::stats))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }
@@ -70,13 +91,13 @@ pub fn app(state: Arc<AppState>) -> Router {
 /// An API error: a status and a JSON body `{"error": …, "field": …}`.
 #[derive(Debug)]
 pub struct ApiError {
-    status: StatusCode,
-    message: String,
-    field: Option<String>,
+    pub(super) status: StatusCode,
+    pub(super) message: String,
+    pub(super) field: Option<String>,
 }
 
 impl ApiError {
-    fn bad_request(message: impl Into<String>, field: Option<&str>) -> Self {
+    pub(super) fn bad_request(message: impl Into<String>, field: Option<&str>) -> Self {
         ApiError {
             status: StatusCode::BAD_REQUEST,
             message: message.into(),
@@ -137,7 +158,7 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for ApiJson<
 }
 
 /// Parses a JSON body; errors name the offending field (by path, or from serde's message).
-fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+pub(super) fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
@@ -155,7 +176,7 @@ fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErro
     })
 }
 
-fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+pub(super) fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(token) = &state.token else {
         return Ok(());
     };
@@ -185,12 +206,21 @@ async fn healthz(State(state): State<Arc<AppState>>) -> Response {
     ping.arg("ferry");
     let redis = state.tier.source.redis().query(b"ferry", ping).await;
     let redis_ok = matches!(redis, Ok(Ok(_)));
-    let body = json!({
-        "status": if store.is_ok() && redis_ok { "ok" } else { "degraded" },
+    let mut healthy = store.is_ok() && redis_ok;
+    let mut body = json!({
         "store": store.as_ref().map(|_| "ok".to_string()).unwrap_or_else(|e| e.to_string()),
         "redis": if redis_ok { "ok" } else { "unreachable" },
     });
-    let code = if store.is_ok() && redis_ok {
+    if let Some(events) = &state.events {
+        let log = events.log.healthcheck().await;
+        healthy &= log.is_ok();
+        body["events_postgres"] = json!(
+            log.map(|_| "ok".to_string())
+                .unwrap_or_else(|e| e.to_string())
+        );
+    }
+    body["status"] = json!(if healthy { "ok" } else { "degraded" });
+    let code = if healthy {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
@@ -218,7 +248,7 @@ async fn status(State(state): State<Arc<AppState>>) -> Result<Response, ApiError
     Ok(Json(tier::status(&state.tier).await?).into_response())
 }
 
-type Params = Query<HashMap<String, String>>;
+pub(super) type Params = Query<HashMap<String, String>>;
 
 /// Checks query parameters: only `allowed` names, `limit` a number in range.
 fn query_limit(
@@ -266,7 +296,7 @@ async fn events(
     Ok(Json(tier::events(&state.tier, camera.map(String::as_str), limit).await?).into_response())
 }
 
-fn check_limit(limit: usize) -> Result<usize, ApiError> {
+pub(super) fn check_limit(limit: usize) -> Result<usize, ApiError> {
     if (1..=1000).contains(&limit) {
         Ok(limit)
     } else {

@@ -1,8 +1,9 @@
-//! `ferry serve`: runs the tier job on a schedule and serves the HTTP API (axum) with
-//! Prometheus metrics. Several replicas may run against one Redis: per-camera leases make sure
+//! `ferry serve`: runs the tier job on a schedule and, when configured, the events job's relay;
+//! serves the HTTP API (axum) with Prometheus metrics. Several replicas may run against one Redis: per-camera leases make sure
 //! no camera is drained by two of them at once.
 
 mod api;
+mod events_api;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -11,6 +12,7 @@ use std::time::Duration;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio_util::sync::CancellationToken;
 
+use crate::jobs::events::{self, EventsContext};
 use crate::jobs::tier::{self, PassRequest, TierContext};
 use ferry_core::telemetry::Metric;
 
@@ -60,6 +62,7 @@ pub fn prometheus() -> Option<PrometheusHandle> {
 pub async fn serve(
     options: ServeOptions,
     tier: TierContext,
+    events: Option<EventsContext>,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
     let metrics = prometheus();
@@ -69,7 +72,20 @@ pub async fn serve(
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "listening");
     println!("listening on http://{addr}");
-    let state = Arc::new(AppState::new(tier, options.clone(), metrics, stop.clone()));
+    let mut state = AppState::new(tier, options.clone(), metrics, stop.clone());
+    let mut relay = None;
+    if let Some(ctx) = events {
+        let ctx = Arc::new(ctx);
+        state = state.with_events(ctx.clone());
+        let stop = stop.clone();
+        relay = Some(tokio::spawn(async move {
+            match events::relay(&ctx, false, stop).await {
+                Ok(s) => tracing::info!(published = s.published, "events relay stopped"),
+                Err(e) => tracing::error!(error = %e, "events relay failed"),
+            }
+        }));
+    }
+    let state = Arc::new(state);
     let scheduler = tokio::spawn(schedule(state.clone(), options.interval, stop.clone()));
     let sampler = tokio::spawn(sample_stats(
         state.clone(),
@@ -83,6 +99,9 @@ pub async fn serve(
     stop.cancel();
     let _ = scheduler.await;
     let _ = sampler.await;
+    if let Some(relay) = relay {
+        let _ = relay.await;
+    }
     tracing::info!("stopped");
     Ok(())
 }

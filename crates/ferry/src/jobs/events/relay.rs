@@ -1,0 +1,108 @@
+//! The relay: publishes what the outbox holds, in id order per camera, and marks it published
+//! only after Redis accepted it. Wakes on `NOTIFY`, rescans every `rescan_interval` (so a
+//! missed notification or a restart loses nothing), and retries failures with backoff.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use ferry_connectors::postgres::events::PublishError;
+use ferry_core::telemetry::Metric;
+use serde::Serialize;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::{EventsContext, EventsError};
+use crate::runtime::failpoint;
+
+/// What a relay run did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RelaySummary {
+    /// Events published.
+    pub published: u64,
+    /// Failed attempts (each retried).
+    pub retries: u64,
+}
+
+/// Runs the relay until `stop` is cancelled; with `once`, until the outbox is empty (a
+/// failure then ends the run with an error instead of a retry).
+pub async fn relay(
+    ctx: &EventsContext,
+    once: bool,
+    stop: CancellationToken,
+) -> Result<RelaySummary, EventsError> {
+    let wake = Arc::new(Notify::new());
+    let mut listener: Option<tokio::task::JoinHandle<()>> = None;
+    let mut summary = RelaySummary::default();
+    let mut backoff = Duration::from_millis(100);
+    let max_backoff = Duration::from_secs(5);
+    while !stop.is_cancelled() {
+        if !once && listener.as_ref().is_none_or(|l| l.is_finished()) {
+            match ctx.log.listen(wake.clone()).await {
+                Ok(l) => listener = Some(l),
+                Err(e) => tracing::warn!(error = %e, "cannot LISTEN for new events; rescanning"),
+            }
+        }
+        let publisher = &ctx.publisher;
+        let attempt = ctx
+            .log
+            .publish_pending(ctx.options.relay_batch, |batch| async move {
+                failpoint("events-relay-before-publish");
+                publisher.publish(&batch.events).await?;
+                failpoint("events-relay-after-publish");
+                let now = Utc::now();
+                for e in batch.events.iter() {
+                    let lag = (now - e.created_at).num_microseconds().unwrap_or(0);
+                    metrics::histogram!(Metric::EventsPublishLagSeconds.name())
+                        .record(lag.max(0) as f64 / 1e6);
+                }
+                Ok::<(), redis::RedisError>(())
+            })
+            .await;
+        match attempt {
+            Ok(0) => {
+                backoff = Duration::from_millis(100);
+                if once {
+                    break;
+                }
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = wake.notified() => {}
+                    _ = tokio::time::sleep(ctx.options.rescan_interval) => {}
+                }
+            }
+            Ok(n) => {
+                backoff = Duration::from_millis(100);
+                summary.published += n as u64;
+                metrics::counter!(Metric::EventsPublishedTotal.name()).increment(n as u64);
+            }
+            Err(e) => {
+                summary.retries += 1;
+                let (stage, error) = match e {
+                    PublishError::Log(e) => ("postgres", EventsError::Log(e)),
+                    PublishError::Publisher(e) => (
+                        "redis",
+                        EventsError::Redis {
+                            url: ctx.publisher.url().to_string(),
+                            message: e.to_string(),
+                        },
+                    ),
+                };
+                metrics::counter!(Metric::EventsRetriesTotal.name(), "stage" => stage).increment(1);
+                if once {
+                    return Err(error);
+                }
+                tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "relay failed; events stay queued");
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(max_backoff);
+            }
+        }
+    }
+    if let Some(l) = listener {
+        l.abort();
+    }
+    Ok(summary)
+}

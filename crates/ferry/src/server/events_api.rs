@@ -1,0 +1,249 @@
+//! The events job's endpoints: save (`POST /api/v1/events`), query (`GET /api/v1/events`), a
+//! live view as Server-Sent Events (`GET /api/v1/events/live`) and statistics.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use ferry_connectors::postgres::events::EventLogError;
+use ferry_core::error::{Classify, ErrorClass};
+use ferry_core::events::{NewEvent, parse_timestamp};
+use ferry_core::telemetry::Metric;
+use futures::{Stream, StreamExt};
+use serde_json::json;
+
+use super::api::{ApiError, AppState, Params, authorize, check_limit, parse_json};
+use crate::jobs::events::{EventQuery, EventsContext};
+
+impl From<EventLogError> for ApiError {
+    fn from(e: EventLogError) -> Self {
+        let status = match e.class() {
+            ErrorClass::User => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorClass::External => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorClass::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError {
+            status,
+            message: e.to_string(),
+            field: None,
+        }
+    }
+}
+
+fn context(state: &AppState) -> Result<&Arc<EventsContext>, ApiError> {
+    state.events.as_ref().ok_or_else(|| ApiError {
+        status: StatusCode::NOT_FOUND,
+        message: "the events job is not enabled: set [events] postgres (or --events-postgres) for ferry serve".into(),
+        field: None,
+    })
+}
+
+fn unavailable(what: &str, e: impl std::fmt::Display) -> ApiError {
+    ApiError {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        message: format!("{what}: {e}"),
+        field: None,
+    }
+}
+
+/// `POST /api/v1/events`: one event (an object) or a batch (an array), stored in one
+/// transaction; `201 {"ids": [...], "duplicates": N}` in the order sent.
+pub(super) async fn save(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let ctx = context(&state)?;
+    authorize(&state, &headers)?;
+    let body = body.map_err(|r| ApiError {
+        status: r.status(),
+        message: if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            "the request body is larger than [serve] max_body_bytes; send smaller batches".into()
+        } else {
+            r.body_text()
+        },
+        field: None,
+    })?;
+    let reject = |e: ApiError| {
+        metrics::counter!(Metric::EventsRejectedTotal.name(), "source" => "api").increment(1);
+        e
+    };
+    let batch = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
+    let events: Vec<NewEvent> = if batch {
+        parse_json(&body).map_err(reject)?
+    } else if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(reject(ApiError::bad_request(
+            "the body must be an event (a JSON object) or an array of events",
+            None,
+        )));
+    } else {
+        vec![parse_json(&body).map_err(reject)?]
+    };
+    let max = ctx.options.max_batch;
+    if events.len() > max {
+        return Err(reject(ApiError {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            message: format!(
+                "{} events in one request; at most {max} ([events] max_batch)",
+                events.len()
+            ),
+            field: None,
+        }));
+    }
+    let saved = match ctx
+        .log
+        .save_batch_checked(&events, &ctx.options.allowed_types)
+        .await
+    {
+        Ok(s) => s,
+        Err(EventLogError::Invalid { index, source }) => {
+            let field = if batch {
+                format!("[{index}].{}", source.field)
+            } else {
+                source.field.to_string()
+            };
+            return Err(reject(ApiError {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                message: source.message,
+                field: Some(field),
+            }));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let duplicates = saved.iter().filter(|s| s.duplicate).count();
+    metrics::counter!(Metric::EventsSavedTotal.name(), "source" => "api")
+        .increment((saved.len() - duplicates) as u64);
+    let ids: Vec<i64> = saved.iter().map(|s| s.id).collect();
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"ids": ids, "duplicates": duplicates})),
+    )
+        .into_response())
+}
+
+fn check_params(params: &HashMap<String, String>, allowed: &[&str]) -> Result<(), ApiError> {
+    match params.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Some(unknown) => Err(ApiError::bad_request(
+            format!(
+                "unknown query parameter `{unknown}` (allowed: {})",
+                allowed.join(", ")
+            ),
+            Some(unknown),
+        )),
+        None => Ok(()),
+    }
+}
+
+fn time_param(
+    params: &HashMap<String, String>,
+    name: &str,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, ApiError> {
+    params
+        .get(name)
+        .map(|v| {
+            parse_timestamp(v).ok_or_else(|| {
+                ApiError::bad_request(
+                    format!("{name} `{v}` is not an RFC 3339 time (e.g. 2026-11-22T10:00:00Z)"),
+                    Some(name),
+                )
+            })
+        })
+        .transpose()
+}
+
+/// `GET /api/v1/events?camera_id=&event_type=&since=&until=&limit=&cursor=`: newest first,
+/// `{"events": [...], "next_cursor": ID|null}`.
+pub(super) async fn query(
+    State(state): State<Arc<AppState>>,
+    Query(params): Params,
+) -> Result<Response, ApiError> {
+    let ctx = context(&state)?;
+    check_params(
+        &params,
+        &[
+            "camera_id",
+            "event_type",
+            "since",
+            "until",
+            "limit",
+            "cursor",
+        ],
+    )?;
+    let limit = match params.get("limit") {
+        None => 100,
+        Some(l) => l
+            .parse()
+            .map_err(|_| {
+                ApiError::bad_request(format!("limit `{l}` is not a number"), Some("limit"))
+            })
+            .and_then(check_limit)?,
+    };
+    let before_id = params
+        .get("cursor")
+        .map(|c| {
+            c.parse::<i64>().map_err(|_| {
+                ApiError::bad_request(
+                    format!("cursor `{c}` is not a cursor from a previous page"),
+                    Some("cursor"),
+                )
+            })
+        })
+        .transpose()?;
+    let q = EventQuery {
+        camera_id: params.get("camera_id").cloned(),
+        event_type: params.get("event_type").cloned(),
+        since: time_param(&params, "since")?,
+        until: time_param(&params, "until")?,
+        before_id,
+        limit,
+    };
+    Ok(Json(ctx.log.query(&q).await?).into_response())
+}
+
+/// `GET /api/v1/events/stats`.
+pub(super) async fn stats(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
+    let ctx = context(&state)?;
+    Ok(Json(ctx.log.stats().await?).into_response())
+}
+
+/// `GET /api/v1/events/live?camera_id=&event_type=`: the published events as they are
+/// published (Server-Sent Events; `id` is the event id, `data` its JSON).
+pub(super) async fn live(
+    State(state): State<Arc<AppState>>,
+    Query(params): Params,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    let ctx = context(&state)?;
+    check_params(&params, &["camera_id", "event_type"])?;
+    let mut pubsub = ctx
+        .publisher
+        .client()
+        .get_async_pubsub()
+        .await
+        .map_err(|e| unavailable("cannot subscribe on Redis", e))?;
+    pubsub
+        .subscribe(ctx.publisher.channel())
+        .await
+        .map_err(|e| unavailable("cannot subscribe on Redis", e))?;
+    let camera = params.get("camera_id").cloned();
+    let event_type = params.get("event_type").cloned();
+    let stream = pubsub
+        .into_on_message()
+        .filter_map(move |msg| {
+            let out = msg.get_payload::<String>().ok().and_then(|payload| {
+                let v: serde_json::Value = serde_json::from_str(&payload).ok()?;
+                let keep = camera.as_deref().is_none_or(|c| v["camera_id"] == c)
+                    && event_type.as_deref().is_none_or(|t| v["event_type"] == t);
+                keep.then(|| Ok(SseEvent::default().id(v["id"].to_string()).data(payload)))
+            });
+            std::future::ready(out)
+        })
+        .take_until(state.stop_token().cancelled_owned());
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
