@@ -32,6 +32,8 @@ pub struct RedisServer {
     cluster_bus_port: Option<u16>,
     password: Option<String>,
     dir: TempDir,
+    /// The binary and arguments it was started with, for [`RedisServer::restart`].
+    command: (PathBuf, Vec<String>),
 }
 
 /// Why one start attempt did not produce a running server.
@@ -130,21 +132,14 @@ impl RedisServer {
                 args.extend(["--cluster-node-timeout".into(), "5000".into()]);
             }
         }
-        // Messages printed before the log file is opened (bad options) land here.
-        let output = File::create(dir.path().join("stdout.log")).expect("create stdout.log");
-        let child = Command::new(bin)
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(output.try_clone().expect("clone stdout.log handle"))
-            .stderr(output)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()));
+        let child = spawn(bin, &args, dir.path());
         let mut server = RedisServer {
             child: Some(child),
             port,
             cluster_bus_port,
             password: option_value(extra, "--requirepass").map(str::to_string),
             dir,
+            command: (bin.to_path_buf(), args),
         };
         match server.wait_ready() {
             Ok(()) => Ok(server),
@@ -252,6 +247,33 @@ impl RedisServer {
         self.kill();
     }
 
+    /// Starts the server again after [`stop`](Self::stop), on the same port with the same
+    /// options (its data is gone): for "server down, then back" tests.
+    pub fn restart(&mut self) {
+        self.stop();
+        let (bin, args) = self.command.clone();
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        loop {
+            self.child = Some(spawn(&bin, &args, self.dir.path()));
+            match self.wait_ready() {
+                Ok(()) => return,
+                // The old socket may linger for a moment: try again.
+                Err(StartFailure::Exited(_)) if Instant::now() < deadline => {
+                    self.child = None;
+                    sleep(Duration::from_millis(100));
+                }
+                Err(_) => {
+                    self.kill();
+                    panic!(
+                        "redis-server did not restart on port {}:\n{}",
+                        self.port,
+                        self.log_tail()
+                    );
+                }
+            }
+        }
+    }
+
     /// The server's own temporary directory (its `--dir`, holding `redis.log`).
     pub fn dir(&self) -> &Path {
         self.dir.path()
@@ -349,6 +371,23 @@ fn request(
         cmd.arg(*a);
     }
     cmd.query(&mut conn)
+}
+
+/// Runs `bin args`, its early output going to `dir/stdout.log`.
+fn spawn(bin: &Path, args: &[String], dir: &Path) -> Child {
+    // Messages printed before the log file is opened (bad options) land here.
+    let output = File::options()
+        .create(true)
+        .append(true)
+        .open(dir.join("stdout.log"))
+        .expect("open stdout.log");
+    Command::new(bin)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(output.try_clone().expect("clone stdout.log handle"))
+        .stderr(output)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()))
 }
 
 #[cfg(test)]

@@ -1,0 +1,888 @@
+//! The events job against real PostgreSQL and Redis: crash safety of the relay and of stream
+//! ingest, per-camera order with several producers and relays, Redis down then up, PostgreSQL
+//! down, and bad input.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use ferry::jobs::events::{self, EventsContext, EventsOptions, NewEvent};
+use ferry::jobs::tier::{Backend, Layout, TierContext, TierOptions};
+use ferry::server::{AppState, ServeOptions, app};
+use ferry_testkit::{PgDatabase, RedisServer, output_text};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+const HISTORY: &str = "events:history";
+
+struct Env {
+    redis: RedisServer,
+    db: PgDatabase,
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Self {
+        Env {
+            redis: RedisServer::start(),
+            db: PgDatabase::create(),
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn options(&self) -> EventsOptions {
+        EventsOptions {
+            postgres: self.db.url(),
+            redis: self.redis.url(),
+            history_stream: Some(HISTORY.into()),
+            rescan_interval: Duration::from_millis(200),
+            connections: 4,
+            ..EventsOptions::default()
+        }
+    }
+
+    async fn context(&self) -> EventsContext {
+        EventsContext::connect(self.options())
+            .await
+            .expect("connect the events job")
+    }
+
+    /// `ferry events ARGS --postgres … --redis …`, environment cleared of FERRY_* options.
+    fn ferry(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_ferry"));
+        c.arg("events")
+            .args(args)
+            .args(["--postgres", &self.db.url(), "--redis", &self.redis.url()])
+            .env_remove("FERRY_FAILPOINT")
+            .env_remove("FERRY_CONFIG")
+            .env_remove("FERRY_EVENTS_POSTGRES")
+            .env_remove("FERRY_EVENTS_REDIS");
+        c
+    }
+
+    /// The router of `ferry serve` with the events job (tier on a throwaway SQLite).
+    async fn router(&self, options: EventsOptions, serve: ServeOptions) -> axum::Router {
+        let tier = TierContext::connect(TierOptions {
+            redis: self.redis.url(),
+            store: format!("sqlite://{}", self.dir.path().join("tier.db").display()),
+            layout: Layout::Stream,
+            similarity: Backend::Lexical,
+            ..TierOptions::default()
+        })
+        .await
+        .expect("tier context");
+        let events = EventsContext::connect(options)
+            .await
+            .expect("events context");
+        let state = AppState::new(tier, serve, None, CancellationToken::new())
+            .with_events(Arc::new(events));
+        app(Arc::new(state))
+    }
+
+    fn history_ids(&self) -> Vec<i64> {
+        let entries: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE")
+            .arg(HISTORY)
+            .arg("-")
+            .arg("+")
+            .query(&mut self.redis.conn())
+            .unwrap();
+        entries
+            .iter()
+            .map(|(_, f)| f["id"].parse().unwrap())
+            .collect()
+    }
+}
+
+/// A Pub/Sub subscriber running on its own thread.
+struct Subscriber {
+    received: Arc<Mutex<Vec<Value>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Subscriber {
+    fn start(redis: &RedisServer, channel: &str) -> Self {
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let client = redis.client();
+        let channel = channel.to_string();
+        let thread = {
+            let received = received.clone();
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut conn = client.get_connection().unwrap();
+                let mut pubsub = conn.as_pubsub();
+                pubsub.subscribe(&channel).unwrap();
+                pubsub
+                    .set_read_timeout(Some(Duration::from_millis(100)))
+                    .unwrap();
+                ready_tx.send(()).unwrap();
+                while !stop.load(Ordering::Relaxed) {
+                    if let Ok(msg) = pubsub.get_message() {
+                        let payload: String = msg.get_payload().unwrap();
+                        received
+                            .lock()
+                            .unwrap()
+                            .push(serde_json::from_str(&payload).unwrap());
+                    }
+                }
+            })
+        };
+        ready_rx.recv().unwrap();
+        Subscriber {
+            received,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn count(&self) -> usize {
+        self.received.lock().unwrap().len()
+    }
+
+    /// Waits until `n` messages arrived; returns them.
+    fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Value> {
+        let deadline = Instant::now() + timeout;
+        while self.count() < n {
+            assert!(
+                Instant::now() < deadline,
+                "subscriber got {} of {n} events",
+                self.count()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.received.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Checks that each camera's events arrived in increasing id order; returns the distinct ids.
+fn assert_camera_order(events: &[Value]) -> HashSet<i64> {
+    let mut last: HashMap<String, i64> = HashMap::new();
+    let mut ids = HashSet::new();
+    for e in events {
+        let id = e["id"].as_i64().unwrap();
+        let camera = e["camera_id"].as_str().unwrap().to_string();
+        if ids.insert(id) {
+            let prev = last.insert(camera.clone(), id).unwrap_or(0);
+            assert!(
+                prev < id,
+                "camera {camera}: event {id} arrived after {prev}"
+            );
+        }
+    }
+    ids
+}
+
+fn batch(n: usize, cameras: usize, tag: &str) -> Vec<NewEvent> {
+    (0..n)
+        .map(|i| {
+            let mut e = NewEvent::new(
+                ["tracking", "motion", "anpr"][i % 3],
+                format!("cam-{}", i % cameras),
+            )
+            .with_data(json!({"tag": tag, "i": i}));
+            e.frame_number = Some(i as i64);
+            e
+        })
+        .collect()
+}
+
+/// Runs `command` until it prints `failpoint NAME reached` on stderr, then SIGKILLs it.
+fn kill_at_failpoint(mut command: Command, name: &str) {
+    let mut child: Child = command
+        .env("FERRY_FAILPOINT", name)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let wanted = format!("failpoint {name} reached");
+    loop {
+        match lines.next() {
+            Some(Ok(line)) if line.contains(&wanted) => break,
+            Some(_) => {}
+            None => panic!(
+                "ferry exited before the failpoint {name}: {:?}",
+                child.wait()
+            ),
+        }
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+}
+
+async fn call(
+    router: &axum::Router,
+    method: &str,
+    uri: &str,
+    body: Option<&str>,
+) -> (StatusCode, Value) {
+    call_with(router, method, uri, body, None).await
+}
+
+async fn call_with(
+    router: &axum::Router,
+    method: &str,
+    uri: &str,
+    body: Option<&str>,
+    token: Option<&str>,
+) -> (StatusCode, Value) {
+    let mut req = Request::builder().method(method).uri(uri);
+    if body.is_some() {
+        req = req.header(header::CONTENT_TYPE, "application/json");
+    }
+    if let Some(t) = token {
+        req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+    }
+    let req = req
+        .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
+        .unwrap();
+    let resp = router.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let value = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+    (status, value)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_killed_between_commit_and_publish_publishes_everything_after_restart() {
+    let env = Env::new();
+    let ctx = env.context().await;
+    let saved = ctx.log.save_batch(&batch(50, 3, "a")).await.unwrap();
+    let sub = Subscriber::start(&env.redis, "events");
+
+    kill_at_failpoint(env.ferry(&["relay"]), "events-relay-before-publish");
+    assert_eq!(sub.count(), 0, "nothing was published before the kill");
+    assert_eq!(ctx.log.stats().await.unwrap().unpublished, 50);
+
+    let out = env.ferry(&["relay", "--once"]).output().unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    let got = sub.wait_for(50, Duration::from_secs(20));
+    let ids = assert_camera_order(&got);
+    assert_eq!(ids, saved.iter().map(|s| s.id).collect());
+    assert_eq!(got.len(), 50, "published exactly once");
+    let stats = ctx.log.stats().await.unwrap();
+    assert_eq!((stats.events, stats.unpublished), (50, 0));
+    // Every column is published, times in RFC 3339.
+    let first = &got[0];
+    for field in [
+        "id",
+        "event_type",
+        "camera_id",
+        "timestamp",
+        "frame_number",
+        "snapshot_path",
+        "event_data",
+        "created_at",
+    ] {
+        assert!(first.get(field).is_some(), "published JSON lacks {field}");
+    }
+    assert!(chrono::DateTime::parse_from_rfc3339(first["created_at"].as_str().unwrap()).is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_killed_after_publishing_publishes_again_and_the_table_keeps_one_row() {
+    let env = Env::new();
+    let ctx = env.context().await;
+    ctx.log.save_batch(&batch(40, 4, "b")).await.unwrap();
+    let sub = Subscriber::start(&env.redis, "events");
+
+    kill_at_failpoint(env.ferry(&["relay"]), "events-relay-after-publish");
+    sub.wait_for(40, Duration::from_secs(20));
+    assert_eq!(
+        ctx.log.stats().await.unwrap().unpublished,
+        40,
+        "not marked published: Redis took them but the commit never happened"
+    );
+    let out = env.ferry(&["relay", "--once"]).output().unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    let got = sub.wait_for(80, Duration::from_secs(20));
+    // At-least-once: consumers dedupe by id.
+    assert_eq!(assert_camera_order(&got).len(), 40);
+    let stats = ctx.log.stats().await.unwrap();
+    assert_eq!((stats.events, stats.unpublished), (40, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_producer_reaches_a_subscriber_in_camera_order() {
+    let env = Env::new();
+    let ctx = Arc::new(env.context().await);
+    let router = env.router(env.options(), ServeOptions::default()).await;
+    let sub = Subscriber::start(&env.redis, "events");
+    let stop = CancellationToken::new();
+    let relay = {
+        let ctx = ctx.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move { events::relay(&ctx, false, stop).await })
+    };
+
+    let mut producers = Vec::new();
+    for p in 0..3 {
+        let ctx = ctx.clone();
+        producers.push(tokio::spawn(async move {
+            for b in 0..10 {
+                ctx.log
+                    .save_batch(&batch(20, 5, &format!("lib-{p}-{b}")))
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    let api = {
+        let router = router.clone();
+        tokio::spawn(async move {
+            for i in 0..30 {
+                let body = json!({"event_type": "motion", "camera_id": format!("cam-{}", i % 5), "frame_number": i});
+                let (status, v) =
+                    call(&router, "POST", "/api/v1/events", Some(&body.to_string())).await;
+                assert_eq!(status, StatusCode::CREATED, "{v}");
+            }
+        })
+    };
+    let (client, conn) = tokio_postgres::connect(&env.db.url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    for i in 0..20 {
+        client
+            .execute(
+                "INSERT INTO events (event_type, camera_id, event_data) VALUES ('anpr', $1, '{\"sql\": true}')",
+                &[&format!("cam-{}", i % 5)],
+            )
+            .await
+            .unwrap();
+    }
+    for p in producers {
+        p.await.unwrap();
+    }
+    api.await.unwrap();
+    let total = 3 * 10 * 20 + 30 + 20;
+    let got = tokio::task::spawn_blocking(move || {
+        let got = sub.wait_for(total, Duration::from_secs(30));
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(sub.count(), total, "no event published twice");
+        got
+    })
+    .await
+    .unwrap();
+    assert_eq!(assert_camera_order(&got).len(), total);
+    stop.cancel();
+    relay.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_relay_processes_neither_skip_nor_reorder_a_camera() {
+    let env = Env::new();
+    let ctx = Arc::new(env.context().await);
+    let sub = Subscriber::start(&env.redis, "events");
+    let mut relays: Vec<Child> = (0..2)
+        .map(|_| {
+            env.ferry(&["relay"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut producers = Vec::new();
+    for p in 0..4 {
+        let ctx = ctx.clone();
+        producers.push(tokio::spawn(async move {
+            for b in 0..25 {
+                ctx.log
+                    .save_batch(&batch(20, 8, &format!("p{p}-{b}")))
+                    .await
+                    .unwrap();
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }));
+    }
+    for p in producers {
+        p.await.unwrap();
+    }
+    let total = 4 * 25 * 20;
+    let got = tokio::task::spawn_blocking(move || sub.wait_for(total, Duration::from_secs(60)))
+        .await
+        .unwrap();
+    for r in &mut relays {
+        r.kill().unwrap();
+        r.wait().unwrap();
+    }
+    assert_eq!(got.len(), total, "no event published twice");
+    assert_eq!(assert_camera_order(&got).len(), total);
+    assert_eq!(ctx.log.stats().await.unwrap().unpublished, 0);
+}
+
+fn xadd_event(redis: &RedisServer, stream: &str, camera: &str, i: usize) -> String {
+    let data = json!({"event_type": "tracking", "camera_id": camera, "timestamp": "2024-10-11T12:00:00.5", "frame_number": i, "event_data": {"track": i}});
+    redis::cmd("XADD")
+        .arg(stream)
+        .arg("*")
+        .arg("data")
+        .arg(data.to_string())
+        .query(&mut redis.conn())
+        .unwrap()
+}
+
+fn pending(redis: &RedisServer, stream: &str, group: &str) -> u64 {
+    let v: (u64, Value2, Value2, Value2) = redis::cmd("XPENDING")
+        .arg(stream)
+        .arg(group)
+        .query(&mut redis.conn())
+        .unwrap();
+    v.0
+}
+
+type Value2 = redis::Value;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_ingest_acknowledges_only_after_the_commit() {
+    let env = Env::new();
+    let ctx = env.context().await;
+    for i in 0..30 {
+        xadd_event(&env.redis, "stream:events", &format!("cam-{}", i % 3), i);
+    }
+    let _: String = redis::cmd("XADD")
+        .arg("stream:events")
+        .arg("*")
+        .arg("data")
+        .arg(r#"{"camera_id": "cam-1"}"#)
+        .query(&mut env.redis.conn())
+        .unwrap();
+    let args = ["ingest", "--once", "--consumer", "ferry-test"];
+    kill_at_failpoint(env.ferry(&args), "events-ingest-after-commit");
+    assert_eq!(ctx.log.stats().await.unwrap().events, 30, "committed");
+    assert_eq!(
+        pending(&env.redis, "stream:events", "ferry"),
+        31,
+        "killed before XACK: every entry still pending"
+    );
+
+    let out = env.ferry(&args).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "one entry is not an event: {}",
+        output_text(&out)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("stored 0, already stored 30, rejected 1"),
+        "{text}"
+    );
+    assert_eq!(ctx.log.stats().await.unwrap().events, 30, "stored once");
+    assert_eq!(pending(&env.redis, "stream:events", "ferry"), 0);
+    let dead: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE")
+        .arg("stream:events:dead")
+        .arg("-")
+        .arg("+")
+        .query(&mut env.redis.conn())
+        .unwrap();
+    assert_eq!(dead.len(), 1);
+    assert!(
+        dead[0].1["ferry_error"].contains("event_type"),
+        "{:?}",
+        dead[0].1
+    );
+    assert_eq!(dead[0].1["data"], r#"{"camera_id": "cam-1"}"#);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_ingest_takes_over_a_dead_consumers_pending_entries() {
+    let env = Env::new();
+    let ctx = env.context().await;
+    let mut conn = env.redis.conn();
+    let _: () = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg("stream:events")
+        .arg("ferry")
+        .arg("0")
+        .arg("MKSTREAM")
+        .query(&mut conn)
+        .unwrap();
+    for i in 0..20 {
+        xadd_event(&env.redis, "stream:events", "cam-7", i);
+    }
+    // A worker reads everything and dies without acknowledging.
+    let _: Value2 = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg("ferry")
+        .arg("worker-that-died")
+        .arg("COUNT")
+        .arg(100)
+        .arg("STREAMS")
+        .arg("stream:events")
+        .arg(">")
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(pending(&env.redis, "stream:events", "ferry"), 20);
+    std::thread::sleep(Duration::from_millis(300));
+    let out = env
+        .ferry(&["ingest", "--once", "--claim-idle", "0.2"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("taken over 20"),
+        "{}",
+        output_text(&out)
+    );
+    assert_eq!(pending(&env.redis, "stream:events", "ferry"), 0);
+    let page = ctx
+        .log
+        .query(&events::EventQuery {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.events.len(), 20);
+    assert_eq!(
+        page.events[0].timestamp.to_rfc3339(),
+        "2024-10-11T12:00:00.500+00:00",
+        "a timestamp without offset is UTC"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_are_stored_while_redis_is_down_and_published_when_it_returns() {
+    let mut env = Env::new();
+    let ctx = Arc::new(env.context().await);
+    let router = env.router(env.options(), ServeOptions::default()).await;
+    let stop = CancellationToken::new();
+    let relay = {
+        let ctx = ctx.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move { events::relay(&ctx, false, stop).await })
+    };
+    env.redis.stop();
+    for i in 0..20 {
+        let body = json!({"event_type": "motion", "camera_id": format!("cam-{}", i % 2)});
+        let (status, v) = call(&router, "POST", "/api/v1/events", Some(&body.to_string())).await;
+        assert_eq!(
+            status,
+            StatusCode::CREATED,
+            "stored although Redis is down: {v}"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(ctx.log.stats().await.unwrap().unpublished, 20);
+    env.redis.restart();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ctx.log.stats().await.unwrap().unpublished > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "not published after Redis returned"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let ids = env.history_ids();
+    assert_eq!(ids.len(), 20);
+    assert!(ids.windows(2).all(|w| w[0] < w[1]));
+    stop.cancel();
+    relay.await.unwrap().unwrap();
+}
+
+/// A TCP proxy to PostgreSQL that can be cut, to take the database away from Ferry.
+struct Proxy {
+    port: u16,
+    tasks: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Proxy {
+    async fn start(target: &str) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let tasks: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>> = Arc::default();
+        let target = target.to_string();
+        let accept = {
+            let tasks = tasks.clone();
+            tokio::spawn(async move {
+                while let Ok((mut inbound, _)) = listener.accept().await {
+                    let target = target.clone();
+                    let task = tokio::spawn(async move {
+                        if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
+                            let _ =
+                                tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        }
+                    });
+                    tasks.lock().unwrap().push(task);
+                }
+            })
+        };
+        tasks.lock().unwrap().push(accept);
+        Proxy { port, tasks }
+    }
+
+    /// Closes the listener and every connection.
+    fn cut(&self) {
+        for t in self.tasks.lock().unwrap().drain(..) {
+            t.abort();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_down_answers_503_and_publishes_nothing() {
+    let env = Env::new();
+    let proxy = Proxy::start("127.0.0.1:5432").await;
+    let db_name = env.db.url().rsplit('/').next().unwrap().to_string();
+    let options = EventsOptions {
+        postgres: format!("postgres://postgres@127.0.0.1:{}/{db_name}", proxy.port),
+        ..env.options()
+    };
+    let router = env.router(options, ServeOptions::default()).await;
+    let body = json!({"event_type": "motion", "camera_id": "cam-1"}).to_string();
+    let (status, _) = call(&router, "POST", "/api/v1/events", Some(&body)).await;
+    assert_eq!(status, StatusCode::CREATED);
+
+    proxy.cut();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let sub = Subscriber::start(&env.redis, "events");
+    let (status, v) = call(&router, "POST", "/api/v1/events", Some(&body)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("unavailable"), "{v}");
+    let (status, _) = call(&router, "GET", "/api/v1/events", None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    let (status, v) = call(&router, "GET", "/healthz", None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(sub.count(), 0, "nothing published");
+    // The one event stored before the cut is all the table holds.
+    let ctx = env.context().await;
+    assert_eq!(ctx.log.stats().await.unwrap().events, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_a_4xx_naming_the_field_and_store_nothing() {
+    let env = Env::new();
+    let options = EventsOptions {
+        allowed_types: vec!["tracking".into(), "motion".into(), "anpr".into()],
+        max_batch: 3,
+        ..env.options()
+    };
+    let serve = ServeOptions {
+        max_body_bytes: 2048,
+        token: Some("s3cret".into()),
+        ..ServeOptions::default()
+    };
+    let router = env.router(options, serve).await;
+    let post = |body: String| {
+        let router = router.clone();
+        async move {
+            call_with(
+                &router,
+                "POST",
+                "/api/v1/events",
+                Some(&body),
+                Some("s3cret"),
+            )
+            .await
+        }
+    };
+    let cases: Vec<(String, StatusCode, Option<&str>)> = vec![
+        (json!({"event_type": "motion"}).to_string(), StatusCode::UNPROCESSABLE_ENTITY, Some("camera_id")),
+        (json!({"event_type": "motion", "camera_id": "c", "frame_number": "x"}).to_string(), StatusCode::UNPROCESSABLE_ENTITY, Some("frame_number")),
+        (json!({"event_type": "motion", "camera_id": "c", "event_data": [1]}).to_string(), StatusCode::UNPROCESSABLE_ENTITY, Some("event_data")),
+        (json!({"event_type": "teleport", "camera_id": "c"}).to_string(), StatusCode::UNPROCESSABLE_ENTITY, Some("event_type")),
+        (json!([{"event_type": "motion", "camera_id": "c"}, {"event_type": "teleport", "camera_id": "c"}]).to_string(), StatusCode::UNPROCESSABLE_ENTITY, Some("[1].event_type")),
+        (json!([{"event_type": "motion", "camera_id": "c"}, {"event_type": "motion"}]).to_string(), StatusCode::UNPROCESSABLE_ENTITY, Some("[1]")),
+        (json!({"event_type": "motion", "camera_id": "c", "color": "red"}).to_string(), StatusCode::UNPROCESSABLE_ENTITY, Some("color")),
+        (json!({"event_type": "motion", "camera_id": "c", "timestamp": "noon"}).to_string(), StatusCode::UNPROCESSABLE_ENTITY, Some("timestamp")),
+        ("{not json".to_string(), StatusCode::UNPROCESSABLE_ENTITY, None),
+        (String::new(), StatusCode::BAD_REQUEST, None),
+        (Value::Array(vec![json!({"event_type": "motion", "camera_id": "c"}); 4]).to_string(), StatusCode::PAYLOAD_TOO_LARGE, None),
+        (json!({"event_type": "motion", "camera_id": "c", "snapshot_path": "x".repeat(4000)}).to_string(), StatusCode::PAYLOAD_TOO_LARGE, None),
+    ];
+    for (body, status, field) in cases {
+        let (got, v) = post(body.clone()).await;
+        assert_eq!(got, status, "{body:.80}: {v}");
+        assert!(v["error"].is_string(), "a JSON error for {body:.80}: {v}");
+        if let Some(f) = field {
+            let named = v["field"].as_str().unwrap_or_default();
+            assert!(
+                named.starts_with(f),
+                "{body:.80}: field {named:?}, wanted {f}: {v}"
+            );
+        }
+    }
+    let body = json!({"event_type": "motion", "camera_id": "c"}).to_string();
+    let (status, v) = call(&router, "POST", "/api/v1/events", Some(&body)).await;
+    assert_eq!(
+        (status, v["field"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("authorization"))
+    );
+    for (uri, field) in [
+        ("/api/v1/events?camera=c", "camera"),
+        ("/api/v1/events?cursor=abc", "cursor"),
+        ("/api/v1/events?since=yesterday", "since"),
+        ("/api/v1/events?limit=0", "limit"),
+        ("/api/v1/events/live?color=red", "color"),
+    ] {
+        let (status, v) = call(&router, "GET", uri, None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {v}");
+        assert_eq!(v["field"], field, "{uri}: {v}");
+    }
+    let (status, v) = call(&router, "GET", "/api/v1/events/stats", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(v["events"], 0, "nothing stored: {v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_saves_batches_pages_history_and_streams_the_live_view() {
+    let env = Env::new();
+    let ctx = Arc::new(env.context().await);
+    let router = env.router(env.options(), ServeOptions::default()).await;
+
+    let live = Request::builder()
+        .uri("/api/v1/events/live?camera_id=cam-1")
+        .body(Body::empty())
+        .unwrap();
+    let resp = router.clone().oneshot(live).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()[header::CONTENT_TYPE], "text/event-stream");
+    let mut body = resp.into_body();
+
+    let events: Vec<Value> = (0..6)
+        .map(|i| json!({"event_type": "motion", "camera_id": format!("cam-{}", i % 2), "frame_number": i, "idempotency_key": format!("k{i}")}))
+        .collect();
+    let (status, v) = call(
+        &router,
+        "POST",
+        "/api/v1/events",
+        Some(&Value::Array(events.clone()).to_string()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    let ids: Vec<i64> = v["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i.as_i64().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 6);
+    let (status, again) = call(
+        &router,
+        "POST",
+        "/api/v1/events",
+        Some(&events[2].to_string()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(
+        (again["ids"][0].as_i64(), again["duplicates"].as_u64()),
+        (Some(ids[2]), Some(1))
+    );
+
+    let out = events::relay(&ctx, true, CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(out.published, 6);
+    let mut text = String::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while text.matches("data:").count() < 3 {
+        let frame = tokio::time::timeout_at(deadline.into(), body.frame())
+            .await
+            .expect("live events in time")
+            .unwrap()
+            .unwrap();
+        if let Ok(data) = frame.into_data() {
+            text.push_str(&String::from_utf8_lossy(&data));
+        }
+    }
+    assert!(!text.contains("\"cam-0\""), "filtered by camera: {text}");
+    assert!(text.contains(&format!("id: {}", ids[1])), "{text}");
+
+    let (status, page) = call(
+        &router,
+        "GET",
+        "/api/v1/events?camera_id=cam-0&limit=2",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let frames: Vec<i64> = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["frame_number"].as_i64().unwrap())
+        .collect();
+    assert_eq!(frames, vec![4, 2]);
+    let cursor = page["next_cursor"].as_i64().unwrap();
+    let (_, page) = call(
+        &router,
+        "GET",
+        &format!("/api/v1/events?camera_id=cam-0&limit=2&cursor={cursor}"),
+        None,
+    )
+    .await;
+    assert_eq!(page["events"][0]["frame_number"], 0);
+    assert_eq!(page["next_cursor"], Value::Null);
+    let (_, stats) = call(&router, "GET", "/api/v1/events/stats", None).await;
+    assert_eq!(
+        (stats["events"].as_i64(), stats["unpublished"].as_i64()),
+        (Some(6), Some(0))
+    );
+}
+
+#[test]
+fn ferry_serve_runs_the_relay_when_events_are_configured() {
+    let env = Env::new();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let ctx = runtime.block_on(env.context());
+    let sub = Subscriber::start(&env.redis, "events");
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--similarity",
+            "lexical",
+        ])
+        .args(["--redis", &env.redis.url()])
+        .arg("--store")
+        .arg(format!(
+            "sqlite://{}",
+            env.dir.path().join("t.db").display()
+        ))
+        .args([
+            "--events-postgres",
+            &env.db.url(),
+            "--events-redis",
+            &env.redis.url(),
+        ])
+        .env_remove("FERRY_CONFIG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let saved = runtime
+        .block_on(ctx.log.save_batch(&batch(5, 2, "serve")))
+        .unwrap();
+    let got = sub.wait_for(5, Duration::from_secs(30));
+    serve.kill().unwrap();
+    serve.wait().unwrap();
+    assert_eq!(
+        assert_camera_order(&got),
+        saved.iter().map(|s| s.id).collect()
+    );
+}
