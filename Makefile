@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 
-.PHONY: demo test test-setup bench-keys bench-tier eval-tier fmt clippy
+.PHONY: demo test test-setup bench-keys bench-tier bench-events eval-tier fmt clippy
 
 ## demo: set up, then run the keys and tier jobs end to end on a throwaway redis-server
 demo: test-setup
@@ -28,6 +28,11 @@ bench-keys:
 ##   migration (`make bench-tier ARGS=--quick` skips the million-caption memory run)
 bench-tier:
 	scripts/bench-tier $(ARGS)
+
+## bench-events: events saved + published per second and save -> publish latency against the
+##   seed's INSERT-then-PUBLISH (`make bench-events ARGS=--quick` for a shorter run)
+bench-events:
+	scripts/bench-events $(ARGS)
 
 ## eval-tier: grouping quality (reduction, purity, fragmentation) per similarity backend
 eval-tier:

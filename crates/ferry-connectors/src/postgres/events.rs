@@ -24,7 +24,7 @@ use ferry_core::events::{InvalidEvent, NewEvent, StoredEvent};
 use serde::Serialize;
 use tokio::sync::Notify;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{AsyncMessage, NoTls, Row};
+use tokio_postgres::{AsyncMessage, NoTls, Row, SimpleQueryMessage};
 
 use crate::schema;
 
@@ -227,6 +227,47 @@ pub enum PublishError<E> {
     Publisher(E),
 }
 
+/// A pooled connection inside a transaction opened with a plain `BEGIN`: [`finish`] ends it;
+/// dropped unfinished (an error, a cancelled future), the connection is closed instead of
+/// going back to the pool, so the server rolls the transaction back and releases its locks.
+///
+/// [`finish`]: OpenTransaction::finish
+struct OpenTransaction {
+    client: Option<deadpool_postgres::Object>,
+}
+
+impl OpenTransaction {
+    fn new(client: deadpool_postgres::Object) -> Self {
+        OpenTransaction {
+            client: Some(client),
+        }
+    }
+
+    fn client(&self) -> &deadpool_postgres::Object {
+        self.client.as_ref().expect("an open transaction has its client")
+    }
+
+    /// Runs `sql` (ending with `COMMIT` or `ROLLBACK`) and returns the connection to the pool.
+    async fn finish(mut self, sql: &str) -> Result<(), tokio_postgres::Error> {
+        let client = self.client.take().expect("finished once");
+        match client.batch_execute(sql).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                drop(deadpool_postgres::Object::take(client));
+                Err(e)
+            }
+        }
+    }
+}
+
+impl Drop for OpenTransaction {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            drop(deadpool_postgres::Object::take(client));
+        }
+    }
+}
+
 /// The event log: a pool of PostgreSQL connections.
 #[derive(Debug, Clone)]
 pub struct EventLog {
@@ -427,11 +468,6 @@ impl EventLog {
             .map(|e| e.idempotency_key.as_deref())
             .collect();
 
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(|e| self.error(e))?;
-        tx.query_one(LOCK_CAMERAS, &[&cameras, &WRITE_LOCK])
-            .await
-            .map_err(|e| self.error(e))?;
         let params: [&(dyn ToSql + Sync); 7] = [
             &types,
             &cameras,
@@ -441,10 +477,24 @@ impl EventLog {
             &data,
             &keys,
         ];
-        let rows = tx
-            .query(INSERT_BATCH, &params)
-            .await
-            .map_err(|e| self.error(e))?;
+        let mut client = self.client().await?;
+        let err = |e| self.error(e);
+        let rows = if cameras.iter().all(|c| *c == cameras[0]) {
+            // One statement is one transaction, and the trigger's lock on a single camera
+            // cannot deadlock: one round trip.
+            let insert = client.prepare_cached(INSERT_BATCH).await.map_err(err)?;
+            client.query(&insert, &params).await.map_err(err)?
+        } else {
+            let tx = client.transaction().await.map_err(err)?;
+            let lock = tx.prepare_cached(LOCK_CAMERAS).await.map_err(err)?;
+            tx.query_one(&lock, &[&cameras, &WRITE_LOCK])
+                .await
+                .map_err(err)?;
+            let insert = tx.prepare_cached(INSERT_BATCH).await.map_err(err)?;
+            let rows = tx.query(&insert, &params).await.map_err(err)?;
+            tx.commit().await.map_err(err)?;
+            rows
+        };
         let mut inserted: Vec<(i64, Option<String>)> =
             rows.iter().map(|r| (r.get(0), r.get(1))).collect();
         // Rows are inserted in input order and get increasing ids, so sorting by id restores
@@ -461,7 +511,7 @@ impl EventLog {
         let existing: HashMap<String, i64> = if known.is_empty() {
             HashMap::new()
         } else {
-            tx.query(
+            client.query(
                 "SELECT source_key, id FROM events WHERE source_key = ANY($1)",
                 &[&known],
             )
@@ -471,7 +521,6 @@ impl EventLog {
             .map(|r| (r.get(0), r.get(1)))
             .collect()
         };
-        tx.commit().await.map_err(|e| self.error(e))?;
 
         let by_key: HashMap<&str, i64> = inserted
             .iter()
@@ -522,66 +571,66 @@ impl EventLog {
         Fut: Future<Output = Result<(), E>>,
     {
         let limit = limit.max(1) as i64;
-        let mut client = self.client().await?;
-        let candidates: Vec<String> = client
-            .query(
-                "SELECT DISTINCT camera_id FROM \
-                 (SELECT camera_id FROM events_outbox ORDER BY event_id LIMIT $1) AS t",
-                &[&limit],
-            )
+        let err = |e| self.error(e);
+        // One round trip: open the transaction, take the cameras of the oldest queued events
+        // and lock those no other relay holds (never waiting for one).
+        let tx = OpenTransaction::new(self.client().await?);
+        let messages = tx
+            .client()
+            .simple_query(&format!(
+                "BEGIN; SELECT c.camera_id FROM (SELECT DISTINCT camera_id FROM \
+                 (SELECT camera_id FROM events_outbox ORDER BY event_id LIMIT {limit}) AS t) AS c \
+                 WHERE pg_try_advisory_xact_lock({RELAY_LOCK}, hashtext(c.camera_id))"
+            ))
             .await
-            .map_err(|e| self.error(e))?
+            .map_err(err)?;
+        let mine: Vec<String> = messages
             .iter()
-            .map(|r| r.get(0))
-            .collect();
-        if candidates.is_empty() {
-            return Ok(0);
-        }
-        let tx = client.transaction().await.map_err(|e| self.error(e))?;
-        let mine: Vec<String> = tx
-            .query(
-                "SELECT c FROM unnest($1::text[]) AS c WHERE pg_try_advisory_xact_lock($2, hashtext(c))",
-                &[&candidates, &RELAY_LOCK],
-            )
-            .await
-            .map_err(|e| self.error(e))?
-            .iter()
-            .map(|r| r.get(0))
+            .filter_map(|m| match m {
+                SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+                _ => None,
+            })
             .collect();
         if mine.is_empty() {
+            tx.finish("COMMIT").await.map_err(err)?;
             return Ok(0);
         }
         // A fresh statement after taking the locks: it sees everything the previous holder
         // of a camera marked published.
-        let rows = tx
-            .query(CLAIM_LOCKED, &[&mine, &limit])
+        let claim = tx
+            .client()
+            .prepare_cached(CLAIM_LOCKED)
             .await
-            .map_err(|e| self.error(e))?;
-        let ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+            .map_err(err)?;
+        let rows = tx
+            .client()
+            .query(&claim, &[&mine, &limit])
+            .await
+            .map_err(err)?;
+        let ids: Vec<String> = rows.iter().map(|r| r.get::<_, i64>(0).to_string()).collect();
         // An outbox row whose event was deleted meanwhile is dropped unpublished.
         let events: Vec<StoredEvent> = rows
             .iter()
             .filter(|r| r.get::<_, Option<i64>>(1).is_some())
             .map(|r| event_at(r, 1))
             .collect();
-        if ids.is_empty() {
-            return Ok(0);
-        }
         let n = events.len();
-        if !events.is_empty() {
-            publish(OutboxBatch {
+        if !events.is_empty()
+            && let Err(e) = publish(OutboxBatch {
                 events: events.into(),
             })
             .await
-            .map_err(PublishError::Publisher)?;
+        {
+            let _ = tx.finish("ROLLBACK").await;
+            return Err(PublishError::Publisher(e));
         }
-        tx.execute(
-            "DELETE FROM events_outbox WHERE event_id = ANY($1)",
-            &[&ids],
-        )
+        // One round trip: mark them published and commit.
+        tx.finish(&format!(
+            "DELETE FROM events_outbox WHERE event_id = ANY('{{{}}}'::bigint[]); COMMIT",
+            ids.join(",")
+        ))
         .await
-        .map_err(|e| self.error(e))?;
-        tx.commit().await.map_err(|e| self.error(e))?;
+        .map_err(err)?;
         Ok(n)
     }
 
