@@ -59,6 +59,8 @@ pub struct EventsSection {
     pub allowed_types: Option<Vec<String>>,
     /// Events per relay transaction.
     pub relay_batch: Option<usize>,
+    /// Concurrent publishing loops per relay.
+    pub relay_workers: Option<usize>,
     /// Seconds between rescans of the outbox when no notification arrives.
     pub rescan_interval_s: Option<f64>,
     /// PostgreSQL connections.
@@ -273,6 +275,7 @@ impl FileConfig {
             history_maxlen: e.history_maxlen.unwrap_or(d.history_maxlen),
             allowed_types: e.allowed_types.clone().unwrap_or(d.allowed_types),
             relay_batch: e.relay_batch.unwrap_or(d.relay_batch),
+            relay_workers: e.relay_workers.unwrap_or(d.relay_workers),
             rescan_interval: e
                 .rescan_interval_s
                 .map_or(d.rescan_interval, std::time::Duration::from_secs_f64),
@@ -360,6 +363,7 @@ mod tests {
         assert!(e.camera_channels.is_some() && e.type_channels.is_some());
         assert!(e.history_stream.is_some() && e.history_maxlen.is_some());
         assert!(e.allowed_types.is_some() && e.relay_batch.is_some());
+        assert!(e.relay_workers.is_some());
         assert!(e.rescan_interval_s.is_some() && e.connections.is_some());
         assert!(e.max_batch.is_some());
         let events = cfg.events_options();

@@ -82,12 +82,34 @@ CREATE TRIGGER events_enqueue AFTER INSERT ON events
 
 const COLUMNS: &str = r#"id, event_type, camera_id, "timestamp", frame_number, snapshot_path, event_data, created_at"#;
 
-/// The queued events of the cameras this relay locked, with the outbox id first (the event's
-/// columns are NULL when the event was deleted before it was published).
-const CLAIM_LOCKED: &str = r#"SELECT o.event_id, e.id, e.event_type, e.camera_id, e."timestamp",
-        e.frame_number, e.snapshot_path, e.event_data, e.created_at
+/// One relay claim, sent as one simple query (one round trip):
+///
+/// 1. open the transaction; its commit (marking events published) need not wait for the disk:
+///    if a server crash loses it, the events are published again, which at-least-once allows;
+/// 2. take the cameras of the oldest `limit` queued events and lock those no other relay holds
+///    (never waiting), remembering them in a transaction-local setting;
+/// 3. in a new statement — so with a snapshot taken after the locks, which sees everything the
+///    previous holder of a camera marked published — read those cameras' queued events in id
+///    order: the outbox id and the event as JSON (NULL if it was deleted meanwhile).
+fn claim_sql(limit: i64) -> String {
+    format!(
+        r#"BEGIN;
+SET LOCAL synchronous_commit = off;
+SELECT set_config('ferry.relay_cameras', coalesce(json_agg(c.camera_id)::text, '[]'), true)
+    FROM (SELECT DISTINCT camera_id FROM
+          (SELECT camera_id FROM events_outbox ORDER BY event_id LIMIT {limit}) AS t) AS c
+    WHERE pg_try_advisory_xact_lock({RELAY_LOCK}, hashtext(c.camera_id));
+SELECT o.event_id, CASE WHEN e.id IS NULL THEN NULL ELSE json_build_object(
+        'id', e.id, 'event_type', e.event_type, 'camera_id', e.camera_id,
+        'timestamp', e."timestamp", 'frame_number', e.frame_number,
+        'snapshot_path', e.snapshot_path, 'event_data', e.event_data,
+        'created_at', e.created_at)::text END
     FROM events_outbox AS o LEFT JOIN events AS e ON e.id = o.event_id
-    WHERE o.camera_id = ANY($1) ORDER BY o.event_id LIMIT $2"#;
+    WHERE o.camera_id IN
+          (SELECT json_array_elements_text(current_setting('ferry.relay_cameras')::json))
+    ORDER BY o.event_id LIMIT {limit};"#
+    )
+}
 
 /// Locks the cameras of a batch in one global order (by lock key), so that two producers'
 /// batches cannot deadlock on the trigger's per-camera locks.
@@ -573,47 +595,37 @@ impl EventLog {
         let limit = limit.max(1) as i64;
         let err = |e| self.error(e);
         // One round trip: open the transaction, take the cameras of the oldest queued events
-        // and lock those no other relay holds (never waiting for one).
+        // and lock those no other relay holds (never waiting for one). The commit that marks
+        // events published need not wait for the disk: if a server crash loses it, the events
+        // are published again, which at-least-once delivery allows.
         let tx = OpenTransaction::new(self.client().await?);
         let messages = tx
             .client()
-            .simple_query(&format!(
-                "BEGIN; SELECT c.camera_id FROM (SELECT DISTINCT camera_id FROM \
-                 (SELECT camera_id FROM events_outbox ORDER BY event_id LIMIT {limit}) AS t) AS c \
-                 WHERE pg_try_advisory_xact_lock({RELAY_LOCK}, hashtext(c.camera_id))"
-            ))
+            .simple_query(&claim_sql(limit))
             .await
             .map_err(err)?;
-        let mine: Vec<String> = messages
-            .iter()
-            .filter_map(|m| match m {
-                SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
-                _ => None,
-            })
-            .collect();
-        if mine.is_empty() {
+        let mut ids: Vec<String> = Vec::new();
+        let mut events: Vec<StoredEvent> = Vec::new();
+        for m in &messages {
+            let SimpleQueryMessage::Row(row) = m else {
+                continue;
+            };
+            if row.len() != 2 {
+                continue; // the lock statement's row
+            }
+            ids.push(row.get(0).unwrap_or_default().to_string());
+            // An outbox row whose event was deleted meanwhile is dropped unpublished.
+            if let Some(json) = row.get(1) {
+                let event = serde_json::from_str(json).map_err(|e| {
+                    EventLogError::Backend(format!("an outbox event did not decode: {e}"))
+                })?;
+                events.push(event);
+            }
+        }
+        if ids.is_empty() {
             tx.finish("COMMIT").await.map_err(err)?;
             return Ok(0);
         }
-        // A fresh statement after taking the locks: it sees everything the previous holder
-        // of a camera marked published.
-        let claim = tx
-            .client()
-            .prepare_cached(CLAIM_LOCKED)
-            .await
-            .map_err(err)?;
-        let rows = tx
-            .client()
-            .query(&claim, &[&mine, &limit])
-            .await
-            .map_err(err)?;
-        let ids: Vec<String> = rows.iter().map(|r| r.get::<_, i64>(0).to_string()).collect();
-        // An outbox row whose event was deleted meanwhile is dropped unpublished.
-        let events: Vec<StoredEvent> = rows
-            .iter()
-            .filter(|r| r.get::<_, Option<i64>>(1).is_some())
-            .map(|r| event_at(r, 1))
-            .collect();
         let n = events.len();
         if !events.is_empty()
             && let Err(e) = publish(OutboxBatch {
@@ -634,10 +646,13 @@ impl EventLog {
         Ok(n)
     }
 
-    /// Opens a dedicated connection that `LISTEN`s for new events and calls
-    /// `wake.notify_one()` on each notification. The returned task ends when the connection
-    /// is lost (listen again; the relay's periodic rescan covers the gap).
-    pub async fn listen(&self, wake: Arc<Notify>) -> EventLogResult<tokio::task::JoinHandle<()>> {
+    /// Opens a dedicated connection that `LISTEN`s for new events and calls `notify_one()` on
+    /// each of `wake` per notification. The returned task ends when the connection is lost
+    /// (listen again; the relay's periodic rescan covers the gap).
+    pub async fn listen(
+        &self,
+        wake: Vec<Arc<Notify>>,
+    ) -> EventLogResult<tokio::task::JoinHandle<()>> {
         let (client, mut connection) = self
             .config
             .connect(NoTls)
@@ -668,7 +683,9 @@ impl EventLog {
             // The client must live as long as the connection is used.
             let _client = client;
             while rx.recv().await.is_some() {
-                wake.notify_one();
+                for w in &wake {
+                    w.notify_one();
+                }
             }
             let _ = driver.await;
         }))

@@ -40,6 +40,8 @@ pub struct EventsOptions {
     pub allowed_types: Vec<String>,
     /// Events per relay transaction.
     pub relay_batch: usize,
+    /// Concurrent publishing loops of one relay (each takes different cameras).
+    pub relay_workers: usize,
     /// The relay looks for unpublished events this often even without a notification.
     pub rescan_interval: Duration,
     /// PostgreSQL connections in the pool.
@@ -58,6 +60,7 @@ impl Default for EventsOptions {
             history_maxlen: 100_000,
             allowed_types: Vec::new(),
             relay_batch: 1000,
+            relay_workers: 2,
             rescan_interval: Duration::from_secs(1),
             connections: 8,
             max_batch: 10_000,

@@ -1,12 +1,15 @@
 //! The relay: publishes what the outbox holds, in id order per camera, and marks it published
 //! only after Redis accepted it. Wakes on `NOTIFY`, rescans every `rescan_interval` (so a
 //! missed notification or a restart loses nothing), and retries failures with backoff.
+//!
+//! One relay runs `relay_workers` loops; like separate relays they take different cameras
+//! (per-camera locks), so a batch being published does not hold up the next camera's events.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use ferry_connectors::postgres::events::PublishError;
+use ferry_connectors::postgres::events::{EventLog, PublishError};
 use ferry_core::telemetry::Metric;
 use serde::Serialize;
 use tokio::sync::Notify;
@@ -31,18 +34,59 @@ pub async fn relay(
     once: bool,
     stop: CancellationToken,
 ) -> Result<RelaySummary, EventsError> {
-    let wake = Arc::new(Notify::new());
-    let mut listener: Option<tokio::task::JoinHandle<()>> = None;
+    let workers = if once {
+        1
+    } else {
+        ctx.options.relay_workers.max(1)
+    };
+    let wakes: Vec<Arc<Notify>> = (0..workers).map(|_| Arc::new(Notify::new())).collect();
+    let listener = (!once).then(|| {
+        tokio::spawn(keep_listening(
+            ctx.log.clone(),
+            wakes.clone(),
+            stop.clone(),
+        ))
+    });
+    let results =
+        futures::future::join_all(wakes.iter().map(|w| worker(ctx, once, w, &stop))).await;
+    if let Some(l) = listener {
+        l.abort();
+    }
+    let mut summary = RelaySummary::default();
+    for r in results {
+        let r = r?;
+        summary.published += r.published;
+        summary.retries += r.retries;
+    }
+    Ok(summary)
+}
+
+/// Keeps a `LISTEN` connection open, reopening it (after a pause) when it is lost.
+async fn keep_listening(log: EventLog, wakes: Vec<Arc<Notify>>, stop: CancellationToken) {
+    while !stop.is_cancelled() {
+        match log.listen(wakes.clone()).await {
+            Ok(task) => {
+                let _ = task.await;
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot LISTEN for new events; rescanning"),
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+async fn worker(
+    ctx: &EventsContext,
+    once: bool,
+    wake: &Notify,
+    stop: &CancellationToken,
+) -> Result<RelaySummary, EventsError> {
     let mut summary = RelaySummary::default();
     let mut backoff = Duration::from_millis(100);
     let max_backoff = Duration::from_secs(5);
     while !stop.is_cancelled() {
-        if !once && listener.as_ref().is_none_or(|l| l.is_finished()) {
-            match ctx.log.listen(wake.clone()).await {
-                Ok(l) => listener = Some(l),
-                Err(e) => tracing::warn!(error = %e, "cannot LISTEN for new events; rescanning"),
-            }
-        }
         let publisher = &ctx.publisher;
         let attempt = ctx
             .log
@@ -88,7 +132,8 @@ pub async fn relay(
                         },
                     ),
                 };
-                metrics::counter!(Metric::EventsRetriesTotal.name(), "stage" => stage).increment(1);
+                metrics::counter!(Metric::EventsRetriesTotal.name(), "stage" => stage)
+                    .increment(1);
                 if once {
                     return Err(error);
                 }
@@ -100,9 +145,6 @@ pub async fn relay(
                 backoff = (backoff * 2).min(max_backoff);
             }
         }
-    }
-    if let Some(l) = listener {
-        l.abort();
     }
     Ok(summary)
 }
