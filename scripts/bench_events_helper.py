@@ -3,7 +3,8 @@
 For each event: one INSERT into PostgreSQL (committed), then one PUBLISH of its JSON on Redis,
 as two separate steps (a crash between them loses the publish: the reason ferry exists). A
 subscriber thread counts what arrives and measures save -> publish latency from the send time
-each event carries, exactly as the ferry load generator (examples/events_load.rs) does.
+each event carries, as the ferry load generator (examples/events_load.rs) does: save -> publish
+(from the committed INSERT to the arrival) and send -> receive (from before the INSERT).
 
     bench_events_helper.py baseline POSTGRES_URL REDIS_URL COUNT RATE
 
@@ -37,7 +38,8 @@ def baseline(pg_url, redis_url, count, rate):
     pubsub.subscribe("events")
     while pubsub.get_message(timeout=1.0) is None:  # the subscribe confirmation
         pass
-    latencies = []
+    latencies = []  # save (committed) -> received
+    e2e = []  # send (before the INSERT) -> received
     done = threading.Event()
     last = [time.monotonic()]
 
@@ -49,7 +51,9 @@ def baseline(pg_url, redis_url, count, rate):
             if msg["type"] != "message":
                 continue
             event = json.loads(msg["data"])
-            latencies.append((time.time_ns() // 1000 - event["event_data"]["sent_us"]) / 1000.0)
+            now = time.time_ns() // 1000
+            latencies.append((now - event["saved_us"]) / 1000.0)
+            e2e.append((now - event["event_data"]["sent_us"]) / 1000.0)
         last[0] = time.monotonic()
         done.set()
 
@@ -75,17 +79,20 @@ def baseline(pg_url, redis_url, count, rate):
             event = {"id": row[0], "event_type": ("tracking", "motion", "anpr")[i % 3],
                      "camera_id": "camera-%02d" % (i % 16), "timestamp": row[2].isoformat(),
                      "frame_number": i, "snapshot_path": "snapshots/0/%d.jpg" % i,
-                     "event_data": data, "created_at": row[1].isoformat()}
+                     "event_data": data, "created_at": row[1].isoformat(),
+                     "saved_us": time.time_ns() // 1000}
             publisher.publish("events", json.dumps(event))
         saved = time.monotonic() - start
     done.wait(60)
     seconds = last[0] - start
     latencies.sort()
+    e2e.sort()
     print(json.dumps({
         "events": count, "received": len(latencies), "seconds": seconds, "save_seconds": saved,
         "events_per_s": len(latencies) / seconds if seconds else None,
         "p50_ms": percentile(latencies, 0.5), "p99_ms": percentile(latencies, 0.99),
         "max_ms": latencies[-1] if latencies else None,
+        "e2e_p50_ms": percentile(e2e, 0.5), "e2e_p99_ms": percentile(e2e, 0.99),
     }))
     if len(latencies) != count:
         sys.exit("only %d of %d events arrived" % (len(latencies), count))

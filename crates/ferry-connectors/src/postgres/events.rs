@@ -72,7 +72,12 @@ CREATE TRIGGER events_assign_id BEFORE INSERT ON events
 CREATE FUNCTION ferry_events_enqueue() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO events_outbox (event_id, camera_id) SELECT id, camera_id FROM ferry_new_events;
-    PERFORM pg_notify('ferry_events', '');
+    -- Ferry's own connections (ferry.notify = off) notify after their commit instead: a
+    -- transaction that notifies holds a cluster-wide lock through its commit, which would
+    -- serialise concurrent producers' commits.
+    IF coalesce(current_setting('ferry.notify', true), '') <> 'off' THEN
+        PERFORM pg_notify('ferry_events', '');
+    END IF;
     RETURN NULL;
 END $$;
 CREATE TRIGGER events_enqueue AFTER INSERT ON events
@@ -90,7 +95,8 @@ const COLUMNS: &str = r#"id, event_type, camera_id, "timestamp", frame_number, s
 ///    (never waiting), remembering them in a transaction-local setting;
 /// 3. in a new statement — so with a snapshot taken after the locks, which sees everything the
 ///    previous holder of a camera marked published — read those cameras' queued events in id
-///    order: the outbox id and the event as JSON (NULL if it was deleted meanwhile).
+///    order: the outbox id and the event as JSON (NULL if it was deleted meanwhile), looked up
+///    by primary key per row so the plan stays cheap however stale the outbox's statistics.
 fn claim_sql(limit: i64) -> String {
     format!(
         r#"BEGIN;
@@ -99,12 +105,13 @@ SELECT set_config('ferry.relay_cameras', coalesce(json_agg(c.camera_id)::text, '
     FROM (SELECT DISTINCT camera_id FROM
           (SELECT camera_id FROM events_outbox ORDER BY event_id LIMIT {limit}) AS t) AS c
     WHERE pg_try_advisory_xact_lock({RELAY_LOCK}, hashtext(c.camera_id));
-SELECT o.event_id, CASE WHEN e.id IS NULL THEN NULL ELSE json_build_object(
-        'id', e.id, 'event_type', e.event_type, 'camera_id', e.camera_id,
-        'timestamp', e."timestamp", 'frame_number', e.frame_number,
-        'snapshot_path', e.snapshot_path, 'event_data', e.event_data,
-        'created_at', e.created_at)::text END
-    FROM events_outbox AS o LEFT JOIN events AS e ON e.id = o.event_id
+SELECT o.event_id, (SELECT json_build_object(
+            'id', e.id, 'event_type', e.event_type, 'camera_id', e.camera_id,
+            'timestamp', e."timestamp", 'frame_number', e.frame_number,
+            'snapshot_path', e.snapshot_path, 'event_data', e.event_data,
+            'created_at', e.created_at)::text
+        FROM events AS e WHERE e.id = o.event_id)
+    FROM events_outbox AS o
     WHERE o.camera_id IN
           (SELECT json_array_elements_text(current_setting('ferry.relay_cameras')::json))
     ORDER BY o.event_id LIMIT {limit};"#
@@ -249,6 +256,17 @@ pub enum PublishError<E> {
     Publisher(E),
 }
 
+/// Wakes the relays once a save has committed: `NOTIFY` in its own transaction, which writes
+/// nothing and so holds the notification lock only for an instant. Sent in the background;
+/// a lost notification only delays publishing until the relays' next rescan.
+fn notify_after(client: deadpool_postgres::Object) {
+    tokio::spawn(async move {
+        if let Err(e) = client.batch_execute("NOTIFY ferry_events").await {
+            tracing::debug!(error = %e, "NOTIFY after save failed; the relays' rescan covers it");
+        }
+    });
+}
+
 /// A pooled connection inside a transaction opened with a plain `BEGIN`: [`finish`] ends it;
 /// dropped unfinished (an error, a cancelled future), the connection is closed instead of
 /// going back to the pool, so the server rolls the transaction back and releases its locks.
@@ -266,7 +284,9 @@ impl OpenTransaction {
     }
 
     fn client(&self) -> &deadpool_postgres::Object {
-        self.client.as_ref().expect("an open transaction has its client")
+        self.client
+            .as_ref()
+            .expect("an open transaction has its client")
     }
 
     /// Runs `sql` (ending with `COMMIT` or `ROLLBACK`) and returns the connection to the pool.
@@ -335,6 +355,12 @@ impl EventLog {
                 })?;
         config.connect_timeout(Duration::from_secs(5));
         config.application_name("ferry");
+        // The enqueue trigger leaves notifying to Ferry's connections (see `notify_after`).
+        let options = match config.get_options() {
+            Some(o) if !o.is_empty() => format!("{o} -c ferry.notify=off"),
+            _ => "-c ferry.notify=off".to_string(),
+        };
+        config.options(&options);
         let manager = Manager::from_config(
             config.clone(),
             NoTls,
@@ -533,17 +559,21 @@ impl EventLog {
         let existing: HashMap<String, i64> = if known.is_empty() {
             HashMap::new()
         } else {
-            client.query(
-                "SELECT source_key, id FROM events WHERE source_key = ANY($1)",
-                &[&known],
-            )
-            .await
-            .map_err(|e| self.error(e))?
-            .iter()
-            .map(|r| (r.get(0), r.get(1)))
-            .collect()
+            client
+                .query(
+                    "SELECT source_key, id FROM events WHERE source_key = ANY($1)",
+                    &[&known],
+                )
+                .await
+                .map_err(|e| self.error(e))?
+                .iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect()
         };
 
+        if !inserted.is_empty() {
+            notify_after(client);
+        }
         let by_key: HashMap<&str, i64> = inserted
             .iter()
             .filter_map(|(id, k)| k.as_deref().map(|k| (k, *id)))

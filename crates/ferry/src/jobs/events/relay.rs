@@ -40,13 +40,8 @@ pub async fn relay(
         ctx.options.relay_workers.max(1)
     };
     let wakes: Vec<Arc<Notify>> = (0..workers).map(|_| Arc::new(Notify::new())).collect();
-    let listener = (!once).then(|| {
-        tokio::spawn(keep_listening(
-            ctx.log.clone(),
-            wakes.clone(),
-            stop.clone(),
-        ))
-    });
+    let listener =
+        (!once).then(|| tokio::spawn(keep_listening(ctx.log.clone(), wakes.clone(), stop.clone())));
     let results =
         futures::future::join_all(wakes.iter().map(|w| worker(ctx, once, w, &stop))).await;
     if let Some(l) = listener {
@@ -132,8 +127,7 @@ async fn worker(
                         },
                     ),
                 };
-                metrics::counter!(Metric::EventsRetriesTotal.name(), "stage" => stage)
-                    .increment(1);
+                metrics::counter!(Metric::EventsRetriesTotal.name(), "stage" => stage).increment(1);
                 if once {
                     return Err(error);
                 }
