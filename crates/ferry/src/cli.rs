@@ -68,7 +68,8 @@ pub enum Command {
         #[arg(long, value_name = "SECONDS")]
         interval: Option<f64>,
     },
-    /// Run the keys job end to end on generated data in a throwaway redis-server.
+    /// Run the keys, tier and events jobs end to end on generated data in a throwaway
+    /// redis-server (and a throwaway PostgreSQL database).
     Demo {
         /// Use this Redis instead of starting one (demo keys are written to it).
         #[arg(long, env = "FERRY_DEMO_REDIS")]
@@ -79,6 +80,13 @@ pub enum Command {
         /// Where to write the JSON report.
         #[arg(long, default_value = "ferry-demo-report.json")]
         report: PathBuf,
+        /// PostgreSQL server for the events part (a throwaway database is created on it).
+        #[arg(
+            long,
+            env = "FERRY_DEMO_POSTGRES",
+            default_value = "postgres://postgres@127.0.0.1:5432"
+        )]
+        postgres: String,
     },
 }
 

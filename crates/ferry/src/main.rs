@@ -57,11 +57,13 @@ async fn run(cli: Cli, file: FileConfig) -> ExitStatus {
             redis,
             keys,
             report,
+            postgres,
         } => {
             match ferry::demo::run(ferry::demo::DemoOptions {
                 redis,
                 keys,
                 report,
+                postgres,
             })
             .await
             {
