@@ -284,7 +284,9 @@ async fn events_part(redis_url: &str, server: &str) -> anyhow::Result<()> {
             )
         })?;
     tokio::spawn(connection);
-    admin.batch_execute(&format!("CREATE DATABASE {name}")).await?;
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await?;
     let result = events_demo(redis_url, &format!("{server}/{name}")).await;
     let _ = admin
         .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
@@ -320,10 +322,11 @@ async fn events_demo(redis_url: &str, postgres: &str) -> anyhow::Result<()> {
         .map(|i| {
             let camera = cameras[i % 3];
             let mut e = match i % 4 {
-                0 => NewEvent::new("anpr", camera)
-                    .with_data(serde_json::json!({"plate": format!("AB-{:03}", 100 + i), "confidence": 0.97})),
+                0 => NewEvent::new("anpr", camera).with_data(
+                    serde_json::json!({"plate": format!("AB-{:03}", 100 + i), "confidence": 0.97}),
+                ),
                 1 => NewEvent::new("motion", camera)
-                    .with_data(serde_json::json!({"area": 0.12 + i as f64 / 100.0})),
+                    .with_data(serde_json::json!({"area_pct": 12 + i})),
                 _ => NewEvent::new("tracking", camera)
                     .with_data(serde_json::json!({"track_id": i / 2, "bbox": [10, 20, 110, 220]})),
             };

@@ -1,16 +1,15 @@
 //! The HTTP API of `ferry serve`, driven through the router without a socket.
 
+mod common;
+
 use std::sync::Arc;
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode, header};
+use axum::http::StatusCode;
 use ferry::jobs::tier::{Backend, Layout, TierContext, TierOptions};
 use ferry::server::{AppState, ServeOptions, app};
 use ferry_testkit::RedisServer;
-use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
-use tower::ServiceExt;
 
 struct Api {
     router: axum::Router,
@@ -55,22 +54,7 @@ impl Api {
         body: Option<&str>,
         token: Option<&str>,
     ) -> (StatusCode, Value) {
-        let mut req = Request::builder().method(method).uri(uri);
-        if body.is_some() {
-            req = req.header(header::CONTENT_TYPE, "application/json");
-        }
-        if let Some(t) = token {
-            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
-        }
-        let req = req
-            .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
-            .unwrap();
-        let resp = self.router.clone().oneshot(req).await.unwrap();
-        let status = resp.status();
-        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-        let value = serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
-        (status, value)
+        common::call(&self.router, method, uri, body, token).await
     }
 
     fn add_due_captions(&self, camera: &str, n: usize) {
