@@ -237,17 +237,7 @@ async fn call(
     uri: &str,
     body: Option<&str>,
 ) -> (StatusCode, Value) {
-    call_with(router, method, uri, body, None).await
-}
-
-async fn call_with(
-    router: &axum::Router,
-    method: &str,
-    uri: &str,
-    body: Option<&str>,
-    token: Option<&str>,
-) -> (StatusCode, Value) {
-    common::call(router, method, uri, body, token).await
+    common::call(router, method, uri, body, None).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -679,7 +669,7 @@ async fn bad_requests_get_a_4xx_naming_the_field_and_store_nothing() {
     let post = |body: String| {
         let router = router.clone();
         async move {
-            call_with(
+            common::call(
                 &router,
                 "POST",
                 "/api/v1/events",
