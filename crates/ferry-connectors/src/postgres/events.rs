@@ -12,7 +12,7 @@
 //!   and deletes it from the outbox only once the publisher returned `Ok`, in the transaction
 //!   that holds the locks.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +26,7 @@ use tokio::sync::Notify;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{AsyncMessage, NoTls, Row, SimpleQueryMessage};
 
+use super::{MigrateError, VersionedSchema, db_message};
 use crate::schema;
 
 /// The channel of `NOTIFY` sent by the outbox trigger.
@@ -34,8 +35,13 @@ pub const NOTIFY_CHANNEL: &str = "ferry_events";
 const WRITE_LOCK: i32 = 0x6665_7276;
 /// First key of the relays' per-camera advisory locks.
 const RELAY_LOCK: i32 = 0x6665_7277;
-/// Serialises concurrent migrations.
-const MIGRATION_LOCK: i64 = 0x6665_7272_7965_7673;
+/// The events schema (its own migration lock, an arbitrary constant).
+const SCHEMA: VersionedSchema = VersionedSchema {
+    component: "events",
+    lock: 0x6665_7272_7965_7673,
+    migrations: MIGRATIONS,
+    first_table: Some("events"),
+};
 
 const MIGRATIONS: &[&str] = &[r#"
 CREATE SEQUENCE events_id_seq AS bigint;
@@ -242,7 +248,7 @@ pub struct EventStats {
 #[derive(Debug, Clone)]
 pub struct OutboxBatch {
     /// The events in id order (so in id order for each camera).
-    pub events: Arc<[StoredEvent]>,
+    pub events: Vec<StoredEvent>,
 }
 
 /// Why [`EventLog::publish_pending`] failed.
@@ -310,6 +316,27 @@ impl Drop for OpenTransaction {
     }
 }
 
+/// A `LISTEN` connection opened by [`EventLog::listen`]; dropping it closes the connection.
+pub struct Listener {
+    task: tokio::task::JoinHandle<()>,
+    /// Kept so the connection stays open.
+    _client: tokio_postgres::Client,
+}
+
+impl std::fmt::Debug for Listener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Listener").finish_non_exhaustive()
+    }
+}
+
+impl Listener {
+    /// Returns when the connection is lost.
+    pub async fn lost(self) {
+        let Listener { task, _client } = self;
+        let _ = task.await;
+    }
+}
+
 /// The event log: a pool of PostgreSQL connections.
 #[derive(Debug, Clone)]
 pub struct EventLog {
@@ -318,27 +345,17 @@ pub struct EventLog {
     shown: String,
 }
 
-fn db_message(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => match db.detail() {
-            Some(detail) => format!("{}: {} ({detail})", db.code().code(), db.message()),
-            None => format!("{}: {}", db.code().code(), db.message()),
-        },
-        None => e.to_string(),
-    }
-}
-
-/// The event whose [`COLUMNS`] start at column `at` of `row`.
-fn event_at(row: &Row, at: usize) -> StoredEvent {
+/// The event of a row of [`COLUMNS`].
+fn event_from_row(row: &Row) -> StoredEvent {
     StoredEvent {
-        id: row.get(at),
-        event_type: row.get(at + 1),
-        camera_id: row.get(at + 2),
-        timestamp: row.get(at + 3),
-        frame_number: row.get(at + 4),
-        snapshot_path: row.get(at + 5),
-        event_data: row.get(at + 6),
-        created_at: row.get(at + 7),
+        id: row.get(0),
+        event_type: row.get(1),
+        camera_id: row.get(2),
+        timestamp: row.get(3),
+        frame_number: row.get(4),
+        snapshot_path: row.get(5),
+        event_data: row.get(6),
+        created_at: row.get(7),
     }
 }
 
@@ -420,52 +437,23 @@ impl EventLog {
     pub async fn migrate(&self) -> EventLogResult<()> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(|e| self.error(e))?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
-            .await
-            .map_err(|e| self.error(e))?;
-        tx.batch_execute(
-            "CREATE TABLE IF NOT EXISTS ferry_schema (component text PRIMARY KEY, version bigint NOT NULL)",
-        )
-        .await
-        .map_err(|e| self.error(e))?;
-        let version: i64 = tx
-            .query_opt(
-                "SELECT version FROM ferry_schema WHERE component = 'events'",
-                &[],
-            )
-            .await
-            .map_err(|e| self.error(e))?
-            .map_or(0, |r| r.get(0));
-        if version < 0 || version as usize > MIGRATIONS.len() {
-            return Err(EventLogError::Schema(format!(
-                "the events schema of {} is at version {version} but this Ferry knows versions up to {}; upgrade Ferry (an older one must not write to it)",
-                self.shown,
-                MIGRATIONS.len()
-            )));
-        }
-        if version == 0 {
-            let taken = tx
-                .query_opt("SELECT to_regclass('events')::text", &[])
-                .await
-                .map_err(|e| self.error(e))?
-                .and_then(|r| r.get::<_, Option<String>>(0));
-            if taken.is_some() {
+        match SCHEMA.apply(&tx).await {
+            Ok(()) => {}
+            Err(MigrateError::Db(e)) => return Err(self.error(e)),
+            Err(MigrateError::UnknownVersion(v)) => {
                 return Err(EventLogError::Schema(format!(
-                    "{} already has an `events` table that Ferry did not create; use another database or schema (options=-csearch_path=… in the URL)",
+                    "the events schema of {} is at version {v} but this Ferry knows versions up to {}; upgrade Ferry (an older one must not write to it)",
+                    self.shown,
+                    MIGRATIONS.len()
+                )));
+            }
+            Err(MigrateError::ForeignTable(t)) => {
+                return Err(EventLogError::Schema(format!(
+                    "{} already has an `{t}` table that Ferry did not create; use another database or schema (options=-csearch_path=… in the URL)",
                     self.shown
                 )));
             }
         }
-        for sql in &MIGRATIONS[version as usize..] {
-            tx.batch_execute(sql).await.map_err(|e| self.error(e))?;
-        }
-        tx.execute(
-            "INSERT INTO ferry_schema (component, version) VALUES ('events', $1)
-             ON CONFLICT (component) DO UPDATE SET version = EXCLUDED.version",
-            &[&(MIGRATIONS.len() as i64)],
-        )
-        .await
-        .map_err(|e| self.error(e))?;
         tx.commit().await.map_err(|e| self.error(e))
     }
 
@@ -548,36 +536,30 @@ impl EventLog {
         // Rows are inserted in input order and get increasing ids, so sorting by id restores
         // the input order of what was inserted.
         inserted.sort_unstable_by_key(|(id, _)| *id);
-        let new_keys: HashSet<&str> = inserted.iter().filter_map(|(_, k)| k.as_deref()).collect();
-        let mut seen_keys: HashSet<&str> = HashSet::new();
+        // Each key's id, and whether this call stored it (true until its first use below).
+        let mut by_key: HashMap<String, (i64, bool)> = inserted
+            .iter()
+            .filter_map(|(id, k)| k.clone().map(|k| (k, (*id, true))))
+            .collect();
         let known: Vec<&str> = keys
             .iter()
             .flatten()
             .copied()
-            .filter(|k| !new_keys.contains(k))
+            .filter(|k| !by_key.contains_key(*k))
             .collect();
-        let existing: HashMap<String, i64> = if known.is_empty() {
-            HashMap::new()
-        } else {
-            client
+        if !known.is_empty() {
+            let rows = client
                 .query(
                     "SELECT source_key, id FROM events WHERE source_key = ANY($1)",
                     &[&known],
                 )
                 .await
-                .map_err(|e| self.error(e))?
-                .iter()
-                .map(|r| (r.get(0), r.get(1)))
-                .collect()
-        };
-
+                .map_err(|e| self.error(e))?;
+            by_key.extend(rows.iter().map(|r| (r.get(0), (r.get(1), false))));
+        }
         if !inserted.is_empty() {
             notify_after(client);
         }
-        let by_key: HashMap<&str, i64> = inserted
-            .iter()
-            .filter_map(|(id, k)| k.as_deref().map(|k| (k, *id)))
-            .collect();
         let mut fresh = inserted
             .iter()
             .filter(|(_, k)| k.is_none())
@@ -591,18 +573,17 @@ impl EventLog {
                     })?,
                     duplicate: false,
                 },
-                Some(k) => match by_key.get(k) {
-                    Some(&id) => Saved {
-                        id,
-                        duplicate: !seen_keys.insert(k),
-                    },
-                    None => Saved {
-                        id: *existing.get(*k).ok_or_else(|| {
-                            EventLogError::Backend(format!("event with key {k} not found"))
-                        })?,
-                        duplicate: true,
-                    },
-                },
+                Some(k) => {
+                    let (id, new) = by_key.get_mut(*k).ok_or_else(|| {
+                        EventLogError::Backend(format!("event with key {k} not found"))
+                    })?;
+                    let saved = Saved {
+                        id: *id,
+                        duplicate: !*new,
+                    };
+                    *new = false;
+                    saved
+                }
             };
             out.push(saved);
         }
@@ -658,10 +639,7 @@ impl EventLog {
         }
         let n = events.len();
         if !events.is_empty()
-            && let Err(e) = publish(OutboxBatch {
-                events: events.into(),
-            })
-            .await
+            && let Err(e) = publish(OutboxBatch { events }).await
         {
             let _ = tx.finish("ROLLBACK").await;
             return Err(PublishError::Publisher(e));
@@ -677,26 +655,19 @@ impl EventLog {
     }
 
     /// Opens a dedicated connection that `LISTEN`s for new events and calls `notify_one()` on
-    /// each of `wake` per notification. The returned task ends when the connection is lost
-    /// (listen again; the relay's periodic rescan covers the gap).
-    pub async fn listen(
-        &self,
-        wake: Vec<Arc<Notify>>,
-    ) -> EventLogResult<tokio::task::JoinHandle<()>> {
+    /// each of `wake` per notification, until the connection is lost ([`Listener::lost`];
+    /// listen again then: the relay's periodic rescan covers the gap).
+    pub async fn listen(&self, wake: Vec<Arc<Notify>>) -> EventLogResult<Listener> {
         let (client, mut connection) = self
             .config
             .connect(NoTls)
             .await
             .map_err(|e| self.error(e))?;
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        let driver = tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
-            use futures::StreamExt;
-            while let Some(message) = messages.next().await {
+            while let Some(message) = futures::StreamExt::next(&mut messages).await {
                 match message {
-                    Ok(AsyncMessage::Notification(_)) => {
-                        let _ = tx.send(());
-                    }
+                    Ok(AsyncMessage::Notification(_)) => wake.iter().for_each(|w| w.notify_one()),
                     Ok(_) => {}
                     Err(e) => {
                         tracing::warn!(error = %e, "PostgreSQL LISTEN connection lost");
@@ -709,16 +680,10 @@ impl EventLog {
             .batch_execute(&format!("LISTEN {NOTIFY_CHANNEL}"))
             .await
             .map_err(|e| self.error(e))?;
-        Ok(tokio::spawn(async move {
-            // The client must live as long as the connection is used.
-            let _client = client;
-            while rx.recv().await.is_some() {
-                for w in &wake {
-                    w.notify_one();
-                }
-            }
-            let _ = driver.await;
-        }))
+        Ok(Listener {
+            task,
+            _client: client,
+        })
     }
 
     /// Events matching `q`, newest first.
@@ -752,7 +717,7 @@ impl EventLog {
             .map(|p| p.as_ref() as &(dyn ToSql + Sync))
             .collect();
         let rows = client.query(&sql, &refs).await.map_err(|e| self.error(e))?;
-        let events: Vec<StoredEvent> = rows.iter().map(|r| event_at(r, 0)).collect();
+        let events: Vec<StoredEvent> = rows.iter().map(event_from_row).collect();
         let next_cursor = (events.len() as i64 == limit)
             .then(|| events.last().map(|e| e.id))
             .flatten();

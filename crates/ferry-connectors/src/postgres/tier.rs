@@ -8,6 +8,7 @@ use tokio::sync::Mutex;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls, Row};
 
+use super::{MigrateError, VersionedSchema, db_message};
 use crate::schema::{self, EventRow};
 
 const BACKEND: &str = "postgres";
@@ -50,8 +51,13 @@ CREATE TABLE tier_runs (
 CREATE INDEX tier_runs_started ON tier_runs (started_ms);
 "#];
 
-/// An arbitrary constant: the advisory lock that serialises concurrent migrations.
-const MIGRATION_LOCK: i64 = 0x6665_7272_7974_6965;
+/// The tier schema; an arbitrary constant is the advisory lock that serialises migrations.
+const SCHEMA: VersionedSchema = VersionedSchema {
+    component: "tier",
+    lock: 0x6665_7272_7974_6965,
+    migrations: MIGRATIONS,
+    first_table: None,
+};
 
 const UPSERT_EVENT: &str = "INSERT INTO tier_events (id, camera_id, caption, start_ms, end_ms, start_at, end_at,
         frame_count, captions, centroid, previous_event_id, run_id, status, first_entry, last_entry, updated_at)
@@ -73,17 +79,9 @@ pub struct PostgresEventStore {
 }
 
 fn backend(e: tokio_postgres::Error) -> EventStoreError {
-    // A server error's own message says far more than "db error".
-    let message = match e.as_db_error() {
-        Some(db) => match db.detail() {
-            Some(detail) => format!("{}: {} ({detail})", db.code().code(), db.message()),
-            None => format!("{}: {}", db.code().code(), db.message()),
-        },
-        None => e.to_string(),
-    };
     EventStoreError::Backend {
         store: BACKEND,
-        message,
+        message: db_message(&e),
     }
 }
 
@@ -136,32 +134,19 @@ impl EventStore for PostgresEventStore {
     async fn migrate(&self) -> EventStoreResult<()> {
         let mut client = self.client.lock().await;
         let tx = client.transaction().await.map_err(backend)?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
-            .await
-            .map_err(backend)?;
-        tx.batch_execute(
-            "CREATE TABLE IF NOT EXISTS ferry_schema (component text PRIMARY KEY, version bigint NOT NULL)",
-        )
-        .await
-        .map_err(backend)?;
-        let version: i64 = tx
-            .query_opt(
-                "SELECT version FROM ferry_schema WHERE component = 'tier'",
-                &[],
-            )
-            .await
-            .map_err(backend)?
-            .map_or(0, |r| r.get(0));
-        for sql in &MIGRATIONS[schema::pending(BACKEND, version, MIGRATIONS.len())?] {
-            tx.batch_execute(sql).await.map_err(backend)?;
+        match SCHEMA.apply(&tx).await {
+            Ok(()) => {}
+            Err(MigrateError::Db(e)) => return Err(backend(e)),
+            Err(MigrateError::UnknownVersion(v)) => {
+                schema::pending(BACKEND, v, MIGRATIONS.len())?;
+            }
+            Err(MigrateError::ForeignTable(t)) => {
+                return Err(EventStoreError::Schema {
+                    store: BACKEND,
+                    message: format!("a table {t} exists that Ferry did not create"),
+                });
+            }
         }
-        tx.execute(
-            "INSERT INTO ferry_schema (component, version) VALUES ('tier', $1)
-             ON CONFLICT (component) DO UPDATE SET version = EXCLUDED.version",
-            &[&(MIGRATIONS.len() as i64)],
-        )
-        .await
-        .map_err(backend)?;
         tx.commit().await.map_err(backend)
     }
 

@@ -250,21 +250,30 @@ async fn status(State(state): State<Arc<AppState>>) -> Result<Response, ApiError
 
 pub(super) type Params = Query<HashMap<String, String>>;
 
-/// Checks query parameters: only `allowed` names, `limit` a number in range.
-fn query_limit(
+/// Refuses query parameters not in `allowed`, naming the first unknown one.
+pub(super) fn check_params(
     params: &HashMap<String, String>,
     allowed: &[&str],
-    default: usize,
-) -> Result<usize, ApiError> {
-    if let Some(unknown) = params.keys().find(|k| !allowed.contains(&k.as_str())) {
-        return Err(ApiError::bad_request(
+) -> Result<(), ApiError> {
+    match params.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Some(unknown) => Err(ApiError::bad_request(
             format!(
                 "unknown query parameter `{unknown}` (allowed: {})",
                 allowed.join(", ")
             ),
             Some(unknown),
-        ));
+        )),
+        None => Ok(()),
     }
+}
+
+/// Checks query parameters: only `allowed` names, `limit` a number in range.
+pub(super) fn query_limit(
+    params: &HashMap<String, String>,
+    allowed: &[&str],
+    default: usize,
+) -> Result<usize, ApiError> {
+    check_params(params, allowed)?;
     match params.get("limit") {
         None => Ok(default),
         Some(l) => l
@@ -296,7 +305,7 @@ async fn events(
     Ok(Json(tier::events(&state.tier, camera.map(String::as_str), limit).await?).into_response())
 }
 
-pub(super) fn check_limit(limit: usize) -> Result<usize, ApiError> {
+fn check_limit(limit: usize) -> Result<usize, ApiError> {
     if (1..=1000).contains(&limit) {
         Ok(limit)
     } else {

@@ -19,7 +19,7 @@ use ferry_core::telemetry::Metric;
 use futures::{Stream, StreamExt};
 use serde_json::json;
 
-use super::api::{ApiError, AppState, Params, authorize, check_limit, parse_json};
+use super::api::{ApiError, AppState, Params, authorize, check_params, parse_json, query_limit};
 use crate::jobs::events::{EventQuery, EventsContext};
 
 impl From<EventLogError> for ApiError {
@@ -128,19 +128,6 @@ pub(super) async fn save(
         .into_response())
 }
 
-fn check_params(params: &HashMap<String, String>, allowed: &[&str]) -> Result<(), ApiError> {
-    match params.keys().find(|k| !allowed.contains(&k.as_str())) {
-        Some(unknown) => Err(ApiError::bad_request(
-            format!(
-                "unknown query parameter `{unknown}` (allowed: {})",
-                allowed.join(", ")
-            ),
-            Some(unknown),
-        )),
-        None => Ok(()),
-    }
-}
-
 fn time_param(
     params: &HashMap<String, String>,
     name: &str,
@@ -165,7 +152,7 @@ pub(super) async fn query(
     Query(params): Params,
 ) -> Result<Response, ApiError> {
     let ctx = context(&state)?;
-    check_params(
+    let limit = query_limit(
         &params,
         &[
             "camera_id",
@@ -175,16 +162,8 @@ pub(super) async fn query(
             "limit",
             "cursor",
         ],
+        100,
     )?;
-    let limit = match params.get("limit") {
-        None => 100,
-        Some(l) => l
-            .parse()
-            .map_err(|_| {
-                ApiError::bad_request(format!("limit `{l}` is not a number"), Some("limit"))
-            })
-            .and_then(check_limit)?,
-    };
     let before_id = params
         .get("cursor")
         .map(|c| {

@@ -80,8 +80,13 @@ pub struct IngestSummary {
 }
 
 /// Turns a Stream entry into an event: a `data` field holding the event's JSON (the old
-/// producers' format), or the event's fields as Stream fields (`event_data` as JSON text).
-pub fn entry_to_event(stream: &str, entry: &StreamId) -> Result<NewEvent, String> {
+/// producers' format), or the event's fields as Stream fields (`event_data` as JSON text);
+/// validated against `allowed_types` (empty: any).
+pub fn entry_to_event(
+    stream: &str,
+    entry: &StreamId,
+    allowed_types: &[String],
+) -> Result<NewEvent, String> {
     let text = |v: &Value| -> Result<String, String> {
         redis::from_redis_value::<String>(v.clone()).map_err(|e| format!("not text: {e}"))
     };
@@ -109,7 +114,7 @@ pub fn entry_to_event(stream: &str, entry: &StreamId) -> Result<NewEvent, String
         serde_path_to_error::deserialize(serde_json::Value::Object(object))
             .map_err(|e| format!("{} (at {})", e.inner(), e.path()))?
     };
-    event.validate(&[]).map_err(|e| e.to_string())?;
+    event.validate(allowed_types).map_err(|e| e.to_string())?;
     if event.idempotency_key.is_none() {
         event.idempotency_key = Some(format!("{stream}/{}", entry.id));
     }
@@ -147,10 +152,7 @@ pub async fn ingest(
     opts: &IngestOptions,
     stop: CancellationToken,
 ) -> Result<IngestSummary, EventsError> {
-    let redis_error = |e: redis::RedisError| EventsError::Redis {
-        url: ctx.publisher.url().to_string(),
-        message: e.to_string(),
-    };
+    let redis_error = |e| ctx.publisher.error(e);
     let mut conn = connect(ctx, opts).await.map_err(redis_error)?;
     ensure_group(&mut conn, opts).await.map_err(redis_error)?;
     let mut summary = IngestSummary::default();
@@ -203,10 +205,7 @@ async fn step(
     own_pending: &mut bool,
     last_claim: &mut Option<Instant>,
 ) -> Result<usize, EventsError> {
-    let redis_error = |e: redis::RedisError| EventsError::Redis {
-        url: ctx.publisher.url().to_string(),
-        message: e.to_string(),
-    };
+    let redis_error = |e| ctx.publisher.error(e);
     if *own_pending {
         let entries = read_group(conn, opts, "0", None)
             .await
@@ -295,11 +294,7 @@ async fn process(
     let mut dead = redis::pipe();
     let mut rejected = 0u64;
     for entry in &entries {
-        match entry_to_event(&opts.stream, entry).and_then(|e| {
-            e.validate(&ctx.options.allowed_types)
-                .map(|_| e)
-                .map_err(|e| e.to_string())
-        }) {
+        match entry_to_event(&opts.stream, entry, &ctx.options.allowed_types) {
             Ok(e) => events.push(e),
             Err(reason) => {
                 rejected += 1;
@@ -336,10 +331,7 @@ async fn process(
         .increment(saved.len() as u64 - duplicates);
     metrics::counter!(Metric::EventsRejectedTotal.name(), "source" => "stream").increment(rejected);
     failpoint("events-ingest-after-commit");
-    let redis_error = |e: redis::RedisError| EventsError::Redis {
-        url: ctx.publisher.url().to_string(),
-        message: e.to_string(),
-    };
+    let redis_error = |e| ctx.publisher.error(e);
     if rejected > 0 {
         let () = dead.query_async(conn).await.map_err(redis_error)?;
     }
@@ -376,7 +368,7 @@ mod tests {
                 r#"{"event_type":"anpr","camera_id":"cam-1","timestamp":"2024-10-11T12:00:00.123456","event_data":{"plate":"X"}}"#,
             )],
         );
-        let ev = entry_to_event("stream:events", &e).unwrap();
+        let ev = entry_to_event("stream:events", &e, &[]).unwrap();
         assert_eq!(ev.idempotency_key.as_deref(), Some("stream:events/1-0"));
         assert_eq!(ev.event_data["plate"], "X");
         assert!(ev.timestamp.is_some());
@@ -393,7 +385,7 @@ mod tests {
                 ("event_data", r#"{"area": 0.3}"#),
             ],
         );
-        let ev = entry_to_event("s", &e).unwrap();
+        let ev = entry_to_event("s", &e, &[]).unwrap();
         assert_eq!(ev.frame_number, Some(42));
         assert_eq!(ev.event_data["area"], 0.3);
     }
@@ -402,13 +394,13 @@ mod tests {
     fn bad_entries_say_what_is_wrong() {
         let missing = entry("3-0", &[("data", r#"{"camera_id":"cam-1"}"#)]);
         assert!(
-            entry_to_event("s", &missing)
+            entry_to_event("s", &missing, &[])
                 .unwrap_err()
                 .contains("event_type")
         );
         let wrong = entry("4-0", &[("data", r#"{"event_type":"m","camera_id":7}"#)]);
         assert!(
-            entry_to_event("s", &wrong)
+            entry_to_event("s", &wrong, &[])
                 .unwrap_err()
                 .contains("camera_id")
         );
@@ -421,7 +413,7 @@ mod tests {
             ],
         );
         assert!(
-            entry_to_event("s", &frame)
+            entry_to_event("s", &frame, &[])
                 .unwrap_err()
                 .contains("frame_number")
         );

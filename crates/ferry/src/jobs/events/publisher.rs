@@ -46,6 +46,14 @@ impl Publisher {
         &self.shown
     }
 
+    /// A failure talking to this Redis, as the job's error.
+    pub fn error(&self, e: redis::RedisError) -> EventsError {
+        EventsError::Redis {
+            url: self.shown.clone(),
+            message: e.to_string(),
+        }
+    }
+
     /// The main channel.
     pub fn channel(&self) -> &str {
         &self.channels.main

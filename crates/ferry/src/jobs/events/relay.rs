@@ -60,9 +60,7 @@ pub async fn relay(
 async fn keep_listening(log: EventLog, wakes: Vec<Arc<Notify>>, stop: CancellationToken) {
     while !stop.is_cancelled() {
         match log.listen(wakes.clone()).await {
-            Ok(task) => {
-                let _ = task.await;
-            }
+            Ok(listener) => listener.lost().await,
             Err(e) => tracing::warn!(error = %e, "cannot LISTEN for new events; rescanning"),
         }
         tokio::select! {
@@ -90,10 +88,10 @@ async fn worker(
                 publisher.publish(&batch.events).await?;
                 failpoint("events-relay-after-publish");
                 let now = Utc::now();
-                for e in batch.events.iter() {
-                    let lag = (now - e.created_at).num_microseconds().unwrap_or(0);
-                    metrics::histogram!(Metric::EventsPublishLagSeconds.name())
-                        .record(lag.max(0) as f64 / 1e6);
+                let lag = metrics::histogram!(Metric::EventsPublishLagSeconds.name());
+                for e in &batch.events {
+                    let us = (now - e.created_at).num_microseconds().unwrap_or(0);
+                    lag.record(us.max(0) as f64 / 1e6);
                 }
                 Ok::<(), redis::RedisError>(())
             })
@@ -119,13 +117,7 @@ async fn worker(
                 summary.retries += 1;
                 let (stage, error) = match e {
                     PublishError::Log(e) => ("postgres", EventsError::Log(e)),
-                    PublishError::Publisher(e) => (
-                        "redis",
-                        EventsError::Redis {
-                            url: ctx.publisher.url().to_string(),
-                            message: e.to_string(),
-                        },
-                    ),
+                    PublishError::Publisher(e) => ("redis", ctx.publisher.error(e)),
                 };
                 metrics::counter!(Metric::EventsRetriesTotal.name(), "stage" => stage).increment(1);
                 if once {
