@@ -9,7 +9,11 @@
 //! - fragmentation: events per true scene (continuations after `max_duration` count, so a
 //!   scene longer than 300 s cannot score 1).
 //!
-//! `scripts/eval-tier` runs it in release mode: `cargo run --release --example eval_tier -- [--sweep] [--backends lexical,minilm]`.
+//! `scripts/eval-tier` runs it in release mode: `cargo run --release --example eval_tier --
+//! [--sweep] [--backends lexical,minilm] [--cameras 40] [--outliers 0.04] [--min-scene 120]
+//! [--min-duration 60] [--split-confirm 2] [--show-impure]`; `--show-impure` lists each impure
+//! event as runs of true scenes (`s12×30*`: 30 captions of scene instance 12, one of them an
+//! outlier).
 
 use std::collections::{HashMap, HashSet};
 
@@ -175,6 +179,7 @@ struct Labelled {
     input: GroupInput,
     camera: usize,
     scene_instance: usize,
+    outlier: bool,
 }
 
 /// Captioner noise: boilerplate prefix, a dropped word, upper case.
@@ -220,7 +225,8 @@ fn generate(
             let duration = (min_scene_ms + rng.below(400_000 - min_scene_ms)) as i64;
             let end = t + duration;
             while t < end {
-                let text = if rng.chance(outliers) {
+                let outlier = rng.chance(outliers);
+                let text = if outlier {
                     // An outlier: the captioner describes something else for one frame.
                     let other = rng.below(SCENES.len() as u64) as usize;
                     SCENES[other][rng.below(SCENES[other].len() as u64) as usize]
@@ -237,6 +243,7 @@ fn generate(
                     },
                     camera,
                     scene_instance: instance,
+                    outlier,
                 });
                 seq += 1;
                 t += 3_000 + rng.below(9_000) as i64;
@@ -264,6 +271,7 @@ fn evaluate(
     streams: &[Vec<Labelled>],
     config: &GroupingConfig,
     vectors: &HashMap<String, Vec<f32>>,
+    show_impure: bool,
 ) -> Scores {
     let mut events = 0;
     let mut pure = 0;
@@ -293,6 +301,8 @@ fn evaluate(
             let truth: HashSet<usize> = entries[from..to].iter().map(|x| by_entry[x]).collect();
             if truth.len() == 1 {
                 pure += 1;
+            } else if show_impure {
+                println!("  impure: {}", describe(&stream[..], e, &by_entry));
             }
             events += 1;
         }
@@ -306,9 +316,48 @@ fn evaluate(
     }
 }
 
+/// One impure event as runs of true scenes (`scene×captions`, `*` marks outlier captions), its
+/// duration and whether it continues an earlier event.
+fn describe(
+    stream: &[Labelled],
+    event: &ferry_core::tier::TierEvent,
+    by_entry: &HashMap<EntryId, usize>,
+) -> String {
+    let mut runs: Vec<(usize, usize, usize)> = Vec::new();
+    for c in stream
+        .iter()
+        .filter(|c| c.input.entry >= event.first_entry && c.input.entry <= event.last_entry)
+    {
+        let scene = by_entry[&c.input.entry];
+        let outlier = usize::from(c.outlier);
+        match runs.last_mut() {
+            Some((s, n, o)) if *s == scene => {
+                *n += 1;
+                *o += outlier;
+            }
+            _ => runs.push((scene, 1, outlier)),
+        }
+    }
+    let runs: Vec<String> = runs
+        .iter()
+        .map(|(s, n, o)| format!("s{s}×{n}{}", "*".repeat(*o)))
+        .collect();
+    format!(
+        "{} ({} s{})",
+        runs.join(" "),
+        (event.end_ms - event.start_ms) / 1000,
+        if event.previous_event_id.is_some() {
+            ", continuation"
+        } else {
+            ""
+        }
+    )
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let sweep = args.iter().any(|a| a == "--sweep");
+    let show_impure = args.iter().any(|a| a == "--show-impure");
     let backends = args
         .iter()
         .position(|a| a == "--backends")
@@ -322,11 +371,13 @@ fn main() {
     };
     let min_duration_ms = arg("--min-duration").map_or(60_000, |s| (s * 1000.0) as i64);
     let outliers = arg("--outliers").unwrap_or(0.04);
+    let split_confirm = arg("--split-confirm").map_or(2, |n| (n as usize).max(1));
     let normalizer = Normalizer::default();
     let min_scene_ms = arg("--min-scene")
         .map_or(120_000, |s| (s * 1000.0) as u64)
         .clamp(1_000, 399_000);
-    let mut streams = generate(8, 25, 0x5eed_cafe, outliers, min_scene_ms);
+    let cameras = arg("--cameras").map_or(40, |n| (n as usize).max(1));
+    let mut streams = generate(cameras, 25, 0x5eed_cafe, outliers, min_scene_ms);
     for s in &mut streams {
         for c in s.iter_mut() {
             c.input.norm = normalizer.normalize(&c.input.text);
@@ -390,9 +441,10 @@ fn main() {
             let config = GroupingConfig {
                 similarity_threshold: threshold,
                 min_duration_ms,
+                split_confirm,
                 ..GroupingConfig::default()
             };
-            let s = evaluate(&streams, &config, &vectors);
+            let s = evaluate(&streams, &config, &vectors, show_impure);
             println!(
                 "| {backend} | {threshold:.2} | {} | {} | {:.1} % | {:.3} | {:.2} |",
                 s.captions,

@@ -3,10 +3,17 @@
 //! Each caption is compared with the running centroid of the open event. It joins when its
 //! normalised text already occurs in the event, when the cosine similarity reaches the
 //! threshold, or while the event is younger than `min_duration`. A caption below the threshold
-//! is held back as a possible outlier: `split_confirm` consecutive ones close the event and
-//! start the next one, while a caption that joins again absorbs the held-back ones (they count
-//! as frames but do not move the centroid). A gap longer than `max_gap` closes the event; an
-//! event reaching `max_duration` closes and a continuation linked to it starts.
+//! is held back as a possible outlier: `split_confirm` consecutive ones close the event, while a
+//! caption that joins again absorbs the held-back ones (they count as frames but do not move the
+//! centroid). A gap longer than `max_gap` closes the event; an event reaching `max_duration`
+//! closes and a continuation linked to it starts.
+//!
+//! Which event the captions that confirmed a split belong to is settled once the next event has
+//! [`SETTLE_AFTER`] captions: from the first one that fits it (same text, similar to its
+//! centroid, or closer to it than to the closing event and at least half the threshold similar)
+//! they start it; the ones before stay with the closing event as its outliers. Without this, an outlier at the
+//! very end of a scene, or the scene's last oddly worded caption, would open the next event —
+//! which, being younger than `min_duration`, then takes the whole next scene with it.
 
 use std::mem;
 
@@ -14,6 +21,9 @@ use serde::{Deserialize, Serialize};
 
 use super::embed::{cosine, normalize_l2};
 use super::{CaptionCount, EntryId, EventStatus, TierEvent, event_id};
+
+/// Captions the event after a split gathers before the split's held-back captions are assigned.
+pub const SETTLE_AFTER: u64 = 5;
 
 /// Grouping parameters (times in milliseconds).
 #[derive(Debug, Clone, PartialEq)]
@@ -197,6 +207,15 @@ impl OpenEventState {
         }
     }
 
+    /// Whether `item` fits this event: its text is already one of the event's own captions, or
+    /// it is similar enough to the centroid.
+    fn accepts(&self, item: &GroupInput, threshold: f32) -> bool {
+        self.distinct
+            .iter()
+            .any(|d| !d.outlier_only && d.norm == item.norm)
+            || self.similarity(item) >= threshold
+    }
+
     /// The event as it stands, with the given status.
     pub fn to_event(&self, run_id: &str, status: EventStatus) -> TierEvent {
         let centroid = self.centroid();
@@ -245,6 +264,18 @@ pub struct Grouper {
     run_id: String,
     open: Option<OpenEventState>,
     pending: Vec<GroupInput>,
+    closing: Option<Closing>,
+}
+
+/// An event closed by a split, kept until the next event shows where the held-back captions
+/// that confirmed the split belong.
+#[derive(Debug)]
+struct Closing {
+    event: OpenEventState,
+    /// The held-back captions that confirmed the split.
+    undecided: Vec<GroupInput>,
+    /// The captions pushed since the split, in order (the next event's so far).
+    since: Vec<GroupInput>,
 }
 
 impl Grouper {
@@ -256,6 +287,7 @@ impl Grouper {
             run_id: run_id.to_owned(),
             open: None,
             pending: Vec::new(),
+            closing: None,
         }
     }
 
@@ -267,6 +299,7 @@ impl Grouper {
             run_id: run_id.to_owned(),
             open: Some(open),
             pending: Vec::new(),
+            closing: None,
         }
     }
 
@@ -286,6 +319,10 @@ impl Grouper {
             .last()
             .map(|p| p.ts_ms)
             .or(self.open.as_ref().map(|o| o.end_ms))
+            .or(self
+                .closing
+                .as_ref()
+                .and_then(|c| c.undecided.last().map(|u| u.ts_ms)))
     }
 
     /// Adds the next caption; returns the events it closed (oldest first).
@@ -300,19 +337,30 @@ impl Grouper {
             self.open = Some(OpenEventState::start(&self.camera_id, item, None));
             return;
         };
-        let open = self
-            .open
-            .as_ref()
-            .expect("pending captions imply an open event");
         if item.ts_ms - last_ts > self.config.max_gap_ms {
+            self.settle(closed);
             let held = mem::take(&mut self.pending);
-            closed.push(self.close_open());
+            if self.open.is_some() {
+                closed.push(self.close_open());
+            }
             for p in held.into_iter().chain([item]) {
                 self.push_into(p, closed);
             }
             return;
         }
+        let Some(open) = self.open.as_ref() else {
+            // Just after a split: this caption starts the next event.
+            if let Some(closing) = self.closing.as_mut() {
+                closing.since.push(item.clone());
+            }
+            self.open = Some(OpenEventState::start(&self.camera_id, item, None));
+            return;
+        };
         if item.ts_ms - open.start_ms > self.config.max_duration_ms {
+            self.settle(closed);
+            let Some(open) = self.open.as_ref() else {
+                return self.push_into(item, closed);
+            };
             let previous = open.id.clone();
             let mut rest = mem::take(&mut self.pending);
             rest.push(item);
@@ -329,33 +377,82 @@ impl Grouper {
             }
             return;
         }
+        if let Some(closing) = self.closing.as_mut() {
+            closing.since.push(item.clone());
+        }
         // A continuation carries on an established scene: the minimum duration that keeps a
         // new event from splitting in its first moments does not apply to it.
         let young = open.previous_event_id.is_none()
             && item.ts_ms - open.start_ms < self.config.min_duration_ms;
-        let joins = young
-            || open
-                .distinct
-                .iter()
-                .any(|d| !d.outlier_only && d.norm == item.norm)
-            || open.similarity(&item) >= self.config.similarity_threshold;
-        if joins {
+        if young || open.accepts(&item, self.config.similarity_threshold) {
             let max = self.config.max_distinct_captions;
             let open = self.open.as_mut().expect("checked above");
             for p in mem::take(&mut self.pending) {
                 open.absorb(p, false, max);
             }
             open.absorb(item, true, max);
+            if self.closing.is_some() && open.frame_count >= SETTLE_AFTER {
+                self.settle(closed);
+            }
             return;
         }
         self.pending.push(item);
         if self.pending.len() >= self.config.split_confirm {
-            let held = mem::take(&mut self.pending);
-            closed.push(self.close_open());
-            for p in held {
-                self.push_into(p, closed);
+            if self.settle(closed) {
+                // The events after the earlier split were regrouped, this caption included.
+                return;
             }
+            let undecided = mem::take(&mut self.pending);
+            let event = self.open.take().expect("an open event to split");
+            self.closing = Some(Closing {
+                event,
+                undecided,
+                since: Vec::new(),
+            });
         }
+    }
+
+    /// Makes the last split final. The captions that confirmed it are assigned: from the first
+    /// one the next event fits on, they start it (and what came after the split is grouped
+    /// again from there, exactly as a pass starting at that caption would); the ones before
+    /// are the closing event's outliers. Emits the closing event; true when it regrouped.
+    fn settle(&mut self, closed: &mut Vec<TierEvent>) -> bool {
+        let Some(Closing {
+            mut event,
+            mut undecided,
+            since,
+        }) = self.closing.take()
+        else {
+            return false;
+        };
+        let max = self.config.max_distinct_captions;
+        let threshold = self.config.similarity_threshold;
+        let starts_next = match self.open.as_ref() {
+            Some(next) => undecided
+                .iter()
+                .position(|u| {
+                    let to_next = next.similarity(u);
+                    next.accepts(u, threshold)
+                        || (to_next >= threshold / 2.0 && to_next > event.similarity(u))
+                })
+                .unwrap_or(undecided.len()),
+            // No caption followed the split: the held-back ones start the next event.
+            None => 0,
+        };
+        let to_next = undecided.split_off(starts_next);
+        for u in undecided {
+            event.absorb(u, false, max);
+        }
+        closed.push(event.to_event(&self.run_id, EventStatus::Closed));
+        if to_next.is_empty() {
+            return false;
+        }
+        self.open = None;
+        self.pending.clear();
+        for u in to_next.into_iter().chain(since) {
+            self.push_into(u, closed);
+        }
+        true
     }
 
     fn close_open(&mut self) -> TierEvent {
@@ -375,19 +472,34 @@ impl Grouper {
     /// Closes everything: the open event, then events made of the held-back captions.
     pub fn close_all(&mut self) -> Vec<TierEvent> {
         let mut closed = Vec::new();
-        while self.open.is_some() {
+        loop {
+            self.settle(&mut closed);
+            if self.open.is_none() {
+                return closed;
+            }
             let held = mem::take(&mut self.pending);
             closed.push(self.close_open());
             for p in held {
                 self.push_into(p, &mut closed);
             }
         }
+    }
+
+    /// Settles a split whose next event is still gathering captions (see [`SETTLE_AFTER`]) with
+    /// what has been seen so far; returns the event the split closed, if one was waiting.
+    pub fn settle_split(&mut self) -> Vec<TierEvent> {
+        let mut closed = Vec::new();
+        self.settle(&mut closed);
         closed
     }
 
     /// Absorbs held-back captions into the open event and returns it as an `open` event plus
-    /// the state to resume it from. `None` when nothing is open.
+    /// the state to resume it from. `None` when nothing is open or a split awaits `settle_split`.
     pub fn snapshot_open(&mut self) -> Option<(TierEvent, OpenEventState)> {
+        if self.closing.is_some() {
+            // The split's closing event must be taken first (`settle_split`).
+            return None;
+        }
         let max = self.config.max_distinct_captions;
         let open = self.open.as_mut()?;
         for p in mem::take(&mut self.pending) {
@@ -472,6 +584,93 @@ mod tests {
         assert!(events.iter().all(|e| e.duration_ms() <= 300_000));
         let frames: u64 = events.iter().map(|e| e.frame_count).sum();
         assert_eq!(frames, 2 + (110..=500).step_by(10).count() as u64);
+    }
+
+    /// The seed's 60 s minimum duration.
+    fn seed_config() -> GroupingConfig {
+        GroupingConfig {
+            min_duration_ms: 60_000,
+            ..GroupingConfig::default()
+        }
+    }
+
+    #[test]
+    fn an_outlier_ending_a_scene_stays_with_it_instead_of_opening_the_next_event() {
+        let mut g = Grouper::new("c", seed_config(), "r");
+        let mut items: Vec<GroupInput> = (0..8)
+            .map(|i| input(i + 1, i as i64 * 10, 0, "a"))
+            .collect();
+        items.push(input(9, 80, 2, "outlier"));
+        items.extend((0..8).map(|i| input(10 + i, 90 + i as i64 * 10, 1, "b")));
+        let events = run(&mut g, items);
+        assert_eq!(events.len(), 2, "{events:?}");
+        assert_eq!(events[0].last_entry, EntryId::new(9, 0));
+        assert_eq!(events[0].frame_count, 9);
+        assert_eq!(events[1].first_entry, EntryId::new(10, 0));
+        assert_eq!(events[1].id, event_id("c", EntryId::new(10, 0)));
+        assert_eq!(events[1].frame_count, 8);
+    }
+
+    #[test]
+    fn the_next_scenes_first_caption_starts_the_next_event_whatever_its_wording() {
+        let mut g = Grouper::new("c", seed_config(), "r");
+        let mut items: Vec<GroupInput> = (0..8)
+            .map(|i| input(i + 1, i as i64 * 10, 0, "a"))
+            .collect();
+        items.push(input(9, 80, 1, "b worded once"));
+        items.extend((0..8).map(|i| input(10 + i, 90 + i as i64 * 10, 1, "b")));
+        let events = run(&mut g, items);
+        assert_eq!(events.len(), 2, "{events:?}");
+        assert_eq!(events[0].last_entry, EntryId::new(8, 0));
+        assert_eq!(events[1].first_entry, EntryId::new(9, 0));
+        assert_eq!(events[1].id, event_id("c", EntryId::new(9, 0)));
+        assert_eq!(events[1].frame_count, 9);
+    }
+
+    #[test]
+    fn the_event_after_a_settled_split_is_the_one_a_pass_starting_there_makes() {
+        // Held captions with their own wording: the next event is grouped again from them.
+        let mut items: Vec<GroupInput> = (0..8)
+            .map(|i| input(i + 1, i as i64 * 10, 0, "a"))
+            .collect();
+        items.push(input(9, 80, 1, "b once"));
+        items.push(input(10, 90, 1, "b twice"));
+        items.extend((0..8).map(|i| input(11 + i, 100 + i as i64 * 10, 1, "b")));
+        let whole = run(&mut Grouper::new("c", seed_config(), "r"), items.clone());
+        let from_there = run(
+            &mut Grouper::new("c", seed_config(), "r"),
+            items[8..].to_vec(),
+        );
+        assert_eq!(whole.len(), 2);
+        assert_eq!(whole[1], from_there[0]);
+        assert_eq!(whole[1].frame_count, 10);
+    }
+
+    #[test]
+    fn a_split_awaiting_the_next_events_captions_is_settled_before_a_snapshot() {
+        let mut g = Grouper::new("c", seed_config(), "r");
+        let mut items: Vec<GroupInput> = (0..8)
+            .map(|i| input(i + 1, i as i64 * 10, 0, "a"))
+            .collect();
+        items.extend((0..3).map(|i| input(9 + i, 80 + i as i64 * 10, 1, "b")));
+        let mut closed = Vec::new();
+        for i in items {
+            closed.extend(g.push(i));
+        }
+        assert!(
+            closed.is_empty(),
+            "the split waits for the next event's captions"
+        );
+        assert!(
+            g.snapshot_open().is_none(),
+            "no snapshot while a split is unsettled"
+        );
+        let settled = g.settle_split();
+        assert_eq!(settled.len(), 1);
+        assert_eq!(settled[0].last_entry, EntryId::new(8, 0));
+        let (open, _) = g.snapshot_open().expect("the next event is open");
+        assert_eq!(open.first_entry, EntryId::new(9, 0));
+        assert_eq!(open.frame_count, 3);
     }
 
     #[test]

@@ -393,6 +393,15 @@ async fn drain_camera(
         }
     }
 
+    // A split still waiting for the next event's first captions is settled with what was read.
+    for event in grouper.settle_split() {
+        let first = first_unstored(event.first_entry, is_resumed(&event.id), first_new);
+        if is_resumed(&event.id) || first.ms <= cutoff {
+            drain.ready.push(event);
+        } else {
+            reached_undue = true;
+        }
+    }
     let mut open_state = None;
     if !reached_undue {
         // Read to the end: close what no caption can join any more, then write early what is
