@@ -586,6 +586,13 @@ mod tests {
         assert_eq!(frames, 2 + (110..=500).step_by(10).count() as u64);
     }
 
+    /// `n` captions of one scene every 10 s, entries from `first` on, starting at `from_s`.
+    fn scene_run(first: u64, from_s: i64, n: u64, scene: usize, text: &str) -> Vec<GroupInput> {
+        (0..n)
+            .map(|i| input(first + i, from_s + i as i64 * 10, scene, text))
+            .collect()
+    }
+
     /// The seed's 60 s minimum duration.
     fn seed_config() -> GroupingConfig {
         GroupingConfig {
@@ -597,11 +604,9 @@ mod tests {
     #[test]
     fn an_outlier_ending_a_scene_stays_with_it_instead_of_opening_the_next_event() {
         let mut g = Grouper::new("c", seed_config(), "r");
-        let mut items: Vec<GroupInput> = (0..8)
-            .map(|i| input(i + 1, i as i64 * 10, 0, "a"))
-            .collect();
+        let mut items = scene_run(1, 0, 8, 0, "a");
         items.push(input(9, 80, 2, "outlier"));
-        items.extend((0..8).map(|i| input(10 + i, 90 + i as i64 * 10, 1, "b")));
+        items.extend(scene_run(10, 90, 8, 1, "b"));
         let events = run(&mut g, items);
         assert_eq!(events.len(), 2, "{events:?}");
         assert_eq!(events[0].last_entry, EntryId::new(9, 0));
@@ -614,11 +619,9 @@ mod tests {
     #[test]
     fn the_next_scenes_first_caption_starts_the_next_event_whatever_its_wording() {
         let mut g = Grouper::new("c", seed_config(), "r");
-        let mut items: Vec<GroupInput> = (0..8)
-            .map(|i| input(i + 1, i as i64 * 10, 0, "a"))
-            .collect();
+        let mut items = scene_run(1, 0, 8, 0, "a");
         items.push(input(9, 80, 1, "b worded once"));
-        items.extend((0..8).map(|i| input(10 + i, 90 + i as i64 * 10, 1, "b")));
+        items.extend(scene_run(10, 90, 8, 1, "b"));
         let events = run(&mut g, items);
         assert_eq!(events.len(), 2, "{events:?}");
         assert_eq!(events[0].last_entry, EntryId::new(8, 0));
@@ -630,12 +633,10 @@ mod tests {
     #[test]
     fn the_event_after_a_settled_split_is_the_one_a_pass_starting_there_makes() {
         // Held captions with their own wording: the next event is grouped again from them.
-        let mut items: Vec<GroupInput> = (0..8)
-            .map(|i| input(i + 1, i as i64 * 10, 0, "a"))
-            .collect();
+        let mut items = scene_run(1, 0, 8, 0, "a");
         items.push(input(9, 80, 1, "b once"));
         items.push(input(10, 90, 1, "b twice"));
-        items.extend((0..8).map(|i| input(11 + i, 100 + i as i64 * 10, 1, "b")));
+        items.extend(scene_run(11, 100, 8, 1, "b"));
         let whole = run(&mut Grouper::new("c", seed_config(), "r"), items.clone());
         let from_there = run(
             &mut Grouper::new("c", seed_config(), "r"),
@@ -649,10 +650,8 @@ mod tests {
     #[test]
     fn a_split_awaiting_the_next_events_captions_is_settled_before_a_snapshot() {
         let mut g = Grouper::new("c", seed_config(), "r");
-        let mut items: Vec<GroupInput> = (0..8)
-            .map(|i| input(i + 1, i as i64 * 10, 0, "a"))
-            .collect();
-        items.extend((0..3).map(|i| input(9 + i, 80 + i as i64 * 10, 1, "b")));
+        let mut items = scene_run(1, 0, 8, 0, "a");
+        items.extend(scene_run(9, 80, 3, 1, "b"));
         let mut closed = Vec::new();
         for i in items {
             closed.extend(g.push(i));
