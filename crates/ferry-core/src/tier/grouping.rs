@@ -486,10 +486,14 @@ impl Grouper {
     }
 
     /// Settles a split whose next event is still gathering captions (see [`SETTLE_AFTER`]) with
-    /// what has been seen so far; returns the event the split closed, if one was waiting.
+    /// what has been seen so far; returns the events it closed (oldest first). Afterwards no
+    /// split is pending, so [`Grouper::snapshot_open`] can take the open event.
     pub fn settle_split(&mut self) -> Vec<TierEvent> {
         let mut closed = Vec::new();
-        self.settle(&mut closed);
+        // Grouping the captions since a split again may confirm a later split: settle it too.
+        while self.closing.is_some() {
+            self.settle(&mut closed);
+        }
         closed
     }
 
