@@ -11,9 +11,10 @@
 //! Which event the captions that confirmed a split belong to is settled once the next event has
 //! [`SETTLE_AFTER`] captions: from the first one that fits it (same text, similar to its
 //! centroid, or closer to it than to the closing event and at least half the threshold similar)
-//! they start it; the ones before stay with the closing event as its outliers. Without this, an outlier at the
-//! very end of a scene, or the scene's last oddly worded caption, would open the next event —
-//! which, being younger than `min_duration`, then takes the whole next scene with it.
+//! they start it, and the captions since the split are grouped again from there; the ones
+//! before stay with the closing event as its outliers. Without this, an outlier at the very end
+//! of a scene, or the scene's last oddly worded caption, would open the next event — which,
+//! being younger than `min_duration`, then takes the whole next scene with it.
 
 use std::mem;
 
