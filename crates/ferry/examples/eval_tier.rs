@@ -292,6 +292,12 @@ fn evaluate(
             made.extend(grouper.push(input));
         }
         made.extend(grouper.close_all());
+        let frames: u64 = made.iter().map(|e| e.frame_count).sum();
+        assert_eq!(
+            frames,
+            stream.len() as u64,
+            "every caption in exactly one event"
+        );
         // Events partition the stream into contiguous runs of entries.
         let mut entries: Vec<EntryId> = by_entry.keys().copied().collect();
         entries.sort();

@@ -339,7 +339,7 @@ impl Grouper {
             return;
         };
         if item.ts_ms - last_ts > self.config.max_gap_ms {
-            self.settle(closed);
+            self.settle_all(closed);
             let held = mem::take(&mut self.pending);
             if self.open.is_some() {
                 closed.push(self.close_open());
@@ -358,10 +358,11 @@ impl Grouper {
             return;
         };
         if item.ts_ms - open.start_ms > self.config.max_duration_ms {
-            self.settle(closed);
-            let Some(open) = self.open.as_ref() else {
+            if self.closing.is_some() {
+                // Settling may regroup the open event: look at this caption again afterwards.
+                self.settle_all(closed);
                 return self.push_into(item, closed);
-            };
+            }
             let previous = open.id.clone();
             let mut rest = mem::take(&mut self.pending);
             rest.push(item);
@@ -456,6 +457,14 @@ impl Grouper {
         true
     }
 
+    /// Settles until no split is pending: grouping the captions since a split again may
+    /// confirm a later split, which is settled too.
+    fn settle_all(&mut self, closed: &mut Vec<TierEvent>) {
+        while self.closing.is_some() {
+            self.settle(closed);
+        }
+    }
+
     fn close_open(&mut self) -> TierEvent {
         let open = self.open.take().expect("an open event to close");
         open.to_event(&self.run_id, EventStatus::Closed)
@@ -474,7 +483,7 @@ impl Grouper {
     pub fn close_all(&mut self) -> Vec<TierEvent> {
         let mut closed = Vec::new();
         loop {
-            self.settle(&mut closed);
+            self.settle_all(&mut closed);
             if self.open.is_none() {
                 return closed;
             }
@@ -491,10 +500,7 @@ impl Grouper {
     /// split is pending, so [`Grouper::snapshot_open`] can take the open event.
     pub fn settle_split(&mut self) -> Vec<TierEvent> {
         let mut closed = Vec::new();
-        // Grouping the captions since a split again may confirm a later split: settle it too.
-        while self.closing.is_some() {
-            self.settle(&mut closed);
-        }
+        self.settle_all(&mut closed);
         closed
     }
 
@@ -650,6 +656,62 @@ mod tests {
         assert_eq!(whole.len(), 2);
         assert_eq!(whole[1], from_there[0]);
         assert_eq!(whole[1].frame_count, 10);
+    }
+
+    /// A split whose regrouping confirms a second split before a gap, a close or the end of
+    /// an event: every caption must end in exactly one event, in order.
+    fn split_within_a_split() -> Vec<GroupInput> {
+        let with = |i, ts_s, e: [f32; 4], text| GroupInput {
+            embedding: Some(e.to_vec()),
+            ..input(i, ts_s, 0, text)
+        };
+        let mut items = scene_run(1, 0, 8, 0, "a");
+        items.push(input(9, 80, 1, "b"));
+        items.push(with(10, 90, [0.0, 0.0, 1.0, 0.0], "c"));
+        items.push(with(11, 100, [0.0, 0.0, 0.0, 1.0], "c"));
+        items.push(with(12, 150, [0.0, 0.0, -0.8, 0.6], "v"));
+        items.push(with(13, 160, [0.0, 0.0, -0.8, 0.6], "v"));
+        items.push(with(14, 170, [0.0, 0.0, 0.0, 1.0], "d"));
+        items
+    }
+
+    fn assert_partition(events: &[TierEvent], captions: u64) {
+        let frames: u64 = events.iter().map(|e| e.frame_count).sum();
+        assert_eq!(frames, captions, "{events:?}");
+        for pair in events.windows(2) {
+            assert!(pair[0].last_entry < pair[1].first_entry, "{events:?}");
+        }
+    }
+
+    #[test]
+    fn every_caption_lands_in_one_event_when_a_regrouping_splits_again() {
+        let items = split_within_a_split();
+        let n = items.len() as u64;
+        assert_partition(
+            &run(&mut Grouper::new("c", seed_config(), "r"), items.clone()),
+            n,
+        );
+
+        let mut gap = items.clone();
+        gap.push(input(15, 300, 0, "a"));
+        assert_partition(&run(&mut Grouper::new("c", seed_config(), "r"), gap), n + 1);
+
+        let mut long = items.clone();
+        long.push(input(15, 230, 3, "v"));
+        let short_events = GroupingConfig {
+            max_duration_ms: 120_000,
+            ..seed_config()
+        };
+        assert_partition(&run(&mut Grouper::new("c", short_events, "r"), long), n + 1);
+
+        let mut g = Grouper::new("c", seed_config(), "r");
+        let mut events = Vec::new();
+        for i in items {
+            events.extend(g.push(i));
+        }
+        events.extend(g.settle_split());
+        events.extend(g.close_all());
+        assert_partition(&events, n);
     }
 
     #[test]
