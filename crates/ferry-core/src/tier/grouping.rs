@@ -714,6 +714,70 @@ mod tests {
         assert_partition(&events, n);
     }
 
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// A caption: seconds since the previous one, a direction (one of six, some alike, one
+        /// opposite) and one of three wordings.
+        fn caption() -> impl Strategy<Value = (i64, usize, usize)> {
+            (1i64..120, 0usize..6, 0usize..3)
+        }
+
+        const DIRECTIONS: [[f32; 4]; 6] = [
+            [1.0, 0.0, 0.0, 0.0],
+            [0.0, 1.0, 0.0, 0.0],
+            [0.0, 0.0, 1.0, 0.0],
+            [0.0, 0.0, 0.0, 1.0],
+            [0.7, 0.7, 0.0, 0.0],
+            [0.0, 0.0, -0.8, 0.6],
+        ];
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// Whatever the captions and settings, and wherever a pass settles its split, every
+            /// caption ends in exactly one event and events follow each other in time.
+            #[test]
+            fn every_caption_lands_in_exactly_one_event(
+                captions in prop::collection::vec(caption(), 1..80),
+                split_confirm in 1usize..4,
+                min_duration_s in prop::sample::select(vec![0i64, 30, 60]),
+                max_duration_s in prop::sample::select(vec![90i64, 300]),
+                settle_at in 0usize..80,
+            ) {
+                let config = GroupingConfig {
+                    split_confirm,
+                    min_duration_ms: min_duration_s * 1000,
+                    max_duration_ms: max_duration_s * 1000,
+                    ..GroupingConfig::default()
+                };
+                let mut g = Grouper::new("c", config, "r");
+                let mut events = Vec::new();
+                let mut t = 0;
+                for (i, (dt, direction, wording)) in captions.iter().enumerate() {
+                    t += dt;
+                    events.extend(g.push(GroupInput {
+                        embedding: Some(DIRECTIONS[*direction].to_vec()),
+                        ..input(i as u64 + 1, t, 0, &format!("{direction}/{wording}"))
+                    }));
+                    if i == settle_at {
+                        events.extend(g.settle_split());
+                    }
+                }
+                events.extend(g.close_all());
+                let frames: u64 = events.iter().map(|e| e.frame_count).sum();
+                prop_assert_eq!(frames, captions.len() as u64);
+                for pair in events.windows(2) {
+                    prop_assert!(pair[0].last_entry < pair[1].first_entry);
+                }
+                for e in &events {
+                    prop_assert!(e.end_ms - e.start_ms <= max_duration_s * 1000);
+                }
+            }
+        }
+    }
+
     #[test]
     fn a_split_awaiting_the_next_events_captions_is_settled_before_a_snapshot() {
         let mut g = Grouper::new("c", seed_config(), "r");
