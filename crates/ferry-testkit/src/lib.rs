@@ -48,6 +48,31 @@ pub fn output_text(o: &std::process::Output) -> String {
     )
 }
 
+/// Runs `command` with `FERRY_FAILPOINT=name` until it prints `failpoint NAME reached` on
+/// stderr, then SIGKILLs it. Panics when the process ends before reaching the failpoint.
+pub fn kill_at_failpoint(mut command: std::process::Command, name: &str) {
+    use std::io::{BufRead, BufReader};
+    let mut child = command
+        .env("FERRY_FAILPOINT", name)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the process starts");
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let wanted = format!("failpoint {name} reached");
+    let reached = BufReader::new(stderr)
+        .lines()
+        .any(|line| line.is_ok_and(|l| l.contains(&wanted)));
+    if !reached {
+        panic!(
+            "the process ended before the failpoint {name}: {:?}",
+            child.wait()
+        );
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().expect("the killed process is reaped");
+}
+
 /// A fresh unique name for test data: `{prefix}-{pid}-{counter}-{random}`.
 ///
 /// Unique across the tests of one process (a counter), across processes (the pid) and across

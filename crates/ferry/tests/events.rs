@@ -5,7 +5,6 @@
 mod common;
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -16,7 +15,7 @@ use axum::http::{Request, StatusCode, header};
 use ferry::jobs::events::{self, EventsContext, EventsOptions, NewEvent};
 use ferry::jobs::tier::{Backend, Layout, TierContext, TierOptions};
 use ferry::server::{AppState, ServeOptions, app};
-use ferry_testkit::{PgDatabase, RedisServer, output_text};
+use ferry_testkit::{PgDatabase, RedisServer, kill_at_failpoint, output_text};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -204,31 +203,6 @@ fn batch(n: usize, cameras: usize, tag: &str) -> Vec<NewEvent> {
             e
         })
         .collect()
-}
-
-/// Runs `command` until it prints `failpoint NAME reached` on stderr, then SIGKILLs it.
-fn kill_at_failpoint(mut command: Command, name: &str) {
-    let mut child: Child = command
-        .env("FERRY_FAILPOINT", name)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    let wanted = format!("failpoint {name} reached");
-    loop {
-        match lines.next() {
-            Some(Ok(line)) if line.contains(&wanted) => break,
-            Some(_) => {}
-            None => panic!(
-                "ferry exited before the failpoint {name}: {:?}",
-                child.wait()
-            ),
-        }
-    }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
 }
 
 async fn call(

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use ferry_testkit::{FalkorDbServer, PgDatabase, RedisServer};
+use ferry_testkit::{FalkorDbServer, PgDatabase, RedisServer, kill_at_failpoint};
 use redis::{Commands, Connection};
 use serde_json::Value;
 
@@ -346,25 +346,7 @@ fn long_scenes_continue_in_linked_events_and_gaps_split() {
 
 /// Runs `ferry tier run` with `FERRY_FAILPOINT=point`, SIGKILLs it there, then runs again.
 fn kill_at(s: &Setup, point: &str) {
-    let mut child = s
-        .command(&["tier", "run"])
-        .env("FERRY_FAILPOINT", point)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut reached = false;
-    for line in BufReader::new(stderr).lines() {
-        let line = line.unwrap();
-        if line.contains("failpoint") {
-            reached = true;
-            break;
-        }
-    }
-    assert!(reached, "the run ended before failpoint {point}");
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
+    kill_at_failpoint(s.command(&["tier", "run"]), point);
     // The dead run's camera lease (1 s in tests) must expire before the re-run.
     std::thread::sleep(Duration::from_millis(1_200));
     run_ok(s, &["tier", "run"]);

@@ -116,13 +116,19 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The status of an error of `class`: `user` for the caller's mistakes, 503 when a service
+/// Ferry needs is unavailable, 500 otherwise.
+pub(super) fn class_status(class: ErrorClass, user: StatusCode) -> StatusCode {
+    match class {
+        ErrorClass::User => user,
+        ErrorClass::External => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorClass::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
 impl From<TierError> for ApiError {
     fn from(e: TierError) -> Self {
-        let status = match e.class() {
-            ErrorClass::User => StatusCode::BAD_REQUEST,
-            ErrorClass::External => StatusCode::SERVICE_UNAVAILABLE,
-            ErrorClass::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-        };
+        let status = class_status(e.class(), StatusCode::BAD_REQUEST);
         let field = matches!(e, TierError::Camera(_)).then(|| "camera_id".to_string());
         ApiError {
             status,

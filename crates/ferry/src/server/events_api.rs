@@ -13,24 +13,21 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use ferry_connectors::postgres::events::EventLogError;
-use ferry_core::error::{Classify, ErrorClass};
+use ferry_core::error::Classify;
 use ferry_core::events::{NewEvent, parse_timestamp};
 use ferry_core::telemetry::Metric;
 use futures::{Stream, StreamExt};
 use serde_json::json;
 
-use super::api::{ApiError, AppState, Params, authorize, check_params, parse_json, query_limit};
+use super::api::{
+    ApiError, AppState, Params, authorize, check_params, class_status, parse_json, query_limit,
+};
 use crate::jobs::events::{EventQuery, EventsContext};
 
 impl From<EventLogError> for ApiError {
     fn from(e: EventLogError) -> Self {
-        let status = match e.class() {
-            ErrorClass::User => StatusCode::UNPROCESSABLE_ENTITY,
-            ErrorClass::External => StatusCode::SERVICE_UNAVAILABLE,
-            ErrorClass::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-        };
         ApiError {
-            status,
+            status: class_status(e.class(), StatusCode::UNPROCESSABLE_ENTITY),
             message: e.to_string(),
             field: None,
         }
