@@ -423,6 +423,9 @@ fn sigkill_mid_apply_then_resume_is_exact() {
     let server = RedisServer::start();
     let mut c = server.conn();
     fill_seed(&mut c, 30_000);
+    // A key under the new prefix that no old key maps to: rollback must leave it alone.
+    let () = c.set("meta-glasses:user:profile:kept", "app").unwrap();
+    let before = digest(&mut c);
     let url = server.url();
     let mut child = spawn_apply(&url, &["--rate", "6000", "--batch-size", "200"]);
     wait_until_running(&mut c, 3000);
@@ -452,11 +455,23 @@ fn sigkill_mid_apply_then_resume_is_exact() {
     let n = assert_migrated_exactly(&mut c, &mut server.conn());
     assert_eq!(
         keys_with_prefix(&mut c, "meta-glasses:").len(),
-        n,
+        n + 1,
         "no extra keys"
     );
+    // The keys the killed attempt wrote are known as this run's: redone, not skipped.
+    assert_eq!(r["stats"]["skipped_existing"], 0, "{r}");
+    assert_eq!(r["stats"]["migrated"], n, "{r}");
     let o = keys("verify", &url, &[]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    // The ledger is exact across the kill: rollback removes every key the run created, and
+    // only those.
+    let o = keys("rollback", &url, &["-y"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(
+        digest(&mut c),
+        before,
+        "rollback restores the prior content"
+    );
 }
 
 #[test]

@@ -3,14 +3,22 @@ use std::time::Duration;
 use ferry_core::checkpoint::{CheckpointStore, Lease, LedgerPage, StoreError, StoreResult};
 use redis::{Cmd, FromRedisValue, Value};
 
-use super::RedisEndpoint;
+use std::sync::LazyLock;
+
+use super::{LuaScript, RedisEndpoint};
 
 /// The default checkpoint store: keys under `ferry:{<scope>}:` on a Redis server or Cluster
 /// (the braces keep one scope's keys in one cluster slot).
 ///
 /// - `…:state` — the job's saved position (a string);
 /// - `…:lease` — the run lease (`SET NX PX`, renewed and released only by its owner);
-/// - `…:ledger:<name>` — a hash per ledger; `…:ledgers` lists them.
+/// - `…:ledger:<name>` — a hash per ledger; `…:ledgers` lists them;
+/// - `…:journal:<name>` — entries a script appended in bulk (see [`copy_with_ledger`]), each
+///   record a MessagePack array: a value prefix, then key, value suffix, key, value suffix…
+///   (the entry's value is the prefix followed by the suffix); every ledger call first folds
+///   the records into the hash (atomically, oldest first), so readers see one ledger.
+///
+/// [`copy_with_ledger`]: super::copy_with_ledger
 #[derive(Debug)]
 pub struct RedisCheckpointStore {
     endpoint: RedisEndpoint,
@@ -18,6 +26,33 @@ pub struct RedisCheckpointStore {
 
 const RENEW: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end";
 const RELEASE: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
+
+/// Journal records folded per script call.
+const FOLD_RECORDS: u64 = 16;
+/// KEYS: journal, hash. ARGV: records at most. Returns the records moved.
+static FOLD: LazyLock<LuaScript> = LazyLock::new(|| {
+    LuaScript::new(
+        r#"
+local moved = 0
+for _ = 1, tonumber(ARGV[1]) do
+  local record = redis.call('LPOP', KEYS[1])
+  if not record then break end
+  local entries = cmsgpack.unpack(record)
+  local prefix, fields = entries[1], {}
+  for i = 2, #entries, 2 do
+    fields[#fields + 1] = entries[i]
+    fields[#fields + 1] = prefix .. entries[i + 1]
+    if #fields == 1000 or i + 1 == #entries then
+      redis.call('HSET', KEYS[2], unpack(fields))
+      fields = {}
+    end
+  end
+  moved = moved + 1
+end
+return moved
+"#,
+    )
+});
 
 impl RedisCheckpointStore {
     /// A store on `endpoint`.
@@ -39,6 +74,32 @@ impl RedisCheckpointStore {
     /// with their own writes (in a script on the same server).
     pub fn ledger_key(scope: &str, ledger: &str) -> Vec<u8> {
         Self::key(scope, &format!("ledger:{ledger}"))
+    }
+
+    /// The list of entries appended in bulk to ledger `ledger` of `scope`, not yet folded into
+    /// its hash.
+    pub fn journal_key(scope: &str, ledger: &str) -> Vec<u8> {
+        Self::key(scope, &format!("journal:{ledger}"))
+    }
+
+    /// Moves the journal of `ledger` into its hash, oldest entries first.
+    async fn fold(&self, scope: &str, ledger: &str) -> StoreResult<()> {
+        let journal = Self::journal_key(scope, ledger);
+        let hash = Self::ledger_key(scope, ledger);
+        let max = FOLD_RECORDS.to_string();
+        loop {
+            let moved = self
+                .endpoint
+                .eval(&FOLD, &[&journal, &hash], &[max.as_bytes()])
+                .await
+                .map_err(|e| StoreError::Backend(e.to_string()))?
+                .map_err(|e| StoreError::Backend(format!("{}: {e}", self.endpoint.display())))?;
+            let moved: u64 =
+                redis::from_redis_value(moved).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            if moved < FOLD_RECORDS {
+                return Ok(());
+            }
+        }
     }
 
     /// The set listing the ledgers of `scope`.
@@ -178,6 +239,7 @@ impl CheckpointStore for RedisCheckpointStore {
         if entries.is_empty() {
             return Ok(());
         }
+        self.fold(scope, ledger).await?;
         let key = Self::ledger_key(scope, ledger);
         let registry = Self::registry_key(scope);
         let mut hset = redis::cmd("HSET");
@@ -211,6 +273,7 @@ impl CheckpointStore for RedisCheckpointStore {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
+        self.fold(scope, ledger).await?;
         let key = Self::ledger_key(scope, ledger);
         self.q(&key, redis::cmd("HMGET").arg(&key).arg(keys).clone())
             .await
@@ -223,6 +286,7 @@ impl CheckpointStore for RedisCheckpointStore {
         cursor: u64,
         count: usize,
     ) -> StoreResult<LedgerPage> {
+        self.fold(scope, ledger).await?;
         let key = Self::ledger_key(scope, ledger);
         let (next, flat): (u64, Vec<Vec<u8>>) = self
             .q(
@@ -244,6 +308,7 @@ impl CheckpointStore for RedisCheckpointStore {
     }
 
     async fn ledger_len(&self, scope: &str, ledger: &str) -> StoreResult<u64> {
+        self.fold(scope, ledger).await?;
         let key = Self::ledger_key(scope, ledger);
         self.q(&key, redis::cmd("HLEN").arg(&key).clone()).await
     }
@@ -252,6 +317,7 @@ impl CheckpointStore for RedisCheckpointStore {
         if keys.is_empty() {
             return Ok(());
         }
+        self.fold(scope, ledger).await?;
         let key = Self::ledger_key(scope, ledger);
         self.q::<i64>(&key, redis::cmd("HDEL").arg(&key).arg(keys).clone())
             .await
@@ -267,6 +333,7 @@ impl CheckpointStore for RedisCheckpointStore {
         del.arg(Self::key(scope, "state")).arg(&registry);
         for l in ledgers {
             del.arg(Self::ledger_key(scope, &l));
+            del.arg(Self::journal_key(scope, &l));
         }
         self.q::<i64>(&registry, del).await.map(drop)
     }

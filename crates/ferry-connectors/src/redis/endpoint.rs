@@ -26,6 +26,23 @@ pub fn key_slot(key: &[u8]) -> u16 {
     CRC.checksum(hashed) % SLOTS as u16
 }
 
+/// A Lua script and its SHA1, run with [`RedisEndpoint::eval`].
+#[derive(Debug)]
+pub struct LuaScript {
+    source: &'static str,
+    sha: redis::Script,
+}
+
+impl LuaScript {
+    /// A script with this source.
+    pub fn new(source: &'static str) -> Self {
+        Self {
+            source,
+            sha: redis::Script::new(source),
+        }
+    }
+}
+
 /// One server: its address and a multiplexed connection (cheap to clone).
 #[derive(Clone)]
 pub struct Node {
@@ -233,6 +250,31 @@ impl RedisEndpoint {
     pub async fn query(&self, key: &[u8], cmd: Cmd) -> Result<RedisResult<Value>, ConnError> {
         let mut out = self.run(vec![(key.to_vec(), cmd)]).await?;
         Ok(out.pop().expect("one reply per command"))
+    }
+
+    /// Runs a Lua script on the node owning `keys[0]`: `EVALSHA`, then `EVAL` with the whole
+    /// source when the server does not know the script yet (`NOSCRIPT`).
+    pub async fn eval(
+        &self,
+        script: &LuaScript,
+        keys: &[&[u8]],
+        args: &[&[u8]],
+    ) -> Result<RedisResult<Value>, ConnError> {
+        let route = keys.first().copied().unwrap_or_default().to_vec();
+        let build = |verb: &str, body: &str| {
+            let mut c = redis::cmd(verb);
+            c.arg(body).arg(keys.len()).arg(keys).arg(args);
+            c
+        };
+        let reply = self
+            .query(&route, build("EVALSHA", script.sha.get_hash()))
+            .await?;
+        match reply {
+            Err(e) if e.code() == Some("NOSCRIPT") => {
+                self.query(&route, build("EVAL", script.source)).await
+            }
+            other => Ok(other),
+        }
     }
 
     /// Runs commands, each on the node owning its routing key, pipelined per node; replies come

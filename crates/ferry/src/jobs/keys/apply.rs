@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use ferry_connectors::redis::{
-    ChunkError, ChunkedCopy, Cmd, RedisEndpoint, RedisError, Value, cmd, copy_in_chunks, key_slot,
+    ChunkError, ChunkedCopy, Cmd, LedgeredCopy, RedisEndpoint, RedisError, Value, cmd,
+    copy_in_chunks, copy_with_ledger, key_slot,
 };
 use ferry_core::checkpoint::{CheckpointStore, now_ms};
 use ferry_core::rules::RuleSet;
@@ -228,6 +229,21 @@ impl RateLimiter {
     }
 }
 
+/// Whether apply copies with [`copy_with_ledger`]: one standalone server (Redis ≥ 6.2) holding
+/// source, new keys and the checkpoint store in one database, and no `--delete-source` (whose
+/// ledger flags are written per key).
+fn uses_ledgered_copy(ctx: &KeysContext) -> bool {
+    ctx.same_server
+        && !ctx.source.is_cluster()
+        && ctx.source.version() >= (6, 2)
+        && ctx.target.db() == ctx.source.db()
+        && !ctx.opts.delete_source
+        && ctx
+            .store
+            .redis_endpoint()
+            .is_some_and(|s| s.same_server(&ctx.source) && s.db() == ctx.source.db())
+}
+
 /// What one batch did.
 #[derive(Debug)]
 struct BatchDone {
@@ -275,6 +291,8 @@ struct Batcher {
     scope: Arc<str>,
     opts: Arc<KeysOptions>,
     same_server: bool,
+    /// Whether new keys are copied by the ledgered COPY script (see [`Batcher::copy_ledgered`]).
+    ledgered: bool,
     skip_prefix: Option<Arc<[u8]>>,
 }
 
@@ -306,6 +324,7 @@ impl Batcher {
             scope: ctx.scope.as_str().into(),
             opts: Arc::new(ctx.opts.clone()),
             same_server: ctx.same_server,
+            ledgered: uses_ledgered_copy(ctx),
             skip_prefix: ctx.skip_prefix.as_deref().map(Arc::from),
         }
     }
@@ -348,6 +367,12 @@ impl Batcher {
             .increment(stats.scanned);
 
         let mut migrated = Vec::new();
+        let items = if self.ledgered {
+            self.copy_ledgered(items, &mut stats, &mut per_rule, &mut errors)
+                .await?
+        } else {
+            items
+        };
         let items = self
             .decide(items, &mut stats, &mut per_rule, &mut errors)
             .await?;
@@ -426,6 +451,52 @@ impl Batcher {
             per_rule,
             errors,
         })
+    }
+
+    /// Copies every item with the ledgered COPY script and counts what it did; returns the
+    /// items whose new name already existed, for [`Batcher::decide`] and the regular path (an
+    /// earlier attempt's key still in the ledger's journal, or a key the policy decides).
+    async fn copy_ledgered(
+        &self,
+        items: Vec<Item>,
+        stats: &mut Stats,
+        per_rule: &mut PerRule,
+        errors: &mut ErrorLog,
+    ) -> Result<Vec<Item>, KeysError> {
+        if items.is_empty() {
+            return Ok(items);
+        }
+        let pairs: Vec<(&[u8], &[u8])> = items
+            .iter()
+            .map(|i| (i.src.as_slice(), i.dst.as_slice()))
+            .collect();
+        let outcomes = copy_with_ledger(
+            &self.source,
+            &self.scope,
+            LEDGER_CREATED,
+            &[CREATED],
+            &pairs,
+        )
+        .await?;
+        let mut exists = Vec::new();
+        for (item, outcome) in items.into_iter().zip(outcomes) {
+            let rule = per_rule.entry(self.rule_name(item.rule)).or_default();
+            match outcome {
+                LedgeredCopy::Created | LedgeredCopy::Redone => {
+                    stats.migrated += 1;
+                    stats.server_side_copies += 1;
+                    rule.migrated += 1;
+                }
+                LedgeredCopy::Vanished => stats.vanished += 1,
+                LedgeredCopy::Failed(e) => {
+                    stats.failed += 1;
+                    rule.failed += 1;
+                    errors.push(display_key(&item.src), format!("COPY: {e}"));
+                }
+                LedgeredCopy::Exists => exists.push(item),
+            }
+        }
+        Ok(exists)
     }
 
     /// Checks which new names exist and applies the conflict policy.

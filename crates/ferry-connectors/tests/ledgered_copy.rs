@@ -1,0 +1,149 @@
+//! The ledgered COPY script and the journal of the Redis checkpoint store, on a real server.
+
+use ferry_connectors::redis::{
+    LedgeredCopy, RedisCheckpointStore, RedisEndpoint, copy_with_ledger,
+};
+use ferry_core::checkpoint::CheckpointStore;
+use ferry_testkit::RedisServer;
+use redis::Commands;
+
+const SCOPE: &str = "keys/test";
+const LEDGER: &str = "created";
+
+fn dump(c: &mut redis::Connection, key: &str) -> Option<Vec<u8>> {
+    redis::cmd("DUMP").arg(key).query(c).unwrap()
+}
+
+#[tokio::test]
+async fn copies_are_recorded_with_their_source_and_only_when_created() {
+    let server = RedisServer::start();
+    let mut c = server.conn();
+    let () = c.set_ex("old:a", "1", 3600).unwrap();
+    let () = c.rpush("old:b", &["x", "y"]).unwrap();
+    let () = c.set("old:c", "mine").unwrap();
+    let () = c.set("new:c", "theirs").unwrap();
+    let endpoint = RedisEndpoint::connect(&server.url(), None).await.unwrap();
+    let pairs: Vec<(&[u8], &[u8])> = vec![
+        (b"old:a", b"new:a"),
+        (b"old:b", b"new:b"),
+        (b"old:c", b"new:c"),
+        (b"old:gone", b"new:gone"),
+    ];
+    let out = copy_with_ledger(&endpoint, SCOPE, LEDGER, &[1], &pairs)
+        .await
+        .unwrap();
+    use LedgeredCopy::*;
+    assert_eq!(out, vec![Created, Created, Exists, Vanished]);
+    assert_eq!(dump(&mut c, "old:a"), dump(&mut c, "new:a"));
+    assert_eq!(dump(&mut c, "old:b"), dump(&mut c, "new:b"));
+    let ttl: i64 = c.pttl("new:a").unwrap();
+    assert!(ttl > 3_590_000, "ttl kept: {ttl}");
+    let theirs: String = c.get("new:c").unwrap();
+    assert_eq!(theirs, "theirs", "an existing key is never written");
+    let journal = RedisCheckpointStore::journal_key(SCOPE, LEDGER);
+    let records: usize = c.llen(&journal).unwrap();
+    assert_eq!(records, 1, "one record per script call");
+
+    // Any ledger call folds the journal into the hash first.
+    let store =
+        RedisCheckpointStore::new(RedisEndpoint::connect(&server.url(), None).await.unwrap());
+    assert_eq!(store.ledger_len(SCOPE, LEDGER).await.unwrap(), 2);
+    let records: usize = c.llen(&journal).unwrap();
+    assert_eq!(records, 0);
+    let got = store
+        .ledger_get(
+            SCOPE,
+            LEDGER,
+            &[b"new:a".to_vec(), b"new:b".to_vec(), b"new:c".to_vec()],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        got,
+        vec![
+            Some(b"\x01old:a".to_vec()),
+            Some(b"\x01old:b".to_vec()),
+            None
+        ]
+    );
+
+    // A second pass redoes the keys the ledger lists and still leaves the other one alone.
+    let () = c.set_ex("old:a", "2", 3600).unwrap();
+    let out = copy_with_ledger(&endpoint, SCOPE, LEDGER, &[1], &pairs)
+        .await
+        .unwrap();
+    assert_eq!(out, vec![Redone, Redone, Exists, Vanished]);
+    let a: String = c.get("new:a").unwrap();
+    assert_eq!(a, "2");
+    let theirs: String = c.get("new:c").unwrap();
+    assert_eq!(theirs, "theirs");
+}
+
+#[tokio::test]
+async fn journal_entries_fold_before_later_ledger_changes_and_clear_removes_them() {
+    let server = RedisServer::start();
+    let mut c = server.conn();
+    for i in 0..600 {
+        let () = c.set(format!("old:{i}"), i).unwrap();
+    }
+    let endpoint = RedisEndpoint::connect(&server.url(), None).await.unwrap();
+    let names: Vec<(Vec<u8>, Vec<u8>)> = (0..600)
+        .map(|i| {
+            (
+                format!("old:{i}").into_bytes(),
+                format!("new:{i}").into_bytes(),
+            )
+        })
+        .collect();
+    let pairs: Vec<(&[u8], &[u8])> = names
+        .iter()
+        .map(|(s, d)| (s.as_slice(), d.as_slice()))
+        .collect();
+    let out = copy_with_ledger(&endpoint, SCOPE, LEDGER, &[1], &pairs)
+        .await
+        .unwrap();
+    assert!(out.iter().all(|o| *o == LedgeredCopy::Created));
+    let journal = RedisCheckpointStore::journal_key(SCOPE, LEDGER);
+    let records: usize = c.llen(&journal).unwrap();
+    assert!(records > 1, "600 pairs take several script calls");
+
+    // A removal while the journal is unfolded: the entry must not come back afterwards.
+    let store =
+        RedisCheckpointStore::new(RedisEndpoint::connect(&server.url(), None).await.unwrap());
+    store
+        .ledger_remove(SCOPE, LEDGER, &[b"new:7".to_vec()])
+        .await
+        .unwrap();
+    assert_eq!(store.ledger_len(SCOPE, LEDGER).await.unwrap(), 599);
+    // A later value for a key replaces the journal's.
+    let () = c.set("old:600", "x").unwrap();
+    let out = copy_with_ledger(&endpoint, SCOPE, LEDGER, &[1], &[(b"old:600", b"new:600")])
+        .await
+        .unwrap();
+    assert_eq!(out, vec![LedgeredCopy::Created]);
+    store
+        .ledger_put(
+            SCOPE,
+            LEDGER,
+            &[(b"new:600".to_vec(), b"\x05old:600".to_vec())],
+        )
+        .await
+        .unwrap();
+    let got = store
+        .ledger_get(SCOPE, LEDGER, &[b"new:600".to_vec()])
+        .await
+        .unwrap();
+    assert_eq!(got, vec![Some(b"\x05old:600".to_vec())]);
+
+    // Clearing the scope removes an unfolded journal too.
+    let _ = copy_with_ledger(&endpoint, SCOPE, LEDGER, &[1], &[(b"old:1", b"other:1")])
+        .await
+        .unwrap();
+    let records: usize = c.llen(&journal).unwrap();
+    assert_eq!(records, 1);
+    store.clear(SCOPE).await.unwrap();
+    let left: Vec<String> = c.keys("ferry:*").unwrap();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    // Every store key carries the scope's prefix, which the keys job skips when scanning.
+    assert!(journal.starts_with(&RedisCheckpointStore::prefix(SCOPE)));
+}
