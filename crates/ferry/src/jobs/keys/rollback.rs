@@ -67,15 +67,21 @@ async fn run(
 ) -> Result<(), KeysError> {
     let total = ctx.store.ledger_len(&ctx.scope, LEDGER_CREATED).await?;
     let mut progress = Progress::new("rolling back", total);
+    let mut cursor = 0;
     loop {
-        // Entries are removed as they are undone, so reading from the start always finds the
-        // rest; an interrupted rollback resumes where it stopped.
-        let (_, entries) = ctx
+        // Entries are removed as they are undone, so an interrupted rollback resumes where it
+        // stopped. A page may be empty before the end (a sparse hash table), so the pass
+        // follows the cursor; passes repeat until the ledger is empty.
+        let (next, entries) = ctx
             .store
-            .ledger_page(&ctx.scope, LEDGER_CREATED, 0, ctx.opts.batch_size)
+            .ledger_page(&ctx.scope, LEDGER_CREATED, cursor, ctx.opts.batch_size)
             .await?;
+        cursor = next;
         if entries.is_empty() {
-            break;
+            if cursor == 0 && ctx.store.ledger_len(&ctx.scope, LEDGER_CREATED).await? == 0 {
+                break;
+            }
+            continue;
         }
         if stop.is_cancelled() {
             return Err(KeysError::Interrupted { done: out.entries });
