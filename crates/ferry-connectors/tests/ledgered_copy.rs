@@ -147,3 +147,29 @@ async fn journal_entries_fold_before_later_ledger_changes_and_clear_removes_them
     // Every store key carries the scope's prefix, which the keys job skips when scanning.
     assert!(journal.starts_with(&RedisCheckpointStore::prefix(SCOPE)));
 }
+
+#[tokio::test]
+async fn a_refused_copy_is_reported_and_not_recorded() {
+    let server = RedisServer::start();
+    let mut c = server.conn();
+    let () = c.set("old:a", "1").unwrap();
+    let () = c.set("old:b", "2").unwrap();
+    let endpoint = RedisEndpoint::connect(&server.url(), None).await.unwrap();
+    // COPY refuses a key onto itself; the other pair of the call still goes through.
+    let pairs: Vec<(&[u8], &[u8])> = vec![(b"old:a", b"old:a"), (b"old:b", b"new:b")];
+    let out = copy_with_ledger(&endpoint, SCOPE, LEDGER, &[1], &pairs)
+        .await
+        .unwrap();
+    match &out[0] {
+        LedgeredCopy::Failed(e) => assert!(e.contains("same"), "{e}"),
+        other => panic!("expected a failure, got {other:?}"),
+    }
+    assert_eq!(out[1], LedgeredCopy::Created);
+    let store =
+        RedisCheckpointStore::new(RedisEndpoint::connect(&server.url(), None).await.unwrap());
+    let got = store
+        .ledger_get(SCOPE, LEDGER, &[b"old:a".to_vec(), b"new:b".to_vec()])
+        .await
+        .unwrap();
+    assert_eq!(got, vec![None, Some(b"\x01old:b".to_vec())]);
+}
