@@ -1,7 +1,8 @@
-//! The ledgered COPY script and the journal of the Redis checkpoint store, on a real server.
+//! The ledgered COPY and RESTORE scripts and the journal of the Redis checkpoint store, on a real server.
 
 use ferry_connectors::redis::{
-    LedgeredCopy, RedisCheckpointStore, RedisEndpoint, copy_with_ledger,
+    LedgeredCopy, LedgeredRestore, RedisCheckpointStore, RedisEndpoint, copy_with_ledger,
+    restore_with_ledger,
 };
 use ferry_core::checkpoint::CheckpointStore;
 use ferry_testkit::RedisServer;
@@ -172,4 +173,84 @@ async fn a_refused_copy_is_reported_and_not_recorded() {
         .await
         .unwrap();
     assert_eq!(got, vec![None, Some(b"\x01old:b".to_vec())]);
+}
+
+#[tokio::test]
+async fn restores_are_recorded_only_when_created_and_redone_from_the_ledger() {
+    let (source, target) = (RedisServer::start(), RedisServer::start());
+    let (mut s, mut t) = (source.conn(), target.conn());
+    let () = s.set("old:a", "1").unwrap();
+    let () = s.hset("old:b", "f", "v").unwrap();
+    let () = t.set("new:c", "theirs").unwrap();
+    let a = dump(&mut s, "old:a").unwrap();
+    let b = dump(&mut s, "old:b").unwrap();
+    let in_an_hour = chrono_now_ms() + 3_600_000;
+    let items = [
+        LedgeredRestore {
+            dst: b"new:a",
+            src: b"old:a",
+            expire_at: Some(in_an_hour),
+            payload: &a,
+        },
+        LedgeredRestore {
+            dst: b"new:b",
+            src: b"old:b",
+            expire_at: None,
+            payload: &b,
+        },
+        LedgeredRestore {
+            dst: b"new:c",
+            src: b"old:a",
+            expire_at: None,
+            payload: &a,
+        },
+        LedgeredRestore {
+            dst: b"new:d",
+            src: b"old:a",
+            expire_at: Some(1_000),
+            payload: &a,
+        },
+        LedgeredRestore {
+            dst: b"new:e",
+            src: b"old:a",
+            expire_at: None,
+            payload: b"not a dump",
+        },
+    ];
+    let endpoint = RedisEndpoint::connect(&target.url(), None).await.unwrap();
+    let out = restore_with_ledger(&endpoint, SCOPE, LEDGER, &[1], &items)
+        .await
+        .unwrap();
+    use LedgeredCopy::*;
+    assert_eq!(out[..4], [Created, Created, Exists, Vanished]);
+    assert!(
+        matches!(&out[4], Failed(e) if e.contains("payload")),
+        "{:?}",
+        out[4]
+    );
+    assert_eq!(dump(&mut t, "new:a"), Some(a.clone()));
+    assert_eq!(dump(&mut t, "new:b"), Some(b.clone()));
+    let at: i64 = redis::cmd("PEXPIRETIME")
+        .arg("new:a")
+        .query(&mut t)
+        .unwrap();
+    assert_eq!(at, in_an_hour);
+    let theirs: String = t.get("new:c").unwrap();
+    assert_eq!(theirs, "theirs");
+    let gone: bool = t.exists("new:d").unwrap();
+    assert!(!gone);
+    let store =
+        RedisCheckpointStore::new(RedisEndpoint::connect(&target.url(), None).await.unwrap());
+    assert_eq!(store.ledger_len(SCOPE, LEDGER).await.unwrap(), 2);
+    let out = restore_with_ledger(&endpoint, SCOPE, LEDGER, &[1], &items[..3])
+        .await
+        .unwrap();
+    assert_eq!(out, [Redone, Redone, Exists]);
+}
+
+fn chrono_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
 }

@@ -29,16 +29,17 @@ pub fn key_slot(key: &[u8]) -> u16 {
 /// A Lua script and its SHA1, run with [`RedisEndpoint::eval`].
 #[derive(Debug)]
 pub struct LuaScript {
-    source: &'static str,
+    source: String,
     sha: redis::Script,
 }
 
 impl LuaScript {
     /// A script with this source.
-    pub fn new(source: &'static str) -> Self {
+    pub fn new(source: impl Into<String>) -> Self {
+        let source = source.into();
         Self {
+            sha: redis::Script::new(&source),
             source,
-            sha: redis::Script::new(source),
         }
     }
 }
@@ -271,7 +272,7 @@ impl RedisEndpoint {
             .await?;
         match reply {
             Err(e) if e.code() == Some("NOSCRIPT") => {
-                self.query(&route, build("EVAL", script.source)).await
+                self.query(&route, build("EVAL", &script.source)).await
             }
             other => Ok(other),
         }

@@ -11,7 +11,7 @@ pub use checkpoint::RedisCheckpointStore;
 pub use copy::{ChunkError, ChunkedCopy, KeyKind, copy_in_chunks};
 pub use endpoint::{LuaScript, Node, RedisEndpoint, key_slot};
 pub use error::ConnError;
-pub use ledgered_copy::{LedgeredCopy, copy_with_ledger};
+pub use ledgered_copy::{LedgeredCopy, LedgeredRestore, copy_with_ledger, restore_with_ledger};
 pub use url::RedisUrl;
 
 /// Re-exported so callers build commands and read replies with the same types.

@@ -2,12 +2,13 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use ferry_connectors::redis::{
-    ChunkError, ChunkedCopy, Cmd, LedgeredCopy, RedisEndpoint, RedisError, Value, cmd,
-    copy_in_chunks, copy_with_ledger, key_slot,
+    ChunkError, ChunkedCopy, Cmd, LedgeredCopy, LedgeredRestore, RedisEndpoint, RedisError, Value,
+    cmd, copy_in_chunks, copy_with_ledger, key_slot, restore_with_ledger,
 };
 use ferry_core::checkpoint::{CheckpointStore, now_ms};
 use ferry_core::rules::RuleSet;
@@ -244,6 +245,18 @@ fn uses_ledgered_copy(ctx: &KeysContext) -> bool {
             .is_some_and(|s| s.same_server(&ctx.source) && s.db() == ctx.source.db())
 }
 
+/// Whether apply restores with [`restore_with_ledger`]: another server as target, standalone,
+/// holding the checkpoint store in the target's database, and no `--delete-source`.
+fn uses_ledgered_restore(ctx: &KeysContext) -> bool {
+    !ctx.same_server
+        && !ctx.target.is_cluster()
+        && !ctx.opts.delete_source
+        && ctx
+            .store
+            .redis_endpoint()
+            .is_some_and(|s| s.same_server(&ctx.target) && s.db() == ctx.target.db())
+}
+
 /// What one batch did.
 #[derive(Debug)]
 struct BatchDone {
@@ -281,6 +294,17 @@ enum Written {
     Failed(String),
 }
 
+/// A value read from the source for DUMP/RESTORE.
+#[derive(Debug)]
+struct Dumped {
+    /// The item's index in its batch.
+    idx: usize,
+    /// When it expires (Unix ms).
+    expire_at: Option<i64>,
+    /// Its DUMP payload.
+    payload: Vec<u8>,
+}
+
 /// Processes batches: the shared, cheaply cloned parts of the context.
 #[derive(Debug, Clone)]
 struct Batcher {
@@ -293,6 +317,10 @@ struct Batcher {
     same_server: bool,
     /// Whether new keys are copied by the ledgered COPY script (see [`Batcher::copy_ledgered`]).
     ledgered: bool,
+    /// Whether new keys are restored by the ledgered RESTORE script on the target (see
+    /// [`Batcher::restore_ledgered`]); turned off for the rest of the run once the target
+    /// refuses a payload (a DUMP from a newer server: those go in chunks, by the regular path).
+    ledgered_restore: Arc<AtomicBool>,
     skip_prefix: Option<Arc<[u8]>>,
 }
 
@@ -310,8 +338,13 @@ fn exists_error(dst: &[u8]) -> String {
 }
 
 fn is_payload_rejection(e: &RedisError) -> bool {
-    let s = e.to_string();
-    s.contains("payload version or checksum") || s.contains("Bad data format")
+    refuses_payload(&e.to_string())
+}
+
+/// Whether a server's error message says it cannot read a DUMP payload (e.g. from a newer
+/// server).
+fn refuses_payload(message: &str) -> bool {
+    message.contains("payload version or checksum") || message.contains("Bad data format")
 }
 
 impl Batcher {
@@ -325,6 +358,7 @@ impl Batcher {
             opts: Arc::new(ctx.opts.clone()),
             same_server: ctx.same_server,
             ledgered: uses_ledgered_copy(ctx),
+            ledgered_restore: Arc::new(uses_ledgered_restore(ctx).into()),
             skip_prefix: ctx.skip_prefix.as_deref().map(Arc::from),
         }
     }
@@ -369,6 +403,9 @@ impl Batcher {
         let mut migrated = Vec::new();
         let items = if self.ledgered {
             self.copy_ledgered(items, &mut stats, &mut per_rule, &mut errors)
+                .await?
+        } else if self.ledgered_restore.load(Ordering::Relaxed) {
+            self.restore_ledgered(items, &mut stats, &mut per_rule, &mut errors)
                 .await?
         } else {
             items
@@ -676,14 +713,15 @@ impl Batcher {
         Ok(())
     }
 
-    async fn write_by_dump(
+    /// Reads what DUMP/RESTORE needs of the items `which`: sizes first, so that a huge value is
+    /// never DUMPed in one piece, then expiry and payload. Returns the values read and the items
+    /// too big for one payload; vanished and failed items get their outcome in `out`.
+    async fn read_dumps(
         &self,
         items: &[Item],
         which: &[usize],
         out: &mut [Option<Written>],
-        stats: &mut Stats,
-    ) -> Result<(), KeysError> {
-        // 1. Sizes, so a huge value is never DUMPed in one piece.
+    ) -> Result<(Vec<Dumped>, Vec<usize>), KeysError> {
         let sizes = self
             .source
             .run(
@@ -714,7 +752,6 @@ impl Batcher {
                 Err(e) => out[i] = Some(Written::Failed(format!("MEMORY USAGE: {e}"))),
             }
         }
-        // 2. Expiry and payload in one pipeline.
         let mut cmds = Vec::with_capacity(small.len() * 2);
         for &i in &small {
             let src = &items[i].src;
@@ -723,15 +760,17 @@ impl Batcher {
         }
         let now = now_ms();
         let replies = self.source.run(cmds).await?;
-        let mut restores = Vec::new();
-        let mut restored = Vec::new();
-        for (&i, pair) in small.iter().zip(replies.chunks(2)) {
-            let item = &items[i];
-            let Some(expire_at) = self.source.expiry_from(&pair[0], now) else {
+        let mut dumped = Vec::with_capacity(small.len());
+        let mut replies = replies.into_iter();
+        for &i in &small {
+            let (Some(expiry), Some(dump)) = (replies.next(), replies.next()) else {
+                break;
+            };
+            let Some(expire_at) = self.source.expiry_from(&expiry, now) else {
                 out[i] = Some(Written::Vanished);
                 continue;
             };
-            let payload = match &pair[1] {
+            let payload = match dump {
                 Ok(Value::BulkString(p)) => p,
                 Ok(_) => {
                     out[i] = Some(Written::Vanished);
@@ -746,6 +785,103 @@ impl Batcher {
                 out[i] = Some(Written::Vanished);
                 continue;
             }
+            dumped.push(Dumped {
+                idx: i,
+                expire_at,
+                payload,
+            });
+        }
+        Ok((dumped, chunked))
+    }
+
+    /// Restores every item on the target with the ledgered RESTORE script and counts what it
+    /// did; returns the items for [`Batcher::decide`] and the regular path: new names that
+    /// already existed, values too big for one payload, payloads the target refuses.
+    async fn restore_ledgered(
+        &self,
+        items: Vec<Item>,
+        stats: &mut Stats,
+        per_rule: &mut PerRule,
+        errors: &mut ErrorLog,
+    ) -> Result<Vec<Item>, KeysError> {
+        if items.is_empty() {
+            return Ok(items);
+        }
+        let all: Vec<usize> = (0..items.len()).collect();
+        let mut out: Vec<Option<Written>> = vec![None; items.len()];
+        let (dumped, _too_big) = self.read_dumps(&items, &all, &mut out).await?;
+        let restores: Vec<LedgeredRestore> = dumped
+            .iter()
+            .map(|d| LedgeredRestore {
+                dst: &items[d.idx].dst,
+                src: &items[d.idx].src,
+                expire_at: d.expire_at,
+                payload: &d.payload,
+            })
+            .collect();
+        let outcomes = restore_with_ledger(
+            &self.target,
+            &self.scope,
+            LEDGER_CREATED,
+            &[CREATED],
+            &restores,
+        )
+        .await?;
+        for (d, outcome) in dumped.iter().zip(outcomes) {
+            out[d.idx] = match outcome {
+                LedgeredCopy::Created | LedgeredCopy::Redone => {
+                    stats.bytes += d.payload.len() as u64;
+                    Some(Written::Done)
+                }
+                LedgeredCopy::Vanished => Some(Written::Vanished),
+                LedgeredCopy::Exists => None,
+                LedgeredCopy::Failed(e) if refuses_payload(&e) => {
+                    tracing::debug!(
+                        "the target refuses DUMP payloads; copying in chunks from now on"
+                    );
+                    self.ledgered_restore.store(false, Ordering::Relaxed);
+                    None
+                }
+                LedgeredCopy::Failed(e) => Some(Written::Failed(format!("RESTORE: {e}"))),
+            };
+        }
+        let mut rest = Vec::new();
+        for (item, outcome) in items.into_iter().zip(out) {
+            let rule = per_rule.entry(self.rule_name(item.rule)).or_default();
+            match outcome {
+                Some(Written::Done) => {
+                    stats.migrated += 1;
+                    rule.migrated += 1;
+                }
+                Some(Written::Vanished) => stats.vanished += 1,
+                Some(Written::Failed(e)) => {
+                    stats.failed += 1;
+                    rule.failed += 1;
+                    errors.push(display_key(&item.src), e);
+                }
+                Some(Written::Exists) | None => rest.push(item),
+            }
+        }
+        Ok(rest)
+    }
+
+    async fn write_by_dump(
+        &self,
+        items: &[Item],
+        which: &[usize],
+        out: &mut [Option<Written>],
+        stats: &mut Stats,
+    ) -> Result<(), KeysError> {
+        let (dumped, chunked) = self.read_dumps(items, which, out).await?;
+        let mut restores = Vec::with_capacity(dumped.len());
+        let mut restored = Vec::with_capacity(dumped.len());
+        for Dumped {
+            idx: i,
+            expire_at,
+            payload,
+        } in dumped
+        {
+            let item = &items[i];
             stats.bytes += payload.len() as u64;
             let mut c = cmd("RESTORE");
             c.arg(&item.dst)
@@ -772,7 +908,7 @@ impl Batcher {
                 Err(e) => Written::Failed(format!("RESTORE: {e}")),
             });
         }
-        // 3. Values too big for one payload.
+        // Values too big for one payload.
         for i in chunked {
             out[i] = Some(self.copy_chunked(&items[i], None, stats).await?);
         }
