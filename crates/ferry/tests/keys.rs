@@ -420,26 +420,46 @@ fn values_too_big_for_one_payload_are_copied_in_chunks() {
 
 #[test]
 fn sigkill_mid_apply_then_resume_is_exact() {
-    let server = RedisServer::start();
-    let mut c = server.conn();
-    fill_seed(&mut c, 30_000);
+    sigkill_then_resume_ends_exact(false);
+}
+
+#[test]
+fn sigkill_mid_apply_between_servers_then_resume_is_exact() {
+    sigkill_then_resume_ends_exact(true);
+}
+
+/// Kills an apply mid-run, resumes it and checks every key is exact, none was counted as
+/// pre-existing, verify passes and rollback restores the prior content of the target.
+fn sigkill_then_resume_ends_exact(two_servers: bool) {
+    let source = RedisServer::start();
+    let target = two_servers.then(RedisServer::start);
+    let mut s = source.conn();
+    let mut t = target.as_ref().unwrap_or(&source).conn();
+    fill_seed(&mut s, 30_000);
     // A key under the new prefix that no old key maps to: rollback must leave it alone.
-    let () = c.set("meta-glasses:user:profile:kept", "app").unwrap();
-    let before = digest(&mut c);
-    let url = server.url();
-    let mut child = spawn_apply(&url, &["--rate", "6000", "--batch-size", "200"]);
-    wait_until_running(&mut c, 3000);
+    let () = t.set("meta-glasses:user:profile:kept", "app").unwrap();
+    let before = digest(&mut t);
+    let url = source.url();
+    let target_url = target.as_ref().map(|t| t.url());
+    let mut extra = vec!["--rate", "6000", "--batch-size", "200"];
+    let mut to: Vec<&str> = Vec::new();
+    if let Some(u) = &target_url {
+        to = vec!["--target", u];
+    }
+    extra.extend(&to);
+    let mut child = spawn_apply(&url, &extra);
+    wait_until_running(&mut t, 3000);
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-    let partial = keys_with_prefix(&mut c, "meta-glasses:").len();
+    let partial = keys_with_prefix(&mut t, "meta-glasses:").len();
     assert!(
         partial > 0 && partial < 28_000,
         "killed mid-run: {partial} keys copied"
     );
     // The lease of the killed run blocks a new one until it expires; status shows the run.
-    let o = keys("status", &url, &[]);
+    let o = keys("status", &url, &to);
     assert_output_has(&o, "running");
-    let o = keys("apply", &url, &["-y"]);
+    let o = keys("apply", &url, &[&["-y"][..], &to].concat());
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert_output_has(&o, "in progress");
     std::thread::sleep(Duration::from_millis(2500));
@@ -447,28 +467,32 @@ fn sigkill_mid_apply_then_resume_is_exact() {
     let o = keys(
         "apply",
         &url,
-        &["-y", "--report", report.path().to_str().unwrap()],
+        &[
+            &["-y", "--report", report.path().to_str().unwrap()][..],
+            &to,
+        ]
+        .concat(),
     );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let r = read_report(report.path());
     assert_eq!(r["resumed"], true, "{r}");
-    let n = assert_migrated_exactly(&mut c, &mut server.conn());
+    let n = assert_migrated_exactly(&mut s, &mut t);
     assert_eq!(
-        keys_with_prefix(&mut c, "meta-glasses:").len(),
+        keys_with_prefix(&mut t, "meta-glasses:").len(),
         n + 1,
         "no extra keys"
     );
     // The keys the killed attempt wrote are known as this run's: redone, not skipped.
     assert_eq!(r["stats"]["skipped_existing"], 0, "{r}");
     assert_eq!(r["stats"]["migrated"], n, "{r}");
-    let o = keys("verify", &url, &[]);
+    let o = keys("verify", &url, &to);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     // The ledger is exact across the kill: rollback removes every key the run created, and
     // only those.
-    let o = keys("rollback", &url, &["-y"]);
+    let o = keys("rollback", &url, &[&["-y"][..], &to].concat());
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert_eq!(
-        digest(&mut c),
+        digest(&mut t),
         before,
         "rollback restores the prior content"
     );
