@@ -137,6 +137,26 @@ static COPY_SCRIPT: LazyLock<LuaScript> =
 static RESTORE_SCRIPT: LazyLock<LuaScript> =
     LazyLock::new(|| LuaScript::new([SCRIPT_HEAD, RESTORE_LOOP, SCRIPT_TAIL].concat()));
 
+/// The keys every script call starts with: the ledger's journal, hash and registry.
+struct LedgerKeys([Vec<u8>; 3]);
+
+impl LedgerKeys {
+    fn new(scope: &str, ledger: &str) -> Self {
+        Self([
+            RedisCheckpointStore::journal_key(scope, ledger),
+            RedisCheckpointStore::ledger_key(scope, ledger),
+            RedisCheckpointStore::registry_key(scope),
+        ])
+    }
+
+    /// The KEYS of one call, with room for `more`.
+    fn start(&self, more: usize) -> Vec<&[u8]> {
+        let mut keys = Vec::with_capacity(3 + more);
+        keys.extend(self.0.iter().map(Vec::as_slice));
+        keys
+    }
+}
+
 /// Copies each `(source, new name)` pair with server-side `COPY` and records every key it
 /// creates in ledger `ledger` of `scope` (value: `value_prefix` then the source name), in
 /// scripts run on `endpoint`, which must be a standalone server holding the checkpoint store
@@ -148,12 +168,9 @@ pub async fn copy_with_ledger(
     value_prefix: &[u8],
     pairs: &[(&[u8], &[u8])],
 ) -> Result<Vec<LedgeredCopy>, ConnError> {
-    let journal = RedisCheckpointStore::journal_key(scope, ledger);
-    let index = RedisCheckpointStore::ledger_key(scope, ledger);
-    let registry = RedisCheckpointStore::registry_key(scope);
+    let ledger_keys = LedgerKeys::new(scope, ledger);
     let calls = pairs.chunks(PAIRS_PER_CALL).map(|chunk| {
-        let mut keys: Vec<&[u8]> = Vec::with_capacity(3 + chunk.len() * 2);
-        keys.extend([journal.as_slice(), index.as_slice(), registry.as_slice()]);
+        let mut keys = ledger_keys.start(chunk.len() * 2);
         for (src, dst) in chunk {
             keys.extend([*src, *dst]);
         }
@@ -192,9 +209,7 @@ pub async fn restore_with_ledger(
     value_prefix: &[u8],
     items: &[LedgeredRestore<'_>],
 ) -> Result<Vec<LedgeredCopy>, ConnError> {
-    let journal = RedisCheckpointStore::journal_key(scope, ledger);
-    let index = RedisCheckpointStore::ledger_key(scope, ledger);
-    let registry = RedisCheckpointStore::registry_key(scope);
+    let ledger_keys = LedgerKeys::new(scope, ledger);
     let expiries: Vec<String> = items
         .iter()
         .map(|i| i.expire_at.unwrap_or(0).to_string())
@@ -214,8 +229,7 @@ pub async fn restore_with_ledger(
     }
     let calls = slices.into_iter().map(|range| {
         let len = range.len();
-        let mut keys: Vec<&[u8]> = Vec::with_capacity(3 + len);
-        keys.extend([journal.as_slice(), index.as_slice(), registry.as_slice()]);
+        let mut keys = ledger_keys.start(len);
         let mut args: Vec<&[u8]> = Vec::with_capacity(2 + len * 3);
         args.extend([value_prefix, ledger.as_bytes()]);
         for i in range {

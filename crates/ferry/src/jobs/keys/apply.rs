@@ -515,25 +515,49 @@ impl Batcher {
             &pairs,
         )
         .await?;
-        let mut exists = Vec::new();
-        for (item, outcome) in items.into_iter().zip(outcomes) {
+        let written = outcomes
+            .into_iter()
+            .map(|outcome| match outcome {
+                LedgeredCopy::Created | LedgeredCopy::Redone => {
+                    stats.server_side_copies += 1;
+                    Some(Written::Done)
+                }
+                LedgeredCopy::Vanished => Some(Written::Vanished),
+                LedgeredCopy::Failed(e) => Some(Written::Failed(format!("COPY: {e}"))),
+                LedgeredCopy::Exists => None,
+            })
+            .collect();
+        Ok(self.count_written(items, written, stats, per_rule, errors))
+    }
+
+    /// Counts the items a ledgered script wrote (or found vanished, or failed); returns the
+    /// others (`None` or `Exists`), which go on to [`Batcher::decide`] and the regular path.
+    fn count_written(
+        &self,
+        items: Vec<Item>,
+        written: Vec<Option<Written>>,
+        stats: &mut Stats,
+        per_rule: &mut PerRule,
+        errors: &mut ErrorLog,
+    ) -> Vec<Item> {
+        let mut rest = Vec::new();
+        for (item, outcome) in items.into_iter().zip(written) {
             let rule = per_rule.entry(self.rule_name(item.rule)).or_default();
             match outcome {
-                LedgeredCopy::Created | LedgeredCopy::Redone => {
+                Some(Written::Done) => {
                     stats.migrated += 1;
-                    stats.server_side_copies += 1;
                     rule.migrated += 1;
                 }
-                LedgeredCopy::Vanished => stats.vanished += 1,
-                LedgeredCopy::Failed(e) => {
+                Some(Written::Vanished) => stats.vanished += 1,
+                Some(Written::Failed(e)) => {
                     stats.failed += 1;
                     rule.failed += 1;
-                    errors.push(display_key(&item.src), format!("COPY: {e}"));
+                    errors.push(display_key(&item.src), e);
                 }
-                LedgeredCopy::Exists => exists.push(item),
+                Some(Written::Exists) | None => rest.push(item),
             }
         }
-        Ok(exists)
+        rest
     }
 
     /// Checks which new names exist and applies the conflict policy.
@@ -845,24 +869,7 @@ impl Batcher {
                 LedgeredCopy::Failed(e) => Some(Written::Failed(format!("RESTORE: {e}"))),
             };
         }
-        let mut rest = Vec::new();
-        for (item, outcome) in items.into_iter().zip(out) {
-            let rule = per_rule.entry(self.rule_name(item.rule)).or_default();
-            match outcome {
-                Some(Written::Done) => {
-                    stats.migrated += 1;
-                    rule.migrated += 1;
-                }
-                Some(Written::Vanished) => stats.vanished += 1,
-                Some(Written::Failed(e)) => {
-                    stats.failed += 1;
-                    rule.failed += 1;
-                    errors.push(display_key(&item.src), e);
-                }
-                Some(Written::Exists) | None => rest.push(item),
-            }
-        }
-        Ok(rest)
+        Ok(self.count_written(items, out, stats, per_rule, errors))
     }
 
     async fn write_by_dump(
