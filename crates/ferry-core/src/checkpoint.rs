@@ -23,6 +23,9 @@ pub struct Lease {
     pub scope: String,
     /// The holder's unique token (host, pid and start time).
     pub owner: String,
+    /// The fencing token: grows with every acquisition of `scope`, so that stores can refuse
+    /// the writes of a holder whose lease was taken over (0 = the store does not fence).
+    pub token: u64,
 }
 
 /// Errors of a checkpoint store.
@@ -328,6 +331,7 @@ impl CheckpointStore for FileCheckpointStore {
                     return Ok(Lease {
                         scope: scope.to_string(),
                         owner: owner.to_string(),
+                        token: 0,
                     });
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {

@@ -111,6 +111,11 @@ impl<S: CheckpointStore + 'static> LeaseGuard<S> {
         })
     }
 
+    /// The held lease (its fencing token goes with every write that must not outlive it).
+    pub fn lease(&self) -> &Lease {
+        &self.lease
+    }
+
     /// Whether the lease was lost while running.
     pub fn is_lost(&self) -> bool {
         self.lost.is_cancelled()

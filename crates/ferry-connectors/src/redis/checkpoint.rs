@@ -155,6 +155,7 @@ impl CheckpointStore for RedisCheckpointStore {
         let lease = Lease {
             scope: scope.to_string(),
             owner: owner.to_string(),
+            token: 0,
         };
         if set != Value::Nil {
             return Ok(lease);
