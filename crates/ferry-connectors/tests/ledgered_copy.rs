@@ -1,8 +1,8 @@
 //! The ledgered COPY and RESTORE scripts and the journal of the Redis checkpoint store, on a real server.
 
 use ferry_connectors::redis::{
-    LedgeredCopy, LedgeredRestore, RedisCheckpointStore, RedisEndpoint, copy_with_ledger,
-    restore_with_ledger,
+    LedgerWrite, LedgeredCopy, LedgeredRestore, RedisCheckpointStore, RedisEndpoint,
+    copy_with_ledger, restore_with_ledger,
 };
 use ferry_core::checkpoint::CheckpointStore;
 use ferry_testkit::RedisServer;
@@ -10,6 +10,12 @@ use redis::Commands;
 
 const SCOPE: &str = "keys/test";
 const LEDGER: &str = "created";
+const TO: LedgerWrite = LedgerWrite {
+    scope: SCOPE,
+    ledger: LEDGER,
+    value_prefix: &[1],
+    fence: 0,
+};
 
 fn dump(c: &mut redis::Connection, key: &str) -> Option<Vec<u8>> {
     redis::cmd("DUMP").arg(key).query(c).unwrap()
@@ -30,7 +36,7 @@ async fn copies_are_recorded_with_their_source_and_only_when_created() {
         (b"old:c", b"new:c"),
         (b"old:gone", b"new:gone"),
     ];
-    let out = copy_with_ledger(&endpoint, SCOPE, LEDGER, &[1], &pairs)
+    let out = copy_with_ledger(&endpoint, &TO, false, &pairs)
         .await
         .unwrap();
     use LedgeredCopy::*;
@@ -70,7 +76,7 @@ async fn copies_are_recorded_with_their_source_and_only_when_created() {
 
     // A second pass redoes the keys the ledger lists and still leaves the other one alone.
     let () = c.set_ex("old:a", "2", 3600).unwrap();
-    let out = copy_with_ledger(&endpoint, SCOPE, LEDGER, &[1], &pairs)
+    let out = copy_with_ledger(&endpoint, &TO, false, &pairs)
         .await
         .unwrap();
     assert_eq!(out, vec![Redone, Redone, Exists, Vanished]);
@@ -100,7 +106,7 @@ async fn journal_entries_fold_before_later_ledger_changes_and_clear_removes_them
         .iter()
         .map(|(s, d)| (s.as_slice(), d.as_slice()))
         .collect();
-    let out = copy_with_ledger(&endpoint, SCOPE, LEDGER, &[1], &pairs)
+    let out = copy_with_ledger(&endpoint, &TO, false, &pairs)
         .await
         .unwrap();
     assert!(out.iter().all(|o| *o == LedgeredCopy::Created));
@@ -118,7 +124,7 @@ async fn journal_entries_fold_before_later_ledger_changes_and_clear_removes_them
     assert_eq!(store.ledger_len(SCOPE, LEDGER).await.unwrap(), 599);
     // A later value for a key replaces the journal's.
     let () = c.set("old:600", "x").unwrap();
-    let out = copy_with_ledger(&endpoint, SCOPE, LEDGER, &[1], &[(b"old:600", b"new:600")])
+    let out = copy_with_ledger(&endpoint, &TO, false, &[(b"old:600", b"new:600")])
         .await
         .unwrap();
     assert_eq!(out, vec![LedgeredCopy::Created]);
@@ -137,7 +143,7 @@ async fn journal_entries_fold_before_later_ledger_changes_and_clear_removes_them
     assert_eq!(got, vec![Some(b"\x05old:600".to_vec())]);
 
     // Clearing the scope removes an unfolded journal too.
-    let _ = copy_with_ledger(&endpoint, SCOPE, LEDGER, &[1], &[(b"old:1", b"other:1")])
+    let _ = copy_with_ledger(&endpoint, &TO, false, &[(b"old:1", b"other:1")])
         .await
         .unwrap();
     let records: usize = c.llen(&journal).unwrap();
@@ -158,7 +164,7 @@ async fn a_refused_copy_is_reported_and_not_recorded() {
     let endpoint = RedisEndpoint::connect(&server.url(), None).await.unwrap();
     // COPY refuses a key onto itself; the other pair of the call still goes through.
     let pairs: Vec<(&[u8], &[u8])> = vec![(b"old:a", b"old:a"), (b"old:b", b"new:b")];
-    let out = copy_with_ledger(&endpoint, SCOPE, LEDGER, &[1], &pairs)
+    let out = copy_with_ledger(&endpoint, &TO, false, &pairs)
         .await
         .unwrap();
     match &out[0] {
@@ -218,9 +224,7 @@ async fn restores_are_recorded_only_when_created_and_redone_from_the_ledger() {
         },
     ];
     let endpoint = RedisEndpoint::connect(&target.url(), None).await.unwrap();
-    let out = restore_with_ledger(&endpoint, SCOPE, LEDGER, &[1], &items)
-        .await
-        .unwrap();
+    let out = restore_with_ledger(&endpoint, &TO, &items).await.unwrap();
     use LedgeredCopy::*;
     assert_eq!(out[..4], [Created, Created, Exists, Vanished]);
     assert!(
@@ -242,7 +246,7 @@ async fn restores_are_recorded_only_when_created_and_redone_from_the_ledger() {
     let store =
         RedisCheckpointStore::new(RedisEndpoint::connect(&target.url(), None).await.unwrap());
     assert_eq!(store.ledger_len(SCOPE, LEDGER).await.unwrap(), 2);
-    let out = restore_with_ledger(&endpoint, SCOPE, LEDGER, &[1], &items[..3])
+    let out = restore_with_ledger(&endpoint, &TO, &items[..3])
         .await
         .unwrap();
     assert_eq!(out, [Redone, Redone, Exists]);
@@ -253,4 +257,141 @@ fn chrono_now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64
+}
+
+/// Regression: two old keys mapping to one new name. The second must not count the first's
+/// copy as its own (redone with REPLACE): the ledger entry names its source.
+#[tokio::test]
+async fn a_name_the_ledger_lists_from_another_source_is_not_redone() {
+    let server = RedisServer::start();
+    let mut c = server.conn();
+    let () = c.set("old:a:1", "first").unwrap();
+    let () = c.set("legacy:1", "second").unwrap();
+    let endpoint = RedisEndpoint::connect(&server.url(), None).await.unwrap();
+    let store =
+        RedisCheckpointStore::new(RedisEndpoint::connect(&server.url(), None).await.unwrap());
+    let out = copy_with_ledger(&endpoint, &TO, false, &[(b"old:a:1", b"new:1")])
+        .await
+        .unwrap();
+    assert_eq!(out, vec![LedgeredCopy::Created]);
+    // Folded into the hash, as a later batch would find it.
+    assert_eq!(store.ledger_len(SCOPE, LEDGER).await.unwrap(), 1);
+    let out = copy_with_ledger(&endpoint, &TO, false, &[(b"legacy:1", b"new:1")])
+        .await
+        .unwrap();
+    assert_eq!(out, vec![LedgeredCopy::Exists]);
+    let v: String = c.get("new:1").unwrap();
+    assert_eq!(v, "first");
+
+    // The RESTORE script too.
+    let other = RedisServer::start();
+    let target = RedisEndpoint::connect(&other.url(), None).await.unwrap();
+    let payload: Vec<u8> = redis::cmd("DUMP").arg("legacy:1").query(&mut c).unwrap();
+    let first: Vec<u8> = redis::cmd("DUMP").arg("old:a:1").query(&mut c).unwrap();
+    let item = |src: &'static [u8], payload| LedgeredRestore {
+        dst: b"new:1",
+        src,
+        expire_at: None,
+        payload,
+    };
+    let out = restore_with_ledger(&target, &TO, &[item(b"old:a:1", &first)])
+        .await
+        .unwrap();
+    assert_eq!(out, vec![LedgeredCopy::Created]);
+    let out = restore_with_ledger(&target, &TO, &[item(b"legacy:1", &payload)])
+        .await
+        .unwrap();
+    assert_eq!(out, vec![LedgeredCopy::Exists]);
+    // Once the journal is folded, the script itself sees the entry of the same source.
+    let target_store =
+        RedisCheckpointStore::new(RedisEndpoint::connect(&other.url(), None).await.unwrap());
+    assert_eq!(target_store.ledger_len(SCOPE, LEDGER).await.unwrap(), 1);
+    let out = restore_with_ledger(&target, &TO, &[item(b"old:a:1", &first)])
+        .await
+        .unwrap();
+    assert_eq!(out, vec![LedgeredCopy::Redone], "the same source is redone");
+    let mut t = other.conn();
+    let v: String = t.get("new:1").unwrap();
+    assert_eq!(v, "first");
+}
+
+#[tokio::test]
+async fn moves_remove_the_source_in_the_same_step_and_record_it() {
+    let server = RedisServer::start();
+    let mut c = server.conn();
+    let () = c.set_ex("old:a", "1", 3600).unwrap();
+    let () = c.set("old:b", "2").unwrap();
+    let () = c.set("new:b", "theirs").unwrap();
+    let endpoint = RedisEndpoint::connect(&server.url(), None).await.unwrap();
+    let to = LedgerWrite {
+        value_prefix: &[5],
+        ..TO
+    };
+    let pairs: Vec<(&[u8], &[u8])> = vec![
+        (b"old:a", b"new:a"),
+        (b"old:b", b"new:b"),
+        (b"old:gone", b"new:gone"),
+    ];
+    let out = copy_with_ledger(&endpoint, &to, true, &pairs)
+        .await
+        .unwrap();
+    use LedgeredCopy::*;
+    assert_eq!(out, vec![Created, Exists, Vanished]);
+    assert!(!c.exists::<_, bool>("old:a").unwrap(), "moved");
+    let ttl: i64 = c.pttl("new:a").unwrap();
+    assert!(ttl > 3_590_000, "ttl kept: {ttl}");
+    assert_eq!(
+        c.get::<_, String>("old:b").unwrap(),
+        "2",
+        "kept: its name exists"
+    );
+    let store =
+        RedisCheckpointStore::new(RedisEndpoint::connect(&server.url(), None).await.unwrap());
+    let got = store
+        .ledger_get(SCOPE, LEDGER, &[b"new:a".to_vec(), b"new:b".to_vec()])
+        .await
+        .unwrap();
+    assert_eq!(got, vec![Some(b"\x05old:a".to_vec()), None]);
+    // An application writes the old name again after the move: a second pass moves the newer
+    // value over the copy (redone), nothing is lost.
+    let () = c.set("old:a", "newer").unwrap();
+    let out = copy_with_ledger(&endpoint, &to, true, &pairs[..1])
+        .await
+        .unwrap();
+    assert_eq!(out, vec![Redone]);
+    assert_eq!(c.get::<_, String>("new:a").unwrap(), "newer");
+    assert!(!c.exists::<_, bool>("old:a").unwrap());
+}
+
+#[tokio::test]
+async fn a_fenced_off_run_writes_nothing() {
+    let server = RedisServer::start();
+    let mut c = server.conn();
+    let () = c.set("old:a", "1").unwrap();
+    let mut fence = RedisCheckpointStore::prefix(SCOPE);
+    fence.extend_from_slice(b"fence");
+    let () = c.set(&fence, "8").unwrap();
+    let endpoint = RedisEndpoint::connect(&server.url(), None).await.unwrap();
+    let stale = LedgerWrite { fence: 7, ..TO };
+    let err = copy_with_ledger(&endpoint, &stale, false, &[(b"old:a", b"new:a")])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("FENCED"), "{err}");
+    let payload: Vec<u8> = redis::cmd("DUMP").arg("old:a").query(&mut c).unwrap();
+    let item = LedgeredRestore {
+        dst: b"new:a",
+        src: b"old:a",
+        expire_at: None,
+        payload: &payload,
+    };
+    let err = restore_with_ledger(&endpoint, &stale, &[item])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("FENCED"), "{err}");
+    assert!(!c.exists::<_, bool>("new:a").unwrap(), "nothing written");
+    let current = LedgerWrite { fence: 8, ..TO };
+    let out = copy_with_ledger(&endpoint, &current, false, &[(b"old:a", b"new:a")])
+        .await
+        .unwrap();
+    assert_eq!(out, vec![LedgeredCopy::Created]);
 }

@@ -19,7 +19,7 @@
 //! `to` that cannot be read back into the old name (a dropped, repeated or run-together
 //! placeholder), which also means the rule has no [`RuleSet::reverse`] mapping.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::path::Path;
 
@@ -685,20 +685,10 @@ enum Cover {
 /// `earlier`, over an alphabet partition (`:`, each literal byte of the patterns, and one byte
 /// standing for every other value, which all patterns treat alike).
 fn cover(later: &[Class], earlier: &[&[Class]], budget: usize) -> Cover {
-    let mut alphabet: Vec<u8> = std::iter::once(later)
+    let all: Vec<&[Class]> = std::iter::once(later)
         .chain(earlier.iter().copied())
-        .flatten()
-        .filter_map(|c| match c {
-            Class::Byte(b) => Some(*b),
-            _ => None,
-        })
-        .chain([b':'])
         .collect();
-    alphabet.sort_unstable();
-    alphabet.dedup();
-    if let Some(other) = (0..=u8::MAX).find(|b| alphabet.binary_search(b).is_err()) {
-        alphabet.push(other);
-    }
+    let alphabet = alphabet_of(&all);
 
     // A state: the later NFA's states, and the (pattern, state) pairs of the earlier NFAs.
     type State = (Vec<usize>, Vec<(usize, usize)>);
@@ -814,6 +804,74 @@ fn shadow_warnings(rules: &[Rule], origin: &str) -> Vec<RulesWarning> {
         });
     }
     out
+}
+
+/// The alphabet partition two chains need: `:`, each literal byte, and one byte standing for
+/// every other value (which all chains treat alike).
+fn alphabet_of(chains: &[&[Class]]) -> Vec<u8> {
+    let mut alphabet: Vec<u8> = chains
+        .iter()
+        .copied()
+        .flatten()
+        .filter_map(|c| match c {
+            Class::Byte(b) => Some(*b),
+            _ => None,
+        })
+        .chain([b':'])
+        .collect();
+    alphabet.sort_unstable();
+    alphabet.dedup();
+    if let Some(other) = (0..=u8::MAX).find(|b| alphabet.binary_search(b).is_err()) {
+        alphabet.push(other);
+    }
+    alphabet
+}
+
+/// Whether some key is accepted by both chains.
+fn intersect(a: &[Class], b: &[Class]) -> bool {
+    let alphabet = alphabet_of(&[a, b]);
+    let mut seen = HashSet::from([(0usize, 0usize)]);
+    let mut queue = VecDeque::from([(0usize, 0usize)]);
+    while let Some((sa, sb)) = queue.pop_front() {
+        if sa == a.len() && sb == b.len() {
+            return true;
+        }
+        for &c in &alphabet {
+            for na in moves(a, sa, c) {
+                for nb in moves(b, sb, c) {
+                    if seen.insert((na, nb)) {
+                        queue.push_back((na, nb));
+                    }
+                }
+            }
+        }
+    }
+    false
+}
+
+/// Whether some key is accepted by the chain along two different paths, i.e. read back into
+/// two different sets of captures.
+fn ambiguous(chain: &[Class]) -> bool {
+    let alphabet = alphabet_of(&[chain]);
+    let start = (0usize, 0usize, false);
+    let mut seen = HashSet::from([start]);
+    let mut queue = VecDeque::from([start]);
+    while let Some((s1, s2, split)) = queue.pop_front() {
+        if split && s1 == chain.len() && s2 == chain.len() {
+            return true;
+        }
+        for &c in &alphabet {
+            for n1 in moves(chain, s1, c) {
+                for n2 in moves(chain, s2, c) {
+                    let next = (n1, n2, split || n1 != n2);
+                    if seen.insert(next) {
+                        queue.push_back(next);
+                    }
+                }
+            }
+        }
+    }
+    false
 }
 
 fn reversed(b: &[u8]) -> Vec<u8> {
@@ -959,6 +1017,34 @@ impl RuleSet {
             }
         }
         None
+    }
+
+    /// Pairs of rules `(i, j)`, `i <= j`, that may give two old keys one new name: `i < j` when
+    /// some name fits both rules' `to`, `(i, i)` when rule `i` alone cannot be read back
+    /// unambiguously (it drops a capture, say). An empty list proves that no two old keys ever
+    /// share a new name, so apply needs no check for clashes before it writes.
+    pub fn collision_risks(&self) -> Vec<(usize, usize)> {
+        let chains: Vec<Vec<Class>> = self
+            .rules
+            .iter()
+            .map(|r| chain(&Pattern::new(r.to_tpl.clone(), r.from_pat.slots)))
+            .collect();
+        let mut out = Vec::new();
+        for (i, rule) in self.rules.iter().enumerate() {
+            if rule.reverse.is_none() || ambiguous(&chains[i]) {
+                out.push((i, i));
+            }
+            let to = Pattern::new(rule.to_tpl.clone(), 0);
+            for (j, other) in self.rules.iter().enumerate().skip(i + 1) {
+                let other_to = Pattern::new(other.to_tpl.clone(), 0);
+                let (p, q) = (to.prefix(), other_to.prefix());
+                let (s, t) = (reversed(to.suffix()), reversed(other_to.suffix()));
+                if compatible(p, q) && compatible(&s, &t) && intersect(&chains[i], &chains[j]) {
+                    out.push((i, j));
+                }
+            }
+        }
+        out
     }
 
     /// The rules in file order.
@@ -1646,5 +1732,83 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn collision_risks_name_rules_whose_new_names_can_meet() {
+        let rules = |text: &str| RuleSet::from_toml_str(text, "t").unwrap().rules;
+        let seed = RuleSet::load(Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../config/examples/seed-002-rules.toml"
+        )))
+        .unwrap()
+        .rules;
+        assert_eq!(seed.collision_risks(), vec![], "the seed rules never clash");
+        let two = rules(
+            r#"
+[[rule]]
+name = "a"
+from = "old:a:{id}"
+to = "new:{id}"
+[[rule]]
+name = "b"
+from = "legacy:{id}"
+to = "new:{id}"
+[[rule]]
+name = "c"
+from = "other:{id}"
+to = "elsewhere:{id}"
+"#,
+        );
+        assert_eq!(two.collision_risks(), vec![(0, 1)]);
+        let dropped = rules(
+            r#"
+[[rule]]
+name = "a"
+from = "old:{x}:{y}"
+to = "new:{x}"
+"#,
+        );
+        assert_eq!(dropped.collision_risks(), vec![(0, 0)]);
+        let ambiguous = rules(
+            r#"
+[[rule]]
+name = "a"
+from = "old:{x}:{y}"
+to = "new:{x}-{y}"
+"#,
+        );
+        assert_eq!(ambiguous.collision_risks(), vec![(0, 0)]);
+        let disjoint = rules(
+            r#"
+[[rule]]
+name = "a"
+from = "old:{x}:{y}"
+to = "new:{x}:{y}"
+[[rule]]
+name = "b"
+from = "old2:{x}"
+to = "new:{x}"
+[[rule]]
+name = "c"
+from = "old3:{x..}"
+to = "new:x:{x..}:end"
+"#,
+        );
+        // Two, one and three or more colons after `new`: no name fits two of them.
+        assert_eq!(disjoint.collision_risks(), vec![]);
+        let any = rules(
+            r#"
+[[rule]]
+name = "a"
+from = "old:{x..}"
+to = "new:{x..}"
+[[rule]]
+name = "b"
+from = "legacy:{id}"
+to = "new:user:{id}"
+"#,
+        );
+        assert_eq!(any.collision_risks(), vec![(0, 1)]);
     }
 }

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use ferry::jobs::keys::OnConflict;
+use ferry::jobs::keys::{OnCollision, OnConflict};
 use ferry::observe::LogFormat;
 use ferry::report::ReportFormat;
 
@@ -399,6 +399,11 @@ pub struct WriteOpts {
     /// When the new name exists: skip, overwrite or fail.
     #[arg(long, value_enum)]
     pub on_conflict: Option<OnConflict>,
+    /// When several old keys map to one new name: refuse to start (the default), first-wins
+    /// (the first rule in file order wins, the others stay under their old names) or fail-key
+    /// (none of them is migrated; each counts as failed).
+    #[arg(long, value_enum)]
+    pub on_collision: Option<OnCollision>,
     /// Delete each source key after its copy is written.
     #[arg(long)]
     pub delete_source: bool,

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::jobs::events::EventsOptions;
-use crate::jobs::keys::{KeysOptions, OnConflict};
+use crate::jobs::keys::{KeysOptions, OnCollision, OnConflict};
 use crate::jobs::tier::{Backend, Layout, TierOptions};
 use crate::observe::LogFormat;
 use crate::server::ServeOptions;
@@ -168,6 +168,8 @@ pub struct KeysSection {
     pub concurrency: Option<usize>,
     /// `skip`, `overwrite` or `fail`.
     pub on_conflict: Option<OnConflict>,
+    /// `refuse`, `first-wins` or `fail-key`: old keys that map to one new name.
+    pub on_collision: Option<OnCollision>,
     /// Delete source keys after their copy.
     pub delete_source: Option<bool>,
     /// Keys per second at most (0 = unlimited).
@@ -320,6 +322,7 @@ impl FileConfig {
             batch_size: k.batch_size.unwrap_or(d.batch_size),
             concurrency: k.concurrency.unwrap_or(d.concurrency),
             on_conflict: k.on_conflict.unwrap_or(d.on_conflict),
+            on_collision: k.on_collision.unwrap_or(d.on_collision),
             delete_source: k.delete_source.unwrap_or(d.delete_source),
             rate: k.rate.filter(|&r| r > 0),
             max_payload: k.max_payload.unwrap_or(d.max_payload),
@@ -343,6 +346,7 @@ mod tests {
         assert!(k.source.is_some() && k.target.is_some() && k.rules.is_some());
         assert!(k.match_glob.is_some() && k.run_name.is_some() && k.batch_size.is_some());
         assert!(k.concurrency.is_some() && k.on_conflict.is_some() && k.delete_source.is_some());
+        assert!(k.on_collision.is_some());
         assert!(k.rate.is_some() && k.max_payload.is_some() && k.chunk_size.is_some());
         assert!(k.ttl_tolerance_ms.is_some());
         assert!(cfg.log.format.is_some() && cfg.log.level.is_some());

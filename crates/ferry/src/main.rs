@@ -168,6 +168,9 @@ fn options(
         if let Some(p) = w.on_conflict {
             o.on_conflict = p;
         }
+        if let Some(p) = w.on_collision {
+            o.on_collision = p;
+        }
         o.delete_source |= w.delete_source;
     }
     o.source_password = std::env::var("FERRY_SOURCE_PASSWORD").ok();
@@ -310,7 +313,21 @@ async fn keys_action(action: KeysAction, file: &FileConfig) -> Result<ExitStatus
             if p.delete_source {
                 println!("  each copied source key would then be deleted (--delete-source)");
             }
-            let stats = serde_json::json!({"scanned": p.scanned, "matched": p.matched, "unmatched": p.unmatched, "actions": p.actions});
+            if p.clash_count > 0 {
+                println!(
+                    "  {} new name(s) would each be written from more than one old key (--on-collision {:?}):",
+                    p.clash_count, p.on_collision
+                );
+                for c in p.clashes.iter().take(20) {
+                    let from: Vec<String> = c
+                        .sources
+                        .iter()
+                        .map(|s| format!("{} [{}]", s.key, s.rule))
+                        .collect();
+                    println!("  clash {} <- {}", c.new_key, from.join(", "));
+                }
+            }
+            let stats = serde_json::json!({"scanned": p.scanned, "matched": p.matched, "unmatched": p.unmatched, "actions": p.actions, "clashes": p.clash_count});
             write_report(
                 &common,
                 Report::new(
@@ -361,7 +378,7 @@ async fn keys_action(action: KeysAction, file: &FileConfig) -> Result<ExitStatus
             let a = keys::apply(&ctx, stop).await?;
             let s = &a.stats;
             println!(
-                "apply{}: scanned {}  migrated {}  skipped_existing {}  overwritten {}  vanished {}  failed {}  unmatched {}  ({:.0} keys/s)",
+                "apply{}: scanned {}  migrated {}  skipped_existing {}  overwritten {}  vanished {}  failed {}  unmatched {}  collisions {}  source_deleted {}  ({:.0} keys/s)",
                 if a.resumed { " (resumed)" } else { "" },
                 s.scanned,
                 s.migrated,
@@ -370,6 +387,8 @@ async fn keys_action(action: KeysAction, file: &FileConfig) -> Result<ExitStatus
                 s.vanished,
                 s.failed,
                 s.unmatched,
+                s.collisions,
+                s.source_deleted,
                 a.keys_per_s
             );
             for e in a.errors.items.iter().take(10) {

@@ -1,8 +1,6 @@
 //! Copying one key element by element, for values too big for one DUMP payload or refused by
 //! the target (e.g. a DUMP from a newer Redis). Memory stays bounded by one chunk.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use redis::{Cmd, FromRedisValue, Value};
 
 use super::{ConnError, RedisEndpoint, key_slot};
@@ -85,14 +83,15 @@ pub enum ChunkError {
 
 const STRING_CHUNK: usize = 512 * 1024;
 
-fn tmp_key(dst: &[u8], cluster: bool) -> Option<Vec<u8>> {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let unique = format!(
-        ":ferry-tmp:{}:{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    );
-    let mut tmp = Vec::with_capacity(dst.len() + unique.len() + 2);
+/// The temporary key a chunked copy of `dst` builds its value in: `dst` followed by
+/// `:ferry-tmp:<tag>` (on a cluster, with `dst`'s hash tag, so that the final RENAME stays inside
+/// one slot). The name depends only on `dst` and `tag`, so a run that restarts after a crash
+/// finds, and removes, what an interrupted copy left. `None` when `dst` cannot share a slot
+/// with any other name (a cluster key with an unbalanced hash tag): then the copy writes `dst`
+/// directly.
+pub fn chunk_tmp_key(dst: &[u8], tag: &str, cluster: bool) -> Option<Vec<u8>> {
+    let suffix = format!(":ferry-tmp:{tag}");
+    let mut tmp = Vec::with_capacity(dst.len() + suffix.len() + 2);
     if !cluster {
         tmp.extend_from_slice(dst);
     } else if !dst.contains(&b'{') && !dst.contains(&b'}') {
@@ -108,7 +107,7 @@ fn tmp_key(dst: &[u8], cluster: bool) -> Option<Vec<u8>> {
         }
         tmp.extend_from_slice(&dst[open..open + len + 2]);
     }
-    tmp.extend_from_slice(unique.as_bytes());
+    tmp.extend_from_slice(suffix.as_bytes());
     debug_assert!(!cluster || key_slot(&tmp) == key_slot(dst));
     Some(tmp)
 }
@@ -397,9 +396,11 @@ impl FromRedisValue for HashMapValue {
 }
 
 /// Copies `src` (on `from`) to `dst` (on `to`) element by element, `chunk` elements at a time,
-/// into a temporary key that is renamed into place at the end, so readers never see a partial
-/// value. `expire_at_ms` is the absolute expiry (Unix ms), `None` for none. With `replace`
-/// false an existing `dst` is left alone ([`ChunkedCopy::Exists`]).
+/// into the temporary key [`chunk_tmp_key`]`(dst, tmp_tag, …)` that is renamed into place at
+/// the end, so readers never see a partial value; a leftover of an interrupted copy under that
+/// name is removed first. `expire_at_ms` is the absolute expiry (Unix ms), `None` for none.
+/// With `replace` false an existing `dst` is left alone ([`ChunkedCopy::Exists`]).
+#[allow(clippy::too_many_arguments)]
 pub async fn copy_in_chunks(
     from: &RedisEndpoint,
     src: &[u8],
@@ -408,13 +409,15 @@ pub async fn copy_in_chunks(
     expire_at_ms: Option<i64>,
     replace: bool,
     chunk: usize,
+    tmp_tag: &str,
 ) -> Result<ChunkedCopy, ChunkError> {
-    let direct = tmp_key(dst, to.is_cluster()).is_none();
+    let tmp = chunk_tmp_key(dst, tmp_tag, to.is_cluster());
+    let direct = tmp.is_none();
     let mut ctx = Ctx {
         from,
         src,
         to,
-        tmp: tmp_key(dst, to.is_cluster()).unwrap_or_else(|| dst.to_vec()),
+        tmp: tmp.unwrap_or_else(|| dst.to_vec()),
         chunk: chunk.max(1),
         bytes: 0,
     };
@@ -446,6 +449,11 @@ pub async fn copy_in_chunks(
             c.arg(dst);
             ctx.write(c).await?;
         }
+    }
+    if !direct {
+        let mut c = redis::cmd("DEL");
+        c.arg(&ctx.tmp);
+        ctx.write(c).await?;
     }
     let result = match kind {
         KeyKind::String => ctx.copy_string().await,
@@ -493,11 +501,12 @@ mod tests {
     #[test]
     fn temporary_keys_share_the_destination_slot() {
         for dst in [&b"plain:key"[..], b"user:{42}:profile", b"\xff\x00bin"] {
-            let tmp = tmp_key(dst, true).unwrap();
+            let tmp = chunk_tmp_key(dst, "run", true).unwrap();
             assert_eq!(key_slot(&tmp), key_slot(dst), "{dst:?}");
             assert_ne!(tmp, dst);
+            assert_eq!(chunk_tmp_key(dst, "run", true), Some(tmp), "deterministic");
         }
-        assert!(tmp_key(b"odd}{", true).is_none());
-        assert!(tmp_key(b"odd}{", false).is_some());
+        assert!(chunk_tmp_key(b"odd}{", "run", true).is_none());
+        assert!(chunk_tmp_key(b"odd}{", "run", false).is_some());
     }
 }

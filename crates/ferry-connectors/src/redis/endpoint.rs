@@ -42,6 +42,11 @@ impl LuaScript {
             source,
         }
     }
+
+    /// The script's Lua source.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
 }
 
 /// One server: its address and a multiplexed connection (cheap to clone).

@@ -33,13 +33,25 @@ const PAIRS_PER_CALL: usize = 256;
 /// Payload bytes per RESTORE script call, at most (a single larger payload goes alone).
 const BYTES_PER_CALL: usize = 8 << 20;
 
-/// Shared start of both scripts: register the ledger, then the loop's state. KEYS[1..3] are the
-/// journal, the ledger hash and the registry; ARGV[1] the value prefix, ARGV[2] the ledger name.
+/// Shared start of both scripts: refuse a fenced-off run, register the ledger, then the loop's
+/// state. KEYS[1..4] are the journal, the ledger hash, the registry and the run's fence; ARGV[1]
+/// the value prefix, ARGV[2] the ledger name, ARGV[3] the fencing token ('0': unfenced), ARGV[4]
+/// the mode ('m': move, for COPY). `ours(dst, src)` tells whether the ledger lists `dst` as
+/// written by this run from `src` (another source mapping to the same name is a clash, not a
+/// redo).
 const SCRIPT_HEAD: &str = r#"
 local journal, index = KEYS[1], KEYS[2]
+if ARGV[3] ~= '0' and redis.call('GET', KEYS[4]) ~= ARGV[3] then
+  return redis.error_reply('FENCED the run lease was taken over by a newer run; nothing written')
+end
 local registered = redis.pcall('SADD', KEYS[3], ARGV[2])
 if type(registered) == 'table' and registered.err then return registered end
 local pcall, call = redis.pcall, redis.call
+local plen = #ARGV[1]
+local function ours(dst, src)
+  local v = call('HGET', index, dst)
+  return v and string.sub(v, plen + 1) == src
+end
 -- Counters instead of `#t`: this loop is the hot path of an apply.
 local status, errors, created = {}, {}, { ARGV[1] }
 local n, c, e = 0, 1, 0
@@ -51,7 +63,9 @@ if c > 1 then
   local pushed = pcall('RPUSH', journal, cmsgpack.pack(created))
   if type(pushed) == 'table' and pushed.err then
     -- A write without its record must not stay: these names were free before this call.
-    for j = 2, c, 2 do call('UNLINK', created[j]) end
+    for j = 2, c, 2 do
+      if ARGV[4] == 'm' then call('RENAME', created[j], created[j + 1]) else call('UNLINK', created[j]) end
+    end
     return redis.error_reply('recording the ledger failed, writes undone: ' .. pushed.err)
   end
 end
@@ -60,24 +74,34 @@ for k = 1, e do out[k + 1] = errors[k] end
 return out
 "#;
 
-/// KEYS[4..]: source, new name of each pair. COPY without REPLACE only creates, so 1 means the
-/// name was free; on 0 the source is gone or the name exists (redone when the ledger has it).
+/// KEYS[5..]: source, new name of each pair. COPY without REPLACE only creates, so 1 means the
+/// name was free; on 0 the source is gone or the name exists (redone when the ledger lists it
+/// from this source). In move mode RENAMENX instead of COPY: the source is removed in the same
+/// step, so no write of an application can fall between the copy and the delete.
 const COPY_LOOP: &str = r#"
-for i = 4, #KEYS, 2 do
+local move = ARGV[4] == 'm'
+for i = 5, #KEYS, 2 do
   local src, dst = KEYS[i], KEYS[i + 1]
-  local copied = pcall('COPY', src, dst)
+  local copied
+  if move then
+    if call('EXISTS', src) == 0 then copied = 'gone' else copied = pcall('RENAMENX', src, dst) end
+  else
+    copied = pcall('COPY', src, dst)
+  end
   n = n + 1
   if copied == 1 then
     status[n] = 'c'
     created[c + 1] = dst
     created[c + 2] = src
     c = c + 2
+  elseif copied == 'gone' then
+    status[n] = 'v'
   elseif copied == 0 then
     if call('EXISTS', src) == 0 then
       status[n] = 'v'
-    elseif call('HEXISTS', index, dst) == 1 then
-      copied = pcall('COPY', src, dst, 'REPLACE')
-      if copied == 1 then status[n] = 'r'
+    elseif ours(dst, src) then
+      if move then copied = pcall('RENAME', src, dst) else copied = pcall('COPY', src, dst, 'REPLACE') end
+      if copied == 1 or (type(copied) == 'table' and copied.ok) then status[n] = 'r'
       elseif copied == 0 then status[n] = 'v'
       else status[n] = 'f'; e = e + 1; errors[e] = copied.err end
     else
@@ -89,7 +113,7 @@ for i = 4, #KEYS, 2 do
 end
 "#;
 
-/// KEYS[4..]: new names; ARGV[3..]: source name, expire-at in ms (0 = none) and DUMP payload of
+/// KEYS[5..]: new names; ARGV[5..]: source name, expire-at in ms (0 = none) and DUMP payload of
 /// each. RESTORE without REPLACE only creates (BUSYKEY otherwise); a value whose expire-at has
 /// passed meanwhile is not restored (keys expire by the script's start time while it runs).
 const RESTORE_LOOP: &str = r#"
@@ -103,8 +127,8 @@ local function restore(dst, at, payload, replace)
   if replace then return pcall('RESTORE', dst, at, payload, 'REPLACE', 'ABSTTL') end
   return pcall('RESTORE', dst, at, payload, 'ABSTTL')
 end
-for i = 4, #KEYS do
-  local a = (i - 4) * 3 + 3
+for i = 5, #KEYS do
+  local a = (i - 5) * 3 + 5
   local dst, src, at, payload = KEYS[i], ARGV[a], ARGV[a + 1], ARGV[a + 2]
   n = n + 1
   if at ~= '0' and tonumber(at) <= now then
@@ -117,7 +141,7 @@ for i = 4, #KEYS do
       created[c + 2] = src
       c = c + 2
     elseif string.sub(restored.err, 1, 7) == 'BUSYKEY' then
-      if call('HEXISTS', index, dst) == 1 then
+      if ours(dst, src) then
         restored = restore(dst, at, payload, true)
         if restored.ok then status[n] = 'r'
         else status[n] = 'f'; e = e + 1; errors[e] = restored.err end
@@ -137,47 +161,82 @@ static COPY_SCRIPT: LazyLock<LuaScript> =
 static RESTORE_SCRIPT: LazyLock<LuaScript> =
     LazyLock::new(|| LuaScript::new([SCRIPT_HEAD, RESTORE_LOOP, SCRIPT_TAIL].concat()));
 
-/// The keys every script call starts with: the ledger's journal, hash and registry.
-struct LedgerKeys([Vec<u8>; 3]);
+/// Where and how a ledgered script records what it writes.
+#[derive(Debug, Clone, Copy)]
+pub struct LedgerWrite<'a> {
+    /// The checkpoint store scope, e.g. `keys/default`.
+    pub scope: &'a str,
+    /// The ledger's name.
+    pub ledger: &'a str,
+    /// Each entry's value is this prefix followed by the source name.
+    pub value_prefix: &'a [u8],
+    /// The run lease's fencing token: a script refuses to write anything once the scope's fence
+    /// holds another value (a newer run took the lease over). 0 = unfenced.
+    pub fence: u64,
+}
 
-impl LedgerKeys {
-    fn new(scope: &str, ledger: &str) -> Self {
-        Self([
-            RedisCheckpointStore::journal_key(scope, ledger),
-            RedisCheckpointStore::ledger_key(scope, ledger),
-            RedisCheckpointStore::registry_key(scope),
-        ])
+/// The keys every script call starts with (the ledger's journal, hash and registry, and the
+/// scope's fence) and the arguments (value prefix, ledger name, token, mode).
+struct ScriptFrame {
+    keys: [Vec<u8>; 4],
+    token: String,
+}
+
+impl ScriptFrame {
+    fn new(to: &LedgerWrite<'_>) -> Self {
+        let mut fence = RedisCheckpointStore::prefix(to.scope);
+        fence.extend_from_slice(b"fence");
+        Self {
+            keys: [
+                RedisCheckpointStore::journal_key(to.scope, to.ledger),
+                RedisCheckpointStore::ledger_key(to.scope, to.ledger),
+                RedisCheckpointStore::registry_key(to.scope),
+                fence,
+            ],
+            token: to.fence.to_string(),
+        }
     }
 
     /// The KEYS of one call, with room for `more`.
-    fn start(&self, more: usize) -> Vec<&[u8]> {
-        let mut keys = Vec::with_capacity(3 + more);
-        keys.extend(self.0.iter().map(Vec::as_slice));
+    fn keys(&self, more: usize) -> Vec<&[u8]> {
+        let mut keys = Vec::with_capacity(4 + more);
+        keys.extend(self.keys.iter().map(Vec::as_slice));
         keys
+    }
+
+    /// The first ARGV of one call, with room for `more`.
+    fn args<'a>(&'a self, to: &LedgerWrite<'a>, mode: &'a [u8], more: usize) -> Vec<&'a [u8]> {
+        let mut args = Vec::with_capacity(4 + more);
+        args.extend([
+            to.value_prefix,
+            to.ledger.as_bytes(),
+            self.token.as_bytes(),
+            mode,
+        ]);
+        args
     }
 }
 
-/// Copies each `(source, new name)` pair with server-side `COPY` and records every key it
-/// creates in ledger `ledger` of `scope` (value: `value_prefix` then the source name), in
-/// scripts run on `endpoint`, which must be a standalone server holding the checkpoint store
-/// in the same database. Returns one outcome per pair, in order.
+/// Copies each `(source, new name)` pair with server-side `COPY` — or, with `moves`, moves it
+/// with `RENAMENX`, so the source is gone in the same step — and records every key it creates
+/// in the ledger `to` describes, in scripts run on `endpoint`, which must be a standalone server
+/// holding the checkpoint store in the same database. Returns one outcome per pair, in order.
 pub async fn copy_with_ledger(
     endpoint: &RedisEndpoint,
-    scope: &str,
-    ledger: &str,
-    value_prefix: &[u8],
+    to: &LedgerWrite<'_>,
+    moves: bool,
     pairs: &[(&[u8], &[u8])],
 ) -> Result<Vec<LedgeredCopy>, ConnError> {
-    let ledger_keys = LedgerKeys::new(scope, ledger);
+    let frame = ScriptFrame::new(to);
+    let mode: &[u8] = if moves { b"m" } else { b"c" };
     let calls = pairs.chunks(PAIRS_PER_CALL).map(|chunk| {
-        let mut keys = ledger_keys.start(chunk.len() * 2);
+        let mut keys = frame.keys(chunk.len() * 2);
         for (src, dst) in chunk {
             keys.extend([*src, *dst]);
         }
+        let args = frame.args(to, mode, 0);
         async move {
-            let reply = endpoint
-                .eval(&COPY_SCRIPT, &keys, &[value_prefix, ledger.as_bytes()])
-                .await?;
+            let reply = endpoint.eval(&COPY_SCRIPT, &keys, &args).await?;
             parse_reply(endpoint, reply, chunk.len())
         }
     });
@@ -198,18 +257,16 @@ pub struct LedgeredRestore<'a> {
 }
 
 /// Restores each value under its new name (`RESTORE … ABSTTL`, never replacing a key the ledger
-/// does not list) and records every key it creates in ledger `ledger` of `scope` (value:
-/// `value_prefix` then the source name), in scripts run on `endpoint`, which must be a
-/// standalone server holding the checkpoint store in the same database. Returns one outcome
-/// per item, in order; a payload the server refuses is `Failed` with the server's message.
+/// does not list as made from the same source) and records every key it creates in the ledger
+/// `to` describes, in scripts run on `endpoint`, which must be a standalone server holding the
+/// checkpoint store in the same database. Returns one outcome per item, in order; a payload the
+/// server refuses is `Failed` with the server's message.
 pub async fn restore_with_ledger(
     endpoint: &RedisEndpoint,
-    scope: &str,
-    ledger: &str,
-    value_prefix: &[u8],
+    to: &LedgerWrite<'_>,
     items: &[LedgeredRestore<'_>],
 ) -> Result<Vec<LedgeredCopy>, ConnError> {
-    let ledger_keys = LedgerKeys::new(scope, ledger);
+    let frame = ScriptFrame::new(to);
     let expiries: Vec<String> = items
         .iter()
         .map(|i| i.expire_at.unwrap_or(0).to_string())
@@ -229,9 +286,8 @@ pub async fn restore_with_ledger(
     }
     let calls = slices.into_iter().map(|range| {
         let len = range.len();
-        let mut keys = ledger_keys.start(len);
-        let mut args: Vec<&[u8]> = Vec::with_capacity(2 + len * 3);
-        args.extend([value_prefix, ledger.as_bytes()]);
+        let mut keys = frame.keys(len);
+        let mut args = frame.args(to, b"r", len * 3);
         for i in range {
             keys.push(items[i].dst);
             args.extend([items[i].src, expiries[i].as_bytes(), items[i].payload]);

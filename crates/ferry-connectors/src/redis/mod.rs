@@ -5,13 +5,20 @@ mod copy;
 mod endpoint;
 mod error;
 mod ledgered_copy;
+mod moves;
 mod url;
 
 pub use checkpoint::RedisCheckpointStore;
-pub use copy::{ChunkError, ChunkedCopy, KeyKind, copy_in_chunks};
+pub use copy::{ChunkError, ChunkedCopy, KeyKind, chunk_tmp_key, copy_in_chunks};
 pub use endpoint::{LuaScript, Node, RedisEndpoint, key_slot};
 pub use error::ConnError;
-pub use ledgered_copy::{LedgeredCopy, LedgeredRestore, copy_with_ledger, restore_with_ledger};
+pub use ledgered_copy::{
+    LedgerWrite, LedgeredCopy, LedgeredRestore, copy_with_ledger, restore_with_ledger,
+};
+pub use moves::{
+    DeleteIfUnchanged, Moved, SourceDelete, Witness, delete_if_unchanged, move_on_server,
+    source_digest,
+};
 pub use url::RedisUrl;
 
 /// Re-exported so callers build commands and read replies with the same types.

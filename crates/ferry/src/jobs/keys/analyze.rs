@@ -150,6 +150,24 @@ pub struct PlannedAction {
     pub method: &'static str,
 }
 
+/// A new name that more than one old key maps to.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedClash {
+    /// The new name.
+    pub new_key: String,
+    /// The old keys, by rule order then name: `first-wins` migrates the first.
+    pub sources: Vec<ClashSource>,
+}
+
+/// One old key of a clash.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClashSource {
+    /// The old key.
+    pub key: String,
+    /// The rule mapping it.
+    pub rule: String,
+}
+
 /// The result of `ferry keys plan`: what apply would do.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct PlanOutcome {
@@ -167,6 +185,12 @@ pub struct PlanOutcome {
     pub planned: Vec<PlannedAction>,
     /// Whether `--delete-source` would delete each copied source key.
     pub delete_source: bool,
+    /// New names that more than one old key maps to (capped at [`MAX_PLANNED_ACTIONS`]).
+    pub clashes: Vec<PlannedClash>,
+    /// How many new names more than one old key maps to.
+    pub clash_count: u64,
+    /// What apply does with them (`--on-collision`).
+    pub on_collision: super::OnCollision,
     /// Warnings from the rules file.
     pub rule_warnings: Vec<String>,
     /// When the plan started.
@@ -394,9 +418,27 @@ pub async fn plan(ctx: &KeysContext) -> Result<PlanOutcome, KeysError> {
         started: Some(Utc::now()),
         delete_source: ctx.opts.delete_source,
         rule_warnings: ctx.rule_warnings.clone(),
+        on_collision: ctx.opts.on_collision,
         ..Default::default()
     };
     let names: Vec<String> = ctx.rules.rules().iter().map(|r| r.name.clone()).collect();
+    let clashes = super::find_clashes(ctx).await?;
+    out.clash_count = clashes.len() as u64;
+    out.clashes = clashes
+        .into_iter()
+        .take(MAX_PLANNED_ACTIONS)
+        .map(|c| PlannedClash {
+            new_key: display_key(&c.new_key),
+            sources: c
+                .sources
+                .iter()
+                .map(|(r, k)| ClashSource {
+                    key: display_key(k),
+                    rule: names[*r].clone(),
+                })
+                .collect(),
+        })
+        .collect();
     let same_server = ctx.same_server && ctx.source.version() >= (6, 2);
     let cluster = ctx.source.is_cluster();
     let policy = ctx.opts.on_conflict;

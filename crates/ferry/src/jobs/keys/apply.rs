@@ -7,8 +7,10 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use ferry_connectors::redis::{
-    ChunkError, ChunkedCopy, Cmd, LedgeredCopy, LedgeredRestore, RedisEndpoint, RedisError, Value,
-    cmd, copy_in_chunks, copy_with_ledger, key_slot, restore_with_ledger,
+    ChunkError, ChunkedCopy, Cmd, DeleteIfUnchanged, LedgerWrite, LedgeredCopy, LedgeredRestore,
+    Moved, RedisEndpoint, RedisError, SourceDelete, Value, Witness, chunk_tmp_key, cmd,
+    copy_in_chunks, copy_with_ledger, delete_if_unchanged, key_slot, move_on_server,
+    restore_with_ledger, source_digest,
 };
 use ferry_core::checkpoint::{CheckpointStore, now_ms};
 use ferry_core::rules::RuleSet;
@@ -16,11 +18,12 @@ use ferry_core::telemetry::Metric;
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
+use super::clash::{ClashResolution, HeldBack, OnCollision, find_clashes, refuse};
 use super::scan::{ScanBatch, estimate_keys, scan_batches};
 use super::{
-    CREATED, KeysContext, KeysError, KeysOptions, KeysState, LEDGER_BACKUP, LEDGER_CREATED,
-    OVERWROTE, OnConflict, PerRule, SOURCE_DELETED, Stats, add_per_rule, is_store_key,
-    ledger_value,
+    BACKUP_BY_KEY, CREATED, KeysContext, KeysError, KeysOptions, KeysState, LEDGER_BACKUP,
+    LEDGER_CREATED, LEDGER_TMP, OVERWROTE, OnConflict, PerRule, SOURCE_DELETED, Stats,
+    add_per_rule, is_store_key, ledger_value, parse_ledger_value, sweep_tmp_keys,
 };
 use crate::observe::Progress;
 use crate::report::{ErrorLog, display_key, rfc3339};
@@ -51,12 +54,16 @@ const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 /// Runs apply under the run lease; a second apply of the same run name is refused.
 pub async fn apply(ctx: &KeysContext, stop: CancellationToken) -> Result<ApplyOutcome, KeysError> {
     let lease = LeaseGuard::acquire(ctx.store.clone(), &ctx.scope, stop.clone()).await?;
-    let result = run(ctx, &stop).await;
+    let result = run(ctx, &stop, lease.lease().token).await;
     lease.release().await;
     result
 }
 
-async fn run(ctx: &KeysContext, stop: &CancellationToken) -> Result<ApplyOutcome, KeysError> {
+async fn run(
+    ctx: &KeysContext,
+    stop: &CancellationToken,
+    fence: u64,
+) -> Result<ApplyOutcome, KeysError> {
     let started = Utc::now();
     let clock = Instant::now();
     let fingerprint = ctx.rules.fingerprint();
@@ -96,13 +103,35 @@ async fn run(ctx: &KeysContext, stop: &CancellationToken) -> Result<ApplyOutcome
             estimated_total: estimate_keys(&ctx.source).await,
         },
     };
+    // Old keys that map to one new name are found before anything is written.
+    let clashes = find_clashes(ctx).await?;
+    let resolution = match ctx.opts.on_collision {
+        _ if clashes.is_empty() => ClashResolution::default(),
+        OnCollision::Refuse => return Err(refuse(&clashes, &ctx.rules)),
+        policy => {
+            tracing::warn!(
+                clashes = clashes.len(),
+                first = %clashes[0].describe(&ctx.rules),
+                ?policy,
+                "old keys map to one new name; resolved by --on-collision"
+            );
+            ClashResolution::new(&clashes, policy)
+        }
+    };
     if resumed {
         tracing::info!(run = %ctx.opts.run_name, done = state.stats.scanned, "resuming an interrupted run");
+    }
+    let swept = sweep_tmp_keys(ctx).await?;
+    if swept > 0 {
+        tracing::info!(
+            keys = swept,
+            "removed temporary keys an interrupted chunked copy left"
+        );
     }
     state.state = "running".into();
     save(ctx, &mut state).await?;
 
-    let batcher = Batcher::new(ctx);
+    let batcher = Batcher::new(ctx, resolution, fence);
     let mut progress = Progress::new("migrating keys", state.estimated_total);
     progress.inc(state.stats.scanned);
     let mut errors = ErrorLog::default();
@@ -231,14 +260,13 @@ impl RateLimiter {
 }
 
 /// Whether apply copies with [`copy_with_ledger`]: one standalone server (Redis ≥ 6.2) holding
-/// source, new keys and the checkpoint store in one database, and no `--delete-source` (whose
-/// ledger flags are written per key).
+/// source, new keys and the checkpoint store in one database. With `--delete-source` the script
+/// moves each key (`RENAMENX`), so the copy and the delete are one step.
 fn uses_ledgered_copy(ctx: &KeysContext) -> bool {
     ctx.same_server
         && !ctx.source.is_cluster()
         && ctx.source.version() >= (6, 2)
         && ctx.target.db() == ctx.source.db()
-        && !ctx.opts.delete_source
         && ctx
             .store
             .redis_endpoint()
@@ -246,11 +274,10 @@ fn uses_ledgered_copy(ctx: &KeysContext) -> bool {
 }
 
 /// Whether apply restores with [`restore_with_ledger`]: another server as target, standalone,
-/// holding the checkpoint store in the target's database, and no `--delete-source`.
+/// holding the checkpoint store in the target's database.
 fn uses_ledgered_restore(ctx: &KeysContext) -> bool {
     !ctx.same_server
         && !ctx.target.is_cluster()
-        && !ctx.opts.delete_source
         && ctx
             .store
             .redis_endpoint()
@@ -271,10 +298,27 @@ struct BatchDone {
 enum Action {
     /// The new name is free: create it.
     Create,
-    /// An earlier attempt of this run created it: write it again (REPLACE).
+    /// An earlier attempt of this run created it from the same source: write it again
+    /// (REPLACE); the ledger flags it has.
     Redo(u8),
     /// It exists and the policy is `overwrite`.
     Overwrite,
+}
+
+impl Action {
+    /// The ledger flags of an item written with this action.
+    fn flags(self, delete_source: bool) -> u8 {
+        let flags = match self {
+            Action::Create => CREATED,
+            Action::Overwrite => CREATED | OVERWROTE,
+            Action::Redo(f) => f,
+        };
+        if delete_source {
+            flags | SOURCE_DELETED
+        } else {
+            flags
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -288,10 +332,27 @@ struct Item {
 /// What happened to one item's write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Written {
+    /// Written under the new name (with `--delete-source`: the source was gone by then).
     Done,
+    /// Written under the new name and the source deleted (`--delete-source`).
+    Moved,
+    /// The source was gone.
     Vanished,
+    /// The new name exists.
     Exists,
+    /// Written under the new name, but the source is kept: an application changed it while it
+    /// was moved (`changed`), or deleting it failed. The new key stays in the ledger, so a
+    /// re-run copies the latest value.
+    Kept { changed: bool, why: String },
+    /// Not written.
     Failed(String),
+}
+
+impl Written {
+    /// Whether the new key was written (and stays in the ledger).
+    fn wrote(&self) -> bool {
+        matches!(self, Written::Done | Written::Moved | Written::Kept { .. })
+    }
 }
 
 /// A value read from the source for DUMP/RESTORE.
@@ -304,6 +365,10 @@ struct Dumped {
     /// Its DUMP payload.
     payload: Vec<u8>,
 }
+
+/// Most bytes of DUMP payloads (estimated by `MEMORY USAGE`) one batch holds at once; a single
+/// bigger value (up to `--max-payload`) is read alone.
+const PAYLOAD_BYTES_IN_FLIGHT: u64 = 8 << 20;
 
 /// Processes batches: the shared, cheaply cloned parts of the context.
 #[derive(Debug, Clone)]
@@ -322,6 +387,10 @@ struct Batcher {
     /// refuses a payload (a DUMP from a newer server: those go in chunks, by the regular path).
     ledgered_restore: Arc<AtomicBool>,
     skip_prefix: Option<Arc<[u8]>>,
+    /// Old keys held back because they clash with others (`--on-collision`).
+    clashes: Arc<ClashResolution>,
+    /// The run lease's fencing token, checked by the ledgered scripts.
+    fence: u64,
 }
 
 fn exists_cmd(key: &[u8]) -> Cmd {
@@ -347,8 +416,28 @@ fn refuses_payload(message: &str) -> bool {
     message.contains("payload version or checksum") || message.contains("Bad data format")
 }
 
+/// Splits `(index, estimated bytes)` into groups of at most [`PAYLOAD_BYTES_IN_FLIGHT`] bytes
+/// (a bigger value alone), in order.
+fn payload_groups(sized: &[(usize, u64)]) -> Vec<Vec<usize>> {
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    let mut bytes = 0;
+    for &(i, size) in sized {
+        match groups.last_mut() {
+            Some(g) if bytes + size <= PAYLOAD_BYTES_IN_FLIGHT => {
+                g.push(i);
+                bytes += size;
+            }
+            _ => {
+                groups.push(vec![i]);
+                bytes = size;
+            }
+        }
+    }
+    groups
+}
+
 impl Batcher {
-    fn new(ctx: &KeysContext) -> Self {
+    fn new(ctx: &KeysContext, clashes: ClashResolution, fence: u64) -> Self {
         Self {
             source: ctx.source.clone(),
             target: ctx.target.clone(),
@@ -360,11 +449,22 @@ impl Batcher {
             ledgered: uses_ledgered_copy(ctx),
             ledgered_restore: Arc::new(uses_ledgered_restore(ctx).into()),
             skip_prefix: ctx.skip_prefix.as_deref().map(Arc::from),
+            clashes: Arc::new(clashes),
+            fence,
         }
     }
 
     fn rule_name(&self, idx: usize) -> String {
         self.rules.rules()[idx].name.clone()
+    }
+
+    fn ledger_write<'a>(&'a self, value_prefix: &'a [u8]) -> LedgerWrite<'a> {
+        LedgerWrite {
+            scope: &self.scope,
+            ledger: LEDGER_CREATED,
+            value_prefix,
+            fence: self.fence,
+        }
     }
 
     async fn process(&self, batch: ScanBatch) -> Result<BatchDone, KeysError> {
@@ -380,13 +480,25 @@ impl Batcher {
             stats.scanned += 1;
             match self.rules.rename(&key) {
                 Some((rule, dst)) if dst != key || !self.same_server => {
-                    per_rule.entry(self.rule_name(rule)).or_default().matched += 1;
-                    items.push(Item {
-                        src: key,
-                        dst,
-                        rule,
-                        action: Action::Create,
-                    });
+                    let counts = per_rule.entry(self.rule_name(rule)).or_default();
+                    counts.matched += 1;
+                    match self.clashes.held_back(&key) {
+                        None => items.push(Item {
+                            src: key,
+                            dst,
+                            rule,
+                            action: Action::Create,
+                        }),
+                        Some(HeldBack::Lost { winner }) => {
+                            tracing::debug!(key = %display_key(&key), winner = %display_key(winner), "left under its old name: another old key takes its new name");
+                            stats.collisions += 1;
+                        }
+                        Some(HeldBack::Failed { message }) => {
+                            stats.failed += 1;
+                            counts.failed += 1;
+                            errors.push(display_key(&key), message.clone());
+                        }
+                    }
                 }
                 Some((rule, _)) => {
                     // Already carries its new name on this server: nothing to do.
@@ -400,7 +512,6 @@ impl Batcher {
         metrics::counter!(Metric::KeysScannedTotal.name(), "job" => "keys")
             .increment(stats.scanned);
 
-        let mut migrated = Vec::new();
         let items = if self.ledgered {
             self.copy_ledgered(items, &mut stats, &mut per_rule, &mut errors)
                 .await?
@@ -413,15 +524,18 @@ impl Batcher {
         let items = self
             .decide(items, &mut stats, &mut per_rule, &mut errors)
             .await?;
-        self.backup_overwritten(&items).await?;
+        let items = self
+            .backup_overwritten(items, &mut stats, &mut errors)
+            .await?;
+        let delete_source = self.opts.delete_source;
         let intents: Vec<_> = items
             .iter()
-            .filter_map(|i| match i.action {
-                Action::Create => Some((i.dst.clone(), ledger_value(CREATED, &i.src))),
-                Action::Overwrite => {
-                    Some((i.dst.clone(), ledger_value(CREATED | OVERWROTE, &i.src)))
-                }
-                Action::Redo(_) => None,
+            .filter(|i| delete_source || !matches!(i.action, Action::Redo(_)))
+            .map(|i| {
+                (
+                    i.dst.clone(),
+                    ledger_value(i.action.flags(delete_source), &i.src),
+                )
             })
             .collect();
         self.store
@@ -432,29 +546,9 @@ impl Batcher {
 
         let mut undo = Vec::new();
         for (item, outcome) in items.into_iter().zip(outcomes) {
-            let rule = per_rule.entry(self.rule_name(item.rule)).or_default();
-            match outcome {
-                Written::Done => {
-                    stats.migrated += 1;
-                    rule.migrated += 1;
-                    if item.action == Action::Overwrite {
-                        stats.overwritten += 1;
-                    }
-                    migrated.push(item);
-                    continue;
-                }
-                Written::Vanished => stats.vanished += 1,
-                Written::Exists => {
-                    stats.skipped_existing += 1;
-                    rule.skipped_existing += 1;
-                }
-                Written::Failed(e) => {
-                    stats.failed += 1;
-                    rule.failed += 1;
-                    errors.push(display_key(&item.src), e);
-                }
-            }
-            if matches!(item.action, Action::Create | Action::Overwrite) {
+            let wrote = outcome.wrote();
+            self.count(&item, outcome, &mut stats, &mut per_rule, &mut errors);
+            if !wrote && matches!(item.action, Action::Create | Action::Overwrite) {
                 undo.push(item.dst);
             }
         }
@@ -465,15 +559,13 @@ impl Batcher {
         self.store
             .ledger_remove(&self.scope, LEDGER_BACKUP, &undo)
             .await?;
-        if self.opts.delete_source && !migrated.is_empty() {
-            stats.source_deleted += self.delete_sources(&migrated).await?;
-        }
         for (outcome, n) in [
             ("migrated", stats.migrated),
             ("skipped_existing", stats.skipped_existing),
             ("vanished", stats.vanished),
             ("failed", stats.failed),
             ("unmatched", stats.unmatched),
+            ("collision", stats.collisions),
         ] {
             metrics::counter!(Metric::KeysProcessedTotal.name(), "job" => "keys", "outcome" => outcome)
                 .increment(n);
@@ -490,9 +582,52 @@ impl Batcher {
         })
     }
 
-    /// Copies every item with the ledgered COPY script and counts what it did; returns the
-    /// items whose new name already existed, for [`Batcher::decide`] and the regular path (an
-    /// earlier attempt's key still in the ledger's journal, or a key the policy decides).
+    /// Counts one item's outcome.
+    fn count(
+        &self,
+        item: &Item,
+        outcome: Written,
+        stats: &mut Stats,
+        per_rule: &mut PerRule,
+        errors: &mut ErrorLog,
+    ) {
+        let rule = per_rule.entry(self.rule_name(item.rule)).or_default();
+        match outcome {
+            Written::Done | Written::Moved => {
+                stats.migrated += 1;
+                rule.migrated += 1;
+                if item.action == Action::Overwrite {
+                    stats.overwritten += 1;
+                }
+                if outcome == Written::Moved {
+                    stats.source_deleted += 1;
+                }
+            }
+            Written::Vanished => stats.vanished += 1,
+            Written::Exists => {
+                stats.skipped_existing += 1;
+                rule.skipped_existing += 1;
+            }
+            Written::Kept { changed, why } => {
+                if changed {
+                    stats.source_kept_changed += 1;
+                }
+                stats.failed += 1;
+                rule.failed += 1;
+                errors.push(display_key(&item.src), why);
+            }
+            Written::Failed(e) => {
+                stats.failed += 1;
+                rule.failed += 1;
+                errors.push(display_key(&item.src), e);
+            }
+        }
+    }
+
+    /// Copies (with `--delete-source`: moves) every item with the ledgered COPY script and
+    /// counts what it did; returns the items whose new name already existed, for
+    /// [`Batcher::decide`] and the regular path (an earlier attempt's key still in the ledger's
+    /// journal, another source's key, or a key the policy decides).
     async fn copy_ledgered(
         &self,
         items: Vec<Item>,
@@ -503,24 +638,20 @@ impl Batcher {
         if items.is_empty() {
             return Ok(items);
         }
+        let moves = self.opts.delete_source;
         let pairs: Vec<(&[u8], &[u8])> = items
             .iter()
             .map(|i| (i.src.as_slice(), i.dst.as_slice()))
             .collect();
-        let outcomes = copy_with_ledger(
-            &self.source,
-            &self.scope,
-            LEDGER_CREATED,
-            &[CREATED],
-            &pairs,
-        )
-        .await?;
+        let prefix = [Action::Create.flags(moves)];
+        let outcomes =
+            copy_with_ledger(&self.source, &self.ledger_write(&prefix), moves, &pairs).await?;
         let written = outcomes
             .into_iter()
             .map(|outcome| match outcome {
                 LedgeredCopy::Created | LedgeredCopy::Redone => {
                     stats.server_side_copies += 1;
-                    Some(Written::Done)
+                    Some(if moves { Written::Moved } else { Written::Done })
                 }
                 LedgeredCopy::Vanished => Some(Written::Vanished),
                 LedgeredCopy::Failed(e) => Some(Written::Failed(format!("COPY: {e}"))),
@@ -542,25 +673,17 @@ impl Batcher {
     ) -> Vec<Item> {
         let mut rest = Vec::new();
         for (item, outcome) in items.into_iter().zip(written) {
-            let rule = per_rule.entry(self.rule_name(item.rule)).or_default();
             match outcome {
-                Some(Written::Done) => {
-                    stats.migrated += 1;
-                    rule.migrated += 1;
-                }
-                Some(Written::Vanished) => stats.vanished += 1,
-                Some(Written::Failed(e)) => {
-                    stats.failed += 1;
-                    rule.failed += 1;
-                    errors.push(display_key(&item.src), e);
-                }
                 Some(Written::Exists) | None => rest.push(item),
+                Some(outcome) => self.count(&item, outcome, stats, per_rule, errors),
             }
         }
         rest
     }
 
-    /// Checks which new names exist and applies the conflict policy.
+    /// Checks which new names exist and decides: a name this run wrote from the same source is
+    /// redone; one it wrote from another source is a clash (never overwritten); any other goes
+    /// by the conflict policy.
     async fn decide(
         &self,
         items: Vec<Item>,
@@ -598,11 +721,34 @@ impl Batcher {
         let mut items = items;
         for (&i, ledger) in existing.iter().zip(ours) {
             let item = &mut items[i];
-            if let Some(v) = ledger {
-                item.action = Action::Redo(v.first().copied().unwrap_or(CREATED));
-                continue;
-            }
             let rule = per_rule.entry(self.rule_name(item.rule)).or_default();
+            match ledger.as_deref().map(parse_ledger_value) {
+                Some((flags, src)) if src == item.src.as_slice() => {
+                    item.action = Action::Redo(flags);
+                    continue;
+                }
+                Some((_, other)) => {
+                    // Another old key took this name in this run (it appeared after the check
+                    // for clashes): never overwrite it.
+                    drop[i] = true;
+                    if self.opts.on_collision == OnCollision::FirstWins {
+                        stats.collisions += 1;
+                    } else {
+                        stats.failed += 1;
+                        rule.failed += 1;
+                        errors.push(
+                            display_key(&item.src),
+                            format!(
+                                "its new name {} was already written by this run from {}; left under its old name",
+                                display_key(&item.dst),
+                                display_key(other)
+                            ),
+                        );
+                    }
+                    continue;
+                }
+                None => {}
+            }
             match self.opts.on_conflict {
                 OnConflict::Overwrite => item.action = Action::Overwrite,
                 OnConflict::Skip => {
@@ -623,37 +769,125 @@ impl Batcher {
         Ok(items)
     }
 
-    /// Saves the current value of every key about to be overwritten into the backup ledger.
-    async fn backup_overwritten(&self, items: &[Item]) -> Result<(), KeysError> {
-        let victims: Vec<&Item> = items
-            .iter()
-            .filter(|i| i.action == Action::Overwrite)
+    /// The key on the target that keeps the old value of an overwritten `dst` too big for one
+    /// payload.
+    fn backup_key(&self, dst: &[u8]) -> Option<Vec<u8>> {
+        let tag = format!("{}-backup", self.opts.run_name);
+        chunk_tmp_key(dst, &tag, self.target.is_cluster())
+    }
+
+    /// Saves the current value of every key about to be overwritten into the backup ledger:
+    /// small values as DUMP payloads (a bounded number of bytes at a time), bigger ones by a
+    /// server-side COPY into a backup key on the target. Items whose value cannot be backed
+    /// up are counted failed and dropped.
+    async fn backup_overwritten(
+        &self,
+        items: Vec<Item>,
+        stats: &mut Stats,
+        errors: &mut ErrorLog,
+    ) -> Result<Vec<Item>, KeysError> {
+        let victims: Vec<usize> = (0..items.len())
+            .filter(|&i| items[i].action == Action::Overwrite)
             .collect();
         if victims.is_empty() {
-            return Ok(());
+            return Ok(items);
         }
-        let mut cmds = Vec::new();
-        for v in &victims {
-            cmds.push((v.dst.clone(), self.target.expiry_cmd(&v.dst)));
-            cmds.push((v.dst.clone(), cmd("DUMP").arg(&v.dst).clone()));
-        }
-        let now = now_ms();
-        let replies = self.target.run(cmds).await?;
-        let mut entries = Vec::new();
-        for (v, pair) in victims.iter().zip(replies.chunks(2)) {
-            if let (Some(expiry), Ok(Value::BulkString(payload))) =
-                (self.target.expiry_from(&pair[0], now), &pair[1])
-            {
-                let at: i64 = expiry.unwrap_or(-1);
-                let mut value = at.to_le_bytes().to_vec();
-                value.extend_from_slice(payload);
-                entries.push((v.dst.clone(), value));
+        let sizes = self
+            .target
+            .run(
+                victims
+                    .iter()
+                    .map(|&i| (items[i].dst.clone(), memory_usage_cmd(&items[i].dst)))
+                    .collect(),
+            )
+            .await?;
+        let mut small = Vec::new();
+        let mut by_key = Vec::new();
+        for (&i, size) in victims.iter().zip(sizes) {
+            match size {
+                Ok(Value::Int(n))
+                    if n as u64 > self.opts.max_payload && self.target.version() >= (6, 2) =>
+                {
+                    by_key.push(i)
+                }
+                Ok(Value::Int(n)) => small.push((i, n as u64)),
+                // Gone meanwhile: nothing to back up, the write creates it.
+                _ => small.push((i, 0)),
             }
         }
-        self.store
-            .ledger_put(&self.scope, LEDGER_BACKUP, &entries)
-            .await?;
-        Ok(())
+        let mut failed = vec![false; items.len()];
+        for group in payload_groups(&small) {
+            let mut cmds = Vec::new();
+            for &i in &group {
+                let dst = &items[i].dst;
+                cmds.push((dst.clone(), self.target.expiry_cmd(dst)));
+                cmds.push((dst.clone(), cmd("DUMP").arg(dst).clone()));
+            }
+            let now = now_ms();
+            let replies = self.target.run(cmds).await?;
+            let mut entries = Vec::new();
+            for (&i, pair) in group.iter().zip(replies.chunks(2)) {
+                if let (Some(expiry), Ok(Value::BulkString(payload))) =
+                    (self.target.expiry_from(&pair[0], now), &pair[1])
+                {
+                    let at: i64 = expiry.unwrap_or(-1);
+                    let mut value = at.to_le_bytes().to_vec();
+                    value.extend_from_slice(payload);
+                    entries.push((items[i].dst.clone(), value));
+                }
+            }
+            self.store
+                .ledger_put(&self.scope, LEDGER_BACKUP, &entries)
+                .await?;
+        }
+        if !by_key.is_empty() {
+            let mut entries = Vec::new();
+            let mut cmds = Vec::new();
+            let mut copied = Vec::new();
+            for &i in &by_key {
+                let dst = &items[i].dst;
+                let Some(backup) = self.backup_key(dst) else {
+                    failed[i] = true;
+                    continue;
+                };
+                let mut value = BACKUP_BY_KEY.to_le_bytes().to_vec();
+                value.extend_from_slice(&backup);
+                entries.push((dst.clone(), value));
+                let mut c = cmd("COPY");
+                c.arg(dst).arg(&backup).arg("REPLACE");
+                cmds.push((dst.clone(), c));
+                copied.push(i);
+            }
+            // Recorded first: a crash after the COPY leaves a backup key rollback knows.
+            self.store
+                .ledger_put(&self.scope, LEDGER_BACKUP, &entries)
+                .await?;
+            let replies = self.target.run(cmds).await?;
+            for (&i, reply) in copied.iter().zip(replies) {
+                if let Err(e) = reply {
+                    failed[i] = true;
+                    errors.push(
+                        display_key(&items[i].src),
+                        format!("backing up the value it would overwrite: {e}"),
+                    );
+                }
+            }
+        }
+        let mut kept = Vec::with_capacity(items.len());
+        for (i, item) in items.into_iter().enumerate() {
+            if failed[i] {
+                stats.failed += 1;
+                if self.backup_key(&item.dst).is_none() {
+                    errors.push(
+                        display_key(&item.src),
+                        "its new name has an unbalanced hash tag, so its old value cannot be backed up before overwriting".to_string(),
+                    );
+                }
+            } else {
+                kept.push(item);
+            }
+        }
+        Ok(kept)
     }
 
     fn can_copy_server_side(&self, item: &Item) -> bool {
@@ -662,13 +896,18 @@ impl Batcher {
             && (!self.source.is_cluster() || key_slot(&item.src) == key_slot(&item.dst))
     }
 
-    /// Writes every item: server-side COPY where possible, else DUMP/RESTORE, else chunks.
+    /// Writes every item: server-side COPY where possible, else DUMP/RESTORE, else chunks;
+    /// with `--delete-source` each source is deleted only if unchanged since its copy.
     async fn write(&self, items: &[Item], stats: &mut Stats) -> Result<Vec<Written>, KeysError> {
         let mut out: Vec<Option<Written>> = vec![None; items.len()];
         let (copy, dump): (Vec<usize>, Vec<usize>) =
             (0..items.len()).partition(|&i| self.can_copy_server_side(&items[i]));
         if !copy.is_empty() {
-            self.write_by_copy(items, &copy, &mut out, stats).await?;
+            if self.opts.delete_source {
+                self.move_on_server(items, &copy, &mut out, stats).await?;
+            } else {
+                self.write_by_copy(items, &copy, &mut out, stats).await?;
+            }
         }
         if !dump.is_empty() {
             self.write_by_dump(items, &dump, &mut out, stats).await?;
@@ -679,6 +918,10 @@ impl Batcher {
             .collect())
     }
 
+    fn target_db(&self) -> Option<i64> {
+        (self.target.db() != self.source.db()).then(|| self.target.db())
+    }
+
     async fn write_by_copy(
         &self,
         items: &[Item],
@@ -686,15 +929,15 @@ impl Batcher {
         out: &mut [Option<Written>],
         stats: &mut Stats,
     ) -> Result<(), KeysError> {
-        let target_db = self.target.db();
+        let target_db = self.target_db();
         let cmds = which
             .iter()
             .map(|&i| {
                 let item = &items[i];
                 let mut c = cmd("COPY");
                 c.arg(&item.src).arg(&item.dst);
-                if target_db != self.source.db() {
-                    c.arg("DB").arg(target_db);
+                if let Some(db) = target_db {
+                    c.arg("DB").arg(db);
                 }
                 if item.action != Action::Create {
                     c.arg("REPLACE");
@@ -737,32 +980,55 @@ impl Batcher {
         Ok(())
     }
 
-    /// Reads what DUMP/RESTORE needs of the items `which`: sizes first, so that a huge value is
-    /// never DUMPed in one piece, then expiry and payload. Returns the values read and the items
-    /// too big for one payload; vanished and failed items get their outcome in `out`.
-    async fn read_dumps(
+    /// `--delete-source` on one server: COPY and UNLINK in one script per key.
+    async fn move_on_server(
         &self,
         items: &[Item],
         which: &[usize],
         out: &mut [Option<Written>],
-    ) -> Result<(Vec<Dumped>, Vec<usize>), KeysError> {
+        stats: &mut Stats,
+    ) -> Result<(), KeysError> {
+        let moves: Vec<(&[u8], &[u8], bool)> = which
+            .iter()
+            .map(|&i| {
+                let item = &items[i];
+                (
+                    item.src.as_slice(),
+                    item.dst.as_slice(),
+                    item.action != Action::Create,
+                )
+            })
+            .collect();
+        let replies = move_on_server(&self.source, &moves, self.target_db()).await?;
+        for (&i, reply) in which.iter().zip(replies) {
+            out[i] = Some(match reply {
+                Moved::Moved => {
+                    stats.server_side_copies += 1;
+                    Written::Moved
+                }
+                Moved::Exists => Written::Exists,
+                Moved::Gone => Written::Vanished,
+                Moved::Failed(e) => Written::Failed(format!("COPY: {e}")),
+            });
+        }
+        Ok(())
+    }
+
+    /// Estimates the sizes of the items `which`: returns the ones small enough for one payload
+    /// with their size, and the ones too big; vanished and failed items get their outcome in
+    /// `out`.
+    async fn sizes(
+        &self,
+        items: &[Item],
+        which: &[usize],
+        out: &mut [Option<Written>],
+    ) -> Result<(Vec<(usize, u64)>, Vec<usize>), KeysError> {
         let sizes = self
             .source
             .run(
                 which
                     .iter()
-                    .map(|&i| {
-                        let src = &items[i].src;
-                        (
-                            src.clone(),
-                            cmd("MEMORY")
-                                .arg("USAGE")
-                                .arg(src)
-                                .arg("SAMPLES")
-                                .arg(1)
-                                .clone(),
-                        )
-                    })
+                    .map(|&i| (items[i].src.clone(), memory_usage_cmd(&items[i].src)))
                     .collect(),
             )
             .await?;
@@ -770,23 +1036,36 @@ impl Batcher {
         let mut chunked = Vec::new();
         for (&i, size) in which.iter().zip(sizes) {
             match size {
-                Ok(Value::Int(n)) if (n as u64) <= self.opts.max_payload => small.push(i),
+                Ok(Value::Int(n)) if (n as u64) <= self.opts.max_payload => {
+                    small.push((i, n as u64))
+                }
                 Ok(Value::Int(_)) => chunked.push(i),
                 Ok(_) => out[i] = Some(Written::Vanished),
                 Err(e) => out[i] = Some(Written::Failed(format!("MEMORY USAGE: {e}"))),
             }
         }
-        let mut cmds = Vec::with_capacity(small.len() * 2);
-        for &i in &small {
+        Ok((small, chunked))
+    }
+
+    /// Reads expiry and DUMP payload of the items `group`; vanished and failed items get their
+    /// outcome in `out`.
+    async fn read_dumps(
+        &self,
+        items: &[Item],
+        group: &[usize],
+        out: &mut [Option<Written>],
+    ) -> Result<Vec<Dumped>, KeysError> {
+        let mut cmds = Vec::with_capacity(group.len() * 2);
+        for &i in group {
             let src = &items[i].src;
             cmds.push((src.clone(), self.source.expiry_cmd(src)));
             cmds.push((src.clone(), cmd("DUMP").arg(src).clone()));
         }
         let now = now_ms();
         let replies = self.source.run(cmds).await?;
-        let mut dumped = Vec::with_capacity(small.len());
+        let mut dumped = Vec::with_capacity(group.len());
         let mut replies = replies.into_iter();
-        for &i in &small {
+        for &i in group {
             let (Some(expiry), Some(dump)) = (replies.next(), replies.next()) else {
                 break;
             };
@@ -815,12 +1094,13 @@ impl Batcher {
                 payload,
             });
         }
-        Ok((dumped, chunked))
+        Ok(dumped)
     }
 
     /// Restores every item on the target with the ledgered RESTORE script and counts what it
     /// did; returns the items for [`Batcher::decide`] and the regular path: new names that
-    /// already existed, values too big for one payload, payloads the target refuses.
+    /// already existed, values too big for one payload, payloads the target refuses, and
+    /// (with `--delete-source`) sources that changed while they were copied.
     async fn restore_ledgered(
         &self,
         items: Vec<Item>,
@@ -833,43 +1113,97 @@ impl Batcher {
         }
         let all: Vec<usize> = (0..items.len()).collect();
         let mut out: Vec<Option<Written>> = vec![None; items.len()];
-        let (dumped, _too_big) = self.read_dumps(&items, &all, &mut out).await?;
-        let restores: Vec<LedgeredRestore> = dumped
-            .iter()
-            .map(|d| LedgeredRestore {
-                dst: &items[d.idx].dst,
-                src: &items[d.idx].src,
-                expire_at: d.expire_at,
-                payload: &d.payload,
-            })
-            .collect();
-        let outcomes = restore_with_ledger(
-            &self.target,
-            &self.scope,
-            LEDGER_CREATED,
-            &[CREATED],
-            &restores,
-        )
-        .await?;
-        for (d, outcome) in dumped.iter().zip(outcomes) {
-            out[d.idx] = match outcome {
-                LedgeredCopy::Created | LedgeredCopy::Redone => {
-                    stats.bytes += d.payload.len() as u64;
-                    Some(Written::Done)
+        let (small, _too_big) = self.sizes(&items, &all, &mut out).await?;
+        let mut items = items;
+        for group in payload_groups(&small) {
+            let dumped = self.read_dumps(&items, &group, &mut out).await?;
+            let restores: Vec<LedgeredRestore> = dumped
+                .iter()
+                .map(|d| LedgeredRestore {
+                    dst: &items[d.idx].dst,
+                    src: &items[d.idx].src,
+                    expire_at: d.expire_at,
+                    payload: &d.payload,
+                })
+                .collect();
+            let outcomes =
+                restore_with_ledger(&self.target, &self.ledger_write(&[CREATED]), &restores)
+                    .await?;
+            let mut written = Vec::new();
+            for (d, outcome) in dumped.iter().zip(outcomes) {
+                out[d.idx] = match outcome {
+                    LedgeredCopy::Created | LedgeredCopy::Redone => {
+                        stats.bytes += d.payload.len() as u64;
+                        written.push(d);
+                        Some(Written::Done)
+                    }
+                    LedgeredCopy::Vanished => Some(Written::Vanished),
+                    LedgeredCopy::Exists => None,
+                    LedgeredCopy::Failed(e) if refuses_payload(&e) => {
+                        tracing::debug!(
+                            "the target refuses DUMP payloads; copying in chunks from now on"
+                        );
+                        self.ledgered_restore.store(false, Ordering::Relaxed);
+                        None
+                    }
+                    LedgeredCopy::Failed(e) => Some(Written::Failed(format!("RESTORE: {e}"))),
+                };
+            }
+            if self.opts.delete_source && !written.is_empty() {
+                for (d, deleted) in written
+                    .iter()
+                    .zip(self.delete_copied_sources(&items, &written).await?)
+                {
+                    match deleted {
+                        SourceDelete::Deleted => out[d.idx] = Some(Written::Moved),
+                        SourceDelete::Gone => {}
+                        // Changed since the copy: the regular path copies it again.
+                        SourceDelete::Changed => {
+                            out[d.idx] = None;
+                            items[d.idx].action = Action::Redo(CREATED | SOURCE_DELETED);
+                        }
+                        SourceDelete::Failed(e) => {
+                            out[d.idx] = Some(Written::Kept {
+                                changed: false,
+                                why: format!("copied, but deleting the source failed: {e}"),
+                            })
+                        }
+                    }
                 }
-                LedgeredCopy::Vanished => Some(Written::Vanished),
-                LedgeredCopy::Exists => None,
-                LedgeredCopy::Failed(e) if refuses_payload(&e) => {
-                    tracing::debug!(
-                        "the target refuses DUMP payloads; copying in chunks from now on"
-                    );
-                    self.ledgered_restore.store(false, Ordering::Relaxed);
-                    None
-                }
-                LedgeredCopy::Failed(e) => Some(Written::Failed(format!("RESTORE: {e}"))),
-            };
+            }
         }
         Ok(self.count_written(items, out, stats, per_rule, errors))
+    }
+
+    /// Records that the sources of `copied` are deleted (so rollback re-creates them), then
+    /// deletes each one that is unchanged since it was read.
+    async fn delete_copied_sources(
+        &self,
+        items: &[Item],
+        copied: &[&Dumped],
+    ) -> Result<Vec<SourceDelete>, KeysError> {
+        let intents: Vec<_> = copied
+            .iter()
+            .map(|d| {
+                let item = &items[d.idx];
+                (
+                    item.dst.clone(),
+                    ledger_value(item.action.flags(true), &item.src),
+                )
+            })
+            .collect();
+        self.store
+            .ledger_put(&self.scope, LEDGER_CREATED, &intents)
+            .await?;
+        let checks: Vec<DeleteIfUnchanged> = copied
+            .iter()
+            .map(|d| DeleteIfUnchanged {
+                key: &items[d.idx].src,
+                witness: Witness::Payload(&d.payload),
+                expire_at: d.expire_at,
+            })
+            .collect();
+        Ok(delete_if_unchanged(&self.source, &checks).await?)
     }
 
     async fn write_by_dump(
@@ -879,41 +1213,9 @@ impl Batcher {
         out: &mut [Option<Written>],
         stats: &mut Stats,
     ) -> Result<(), KeysError> {
-        let (dumped, chunked) = self.read_dumps(items, which, out).await?;
-        let mut restores = Vec::with_capacity(dumped.len());
-        let mut restored = Vec::with_capacity(dumped.len());
-        for Dumped {
-            idx: i,
-            expire_at,
-            payload,
-        } in dumped
-        {
-            let item = &items[i];
-            stats.bytes += payload.len() as u64;
-            let mut c = cmd("RESTORE");
-            c.arg(&item.dst)
-                .arg(expire_at.unwrap_or(0))
-                .arg(payload.as_slice());
-            if item.action != Action::Create {
-                c.arg("REPLACE");
-            }
-            if expire_at.is_some() {
-                c.arg("ABSTTL");
-            }
-            restores.push((item.dst.clone(), c));
-            restored.push((i, expire_at));
-        }
-        let replies = self.target.run(restores).await?;
-        for ((i, expire_at), reply) in restored.into_iter().zip(replies) {
-            out[i] = Some(match reply {
-                Ok(_) => Written::Done,
-                Err(e) if e.code() == Some("BUSYKEY") => Written::Exists,
-                Err(e) if is_payload_rejection(&e) => {
-                    tracing::debug!(key = %display_key(&items[i].src), "target refused the DUMP payload; copying in chunks");
-                    self.copy_chunked(&items[i], Some(expire_at), stats).await?
-                }
-                Err(e) => Written::Failed(format!("RESTORE: {e}")),
-            });
+        let (small, chunked) = self.sizes(items, which, out).await?;
+        for group in payload_groups(&small) {
+            self.restore_group(items, &group, false, out, stats).await?;
         }
         // Values too big for one payload.
         for i in chunked {
@@ -922,30 +1224,176 @@ impl Batcher {
         Ok(())
     }
 
+    /// DUMPs the items `group` and RESTOREs them under their new names (REPLACE for redone and
+    /// overwritten items, or all with `replace`); with `--delete-source`, deletes each source
+    /// unchanged since its DUMP and copies a changed one once more.
+    async fn restore_group(
+        &self,
+        items: &[Item],
+        group: &[usize],
+        replace: bool,
+        out: &mut [Option<Written>],
+        stats: &mut Stats,
+    ) -> Result<(), KeysError> {
+        let dumped = self.read_dumps(items, group, out).await?;
+        let mut restores = Vec::with_capacity(dumped.len());
+        for d in &dumped {
+            let item = &items[d.idx];
+            stats.bytes += d.payload.len() as u64;
+            let mut c = cmd("RESTORE");
+            c.arg(&item.dst)
+                .arg(d.expire_at.unwrap_or(0))
+                .arg(d.payload.as_slice());
+            if replace || item.action != Action::Create {
+                c.arg("REPLACE");
+            }
+            if d.expire_at.is_some() {
+                c.arg("ABSTTL");
+            }
+            restores.push((item.dst.clone(), c));
+        }
+        let replies = self.target.run(restores).await?;
+        let mut restored = Vec::new();
+        for (d, reply) in dumped.iter().zip(replies) {
+            let i = d.idx;
+            out[i] = Some(match reply {
+                Ok(_) => {
+                    restored.push(d);
+                    Written::Done
+                }
+                Err(e) if e.code() == Some("BUSYKEY") => Written::Exists,
+                Err(e) if is_payload_rejection(&e) => {
+                    tracing::debug!(key = %display_key(&items[i].src), "target refused the DUMP payload; copying in chunks");
+                    self.copy_chunked(&items[i], Some(d.expire_at), stats)
+                        .await?
+                }
+                Err(e) => Written::Failed(format!("RESTORE: {e}")),
+            });
+        }
+        if !self.opts.delete_source || restored.is_empty() {
+            return Ok(());
+        }
+        let checks: Vec<DeleteIfUnchanged> = restored
+            .iter()
+            .map(|d| DeleteIfUnchanged {
+                key: &items[d.idx].src,
+                witness: Witness::Payload(&d.payload),
+                expire_at: d.expire_at,
+            })
+            .collect();
+        let mut changed = Vec::new();
+        for (d, deleted) in restored
+            .iter()
+            .zip(delete_if_unchanged(&self.source, &checks).await?)
+        {
+            out[d.idx] = Some(match deleted {
+                SourceDelete::Deleted => Written::Moved,
+                SourceDelete::Gone => Written::Done,
+                SourceDelete::Changed if !replace => {
+                    changed.push(d.idx);
+                    continue;
+                }
+                SourceDelete::Changed => Written::Kept {
+                    changed: true,
+                    why: changed_while_moved(),
+                },
+                SourceDelete::Failed(e) => Written::Kept {
+                    changed: false,
+                    why: format!("copied, but deleting the source failed: {e}"),
+                },
+            });
+        }
+        if !changed.is_empty() {
+            Box::pin(self.restore_group(items, &changed, true, out, stats)).await?;
+        }
+        Ok(())
+    }
+
     /// Copies one item element by element; `expire_at` is read from the source when `None`.
+    /// The temporary key is recorded in the `tmp` ledger while the copy runs. With
+    /// `--delete-source` the source is deleted only if its DUMP digest is unchanged since the
+    /// copy started; a changed one is copied once more, then kept.
     async fn copy_chunked(
         &self,
         item: &Item,
         expire_at: Option<Option<i64>>,
         stats: &mut Stats,
     ) -> Result<Written, KeysError> {
-        let expire_at = match expire_at {
-            Some(e) => e,
-            None => {
-                let now = now_ms();
-                let r = self
-                    .source
-                    .query(&item.src, self.source.expiry_cmd(&item.src))
-                    .await?;
-                match self.source.expiry_from(&r, now) {
-                    Some(e) => e,
-                    None if r.is_ok() => return Ok(Written::Vanished),
-                    None => return Ok(Written::Failed(format!("reading the expiry: {r:?}"))),
+        let mut replace = item.action != Action::Create;
+        let mut expire_at = expire_at;
+        for attempt in 0..2 {
+            let digest = if self.opts.delete_source {
+                match source_digest(&self.source, &item.src).await? {
+                    Ok(Some(d)) => Some(d),
+                    Ok(None) => return Ok(Written::Vanished),
+                    Err(e) => return Ok(Written::Failed(format!("reading the source: {e}"))),
                 }
+            } else {
+                None
+            };
+            let at = match expire_at.take() {
+                Some(e) => e,
+                None => {
+                    let now = now_ms();
+                    let r = self
+                        .source
+                        .query(&item.src, self.source.expiry_cmd(&item.src))
+                        .await?;
+                    match self.source.expiry_from(&r, now) {
+                        Some(e) => e,
+                        None if r.is_ok() => return Ok(Written::Vanished),
+                        None => {
+                            return Ok(Written::Failed(format!("reading the expiry: {r:?}")));
+                        }
+                    }
+                }
+            };
+            let written = self.copy_chunked_once(item, at, replace, stats).await?;
+            let Some(digest) = digest.filter(|_| written == Written::Done) else {
+                return Ok(written);
+            };
+            let check = DeleteIfUnchanged {
+                key: &item.src,
+                witness: Witness::Sha1(&digest),
+                expire_at: at,
+            };
+            let deleted = delete_if_unchanged(&self.source, &[check]).await?;
+            match deleted.into_iter().next() {
+                Some(SourceDelete::Deleted) => return Ok(Written::Moved),
+                Some(SourceDelete::Changed) if attempt == 0 => replace = true,
+                Some(SourceDelete::Changed) => {
+                    return Ok(Written::Kept {
+                        changed: true,
+                        why: changed_while_moved(),
+                    });
+                }
+                Some(SourceDelete::Failed(e)) => {
+                    return Ok(Written::Kept {
+                        changed: false,
+                        why: format!("copied, but deleting the source failed: {e}"),
+                    });
+                }
+                Some(SourceDelete::Gone) | None => return Ok(Written::Done),
             }
-        };
-        let replace = item.action != Action::Create;
-        match copy_in_chunks(
+        }
+        unreachable!("the second attempt returns")
+    }
+
+    async fn copy_chunked_once(
+        &self,
+        item: &Item,
+        expire_at: Option<i64>,
+        replace: bool,
+        stats: &mut Stats,
+    ) -> Result<Written, KeysError> {
+        let tag = &self.opts.run_name;
+        let tmp = chunk_tmp_key(&item.dst, tag, self.target.is_cluster());
+        if let Some(tmp) = &tmp {
+            self.store
+                .ledger_put(&self.scope, LEDGER_TMP, &[(tmp.clone(), item.dst.clone())])
+                .await?;
+        }
+        let copied = copy_in_chunks(
             &self.source,
             &item.src,
             &self.target,
@@ -953,49 +1401,35 @@ impl Batcher {
             expire_at,
             replace,
             self.opts.chunk_size,
+            tag,
         )
-        .await
-        {
+        .await;
+        let written = match copied {
             Ok(ChunkedCopy::Copied { bytes }) => {
                 stats.bytes += bytes;
                 stats.chunked += 1;
-                Ok(Written::Done)
+                Written::Done
             }
-            Ok(ChunkedCopy::Vanished) => Ok(Written::Vanished),
-            Ok(ChunkedCopy::Exists) => Ok(Written::Exists),
-            Err(ChunkError::Key(e)) => Ok(Written::Failed(format!("chunked copy: {e}"))),
-            Err(ChunkError::Conn(e)) => Err(e.into()),
+            Ok(ChunkedCopy::Vanished) => Written::Vanished,
+            Ok(ChunkedCopy::Exists) => Written::Exists,
+            Err(ChunkError::Key(e)) => Written::Failed(format!("chunked copy: {e}")),
+            Err(ChunkError::Conn(e)) => return Err(e.into()),
+        };
+        if let Some(tmp) = tmp {
+            self.store
+                .ledger_remove(&self.scope, LEDGER_TMP, &[tmp])
+                .await?;
         }
+        Ok(written)
     }
+}
 
-    /// Records the deletion intent, then deletes the sources of migrated keys.
-    async fn delete_sources(&self, migrated: &[Item]) -> Result<u64, KeysError> {
-        let intents: Vec<_> = migrated
-            .iter()
-            .map(|i| {
-                let flags = match i.action {
-                    Action::Create => CREATED,
-                    Action::Overwrite => CREATED | OVERWROTE,
-                    Action::Redo(f) => f,
-                };
-                (i.dst.clone(), ledger_value(flags | SOURCE_DELETED, &i.src))
-            })
-            .collect();
-        self.store
-            .ledger_put(&self.scope, LEDGER_CREATED, &intents)
-            .await?;
-        let replies = self
-            .source
-            .run(
-                migrated
-                    .iter()
-                    .map(|i| (i.src.clone(), cmd("UNLINK").arg(&i.src).clone()))
-                    .collect(),
-            )
-            .await?;
-        Ok(replies
-            .iter()
-            .filter(|r| matches!(r, Ok(Value::Int(1))))
-            .count() as u64)
-    }
+fn changed_while_moved() -> String {
+    "an application changed it twice while it was being moved: kept under its old name (the new name holds an earlier value); run apply again to copy its latest value".to_string()
+}
+
+fn memory_usage_cmd(key: &[u8]) -> Cmd {
+    let mut c = cmd("MEMORY");
+    c.arg("USAGE").arg(key).arg("SAMPLES").arg(1);
+    c
 }

@@ -10,6 +10,7 @@
 
 mod analyze;
 mod apply;
+mod clash;
 mod rollback;
 mod scan;
 mod status;
@@ -29,6 +30,7 @@ use crate::store::{AnyStore, OpenStoreError};
 
 pub use analyze::{AnalyzeOutcome, PlanOutcome, analyze, plan};
 pub use apply::{ApplyOutcome, apply};
+pub use clash::{Clash, OnCollision, find_clashes};
 pub use rollback::{RollbackOutcome, rollback};
 pub use status::{StatusOutcome, status};
 pub use verify::{VerifyOutcome, verify};
@@ -71,6 +73,8 @@ pub struct KeysOptions {
     pub concurrency: usize,
     /// Conflict policy.
     pub on_conflict: OnConflict,
+    /// What to do with old keys that map to one new name.
+    pub on_collision: OnCollision,
     /// Delete each source key after its copy is written.
     pub delete_source: bool,
     /// Keys per second at most.
@@ -101,9 +105,10 @@ impl Default for KeysOptions {
             batch_size: 1000,
             concurrency: 4,
             on_conflict: OnConflict::Skip,
+            on_collision: OnCollision::Refuse,
             delete_source: false,
             rate: None,
-            max_payload: 64 * 1024 * 1024,
+            max_payload: 8 * 1024 * 1024,
             chunk_size: 1000,
             ttl_tolerance_ms: 1000,
             sample: None,
@@ -181,6 +186,14 @@ pub struct Stats {
     pub chunked: u64,
     /// Source keys deleted after their copy (`--delete-source`).
     pub source_deleted: u64,
+    /// Old keys left alone because another old key takes their new name
+    /// (`--on-collision first-wins`, or written by this run from another source meanwhile).
+    #[serde(default)]
+    pub collisions: u64,
+    /// Source keys kept under their old name although `--delete-source` was given, because
+    /// an application changed them while they were being moved (each is re-copied once first).
+    #[serde(default)]
+    pub source_kept_changed: u64,
 }
 
 impl Stats {
@@ -197,6 +210,8 @@ impl Stats {
         self.server_side_copies += o.server_side_copies;
         self.chunked += o.chunked;
         self.source_deleted += o.source_deleted;
+        self.collisions += o.collisions;
+        self.source_kept_changed += o.source_kept_changed;
     }
 }
 
@@ -234,8 +249,16 @@ pub(crate) const OVERWROTE: u8 = 2;
 pub(crate) const SOURCE_DELETED: u8 = 4;
 /// Ledger of keys written by apply: new key → flags byte + source key.
 pub(crate) const LEDGER_CREATED: &str = "created";
-/// Ledger of replaced values: new key → expire-at (i64 LE, -1 none) + DUMP payload.
+/// Ledger of replaced values: new key → expire-at (i64 LE, -1 none) + DUMP payload; or, for a
+/// value too big for one payload, [`BACKUP_BY_KEY`] + the name of a key on the target that
+/// holds the old value (a server-side COPY, TTL included).
 pub(crate) const LEDGER_BACKUP: &str = "backup";
+/// The expire-at of a `backup` entry whose old value is kept in a key on the target.
+pub(crate) const BACKUP_BY_KEY: i64 = -2;
+/// Ledger of temporary keys of chunked copies on the target: temporary name → new name.
+/// Recorded before a chunked copy starts and removed after it ended, so that what a crash
+/// leaves behind is known and removed by the next apply or rollback.
+pub(crate) const LEDGER_TMP: &str = "tmp";
 
 pub(crate) fn ledger_value(flags: u8, src: &[u8]) -> Vec<u8> {
     let mut v = Vec::with_capacity(src.len() + 1);
@@ -370,6 +393,41 @@ impl KeysContext {
             globs.into_iter().next()
         } else {
             None
+        }
+    }
+}
+
+/// Deletes every temporary key of an interrupted chunked copy that the `tmp` ledger lists, and
+/// empties the ledger; returns how many keys were deleted.
+pub(crate) async fn sweep_tmp_keys(ctx: &KeysContext) -> Result<u64, KeysError> {
+    use ferry_core::checkpoint::CheckpointStore;
+    let mut deleted = 0;
+    let mut cursor = 0;
+    loop {
+        let (next, entries) = ctx
+            .store
+            .ledger_page(&ctx.scope, LEDGER_TMP, cursor, ctx.opts.batch_size)
+            .await?;
+        cursor = next;
+        if !entries.is_empty() {
+            let names: Vec<Vec<u8>> = entries.into_iter().map(|(k, _)| k).collect();
+            let del = |k: &Vec<u8>| {
+                (
+                    k.clone(),
+                    ferry_connectors::redis::cmd("DEL").arg(k).clone(),
+                )
+            };
+            let replies = ctx.target.run(names.iter().map(del).collect()).await?;
+            deleted += replies
+                .iter()
+                .filter(|r| matches!(r, Ok(ferry_connectors::redis::Value::Int(1))))
+                .count() as u64;
+            ctx.store
+                .ledger_remove(&ctx.scope, LEDGER_TMP, &names)
+                .await?;
+        }
+        if cursor == 0 && ctx.store.ledger_len(&ctx.scope, LEDGER_TMP).await? == 0 {
+            return Ok(deleted);
         }
     }
 }
