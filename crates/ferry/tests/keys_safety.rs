@@ -368,3 +368,91 @@ fn delete_source_keeps_concurrent_writes_with_a_file_store() {
     delete_source_keeps_concurrent_writes(false, true);
     delete_source_keeps_concurrent_writes(true, true);
 }
+
+/// The keys matching `pattern`, as text.
+fn names(conn: &mut Connection, pattern: &str) -> Vec<String> {
+    conn.scan_match::<_, String>(pattern)
+        .unwrap()
+        .map(|k| k.unwrap())
+        .collect()
+}
+
+/// A SIGKILL during a chunked copy leaves a temporary key; the next apply, or a rollback,
+/// removes it (it is recorded before the copy starts).
+#[test]
+fn temporary_keys_of_a_killed_chunked_copy_are_removed() {
+    for then in ["apply", "rollback"] {
+        let src = RedisServer::start();
+        let dst = RedisServer::start();
+        let mut s = src.conn();
+        let mut d = dst.conn();
+        for chunk in 0..40 {
+            let mut p = redis::pipe();
+            for i in 0..2500 {
+                p.hset("old:big", format!("f{chunk}-{i}"), "x".repeat(20))
+                    .ignore();
+            }
+            let () = p.query(&mut s).unwrap();
+        }
+        let () = s.set("old:small", "1").unwrap();
+        let rules = rules_file(MOVE_RULES);
+        let target = dst.url();
+        let args = [
+            "keys",
+            "apply",
+            "--source",
+            &src.url(),
+            "--target",
+            &target,
+            "--rules",
+            rules.to_str().unwrap(),
+            "-y",
+            "--max-payload",
+            "1",
+            "--chunk-size",
+            "10",
+        ];
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let tmp = names(&mut d, "*ferry-tmp*");
+            let len: usize = tmp.first().map(|k| d.hlen(k).unwrap_or(0)).unwrap_or(0);
+            if len > 100 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the chunked copy did not start"
+            );
+            thread::sleep(std::time::Duration::from_millis(20));
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(
+            names(&mut d, "*ferry-tmp*").len(),
+            1,
+            "a partial copy is left"
+        );
+        let out = match then {
+            "apply" => ferry(&args),
+            _ => keys("rollback", &src.url(), &rules, &["--target", &target, "-y"]),
+        };
+        assert_eq!(out.status.code(), Some(0), "{then}: {}", text(&out));
+        assert!(
+            names(&mut d, "*ferry-tmp*").is_empty(),
+            "{then} left {:?}",
+            names(&mut d, "*ferry-tmp*")
+        );
+        if then == "apply" {
+            let n: usize = d.hlen("new:big").unwrap();
+            assert_eq!(n, 100_000);
+        } else {
+            assert!(names(&mut d, "new:*").is_empty());
+        }
+    }
+}
