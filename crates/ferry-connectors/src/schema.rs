@@ -171,22 +171,55 @@ pub fn pending(
 }
 
 /// The commit of the graph stores (FalkorDB, Neo4j), the seed's model: one query, so one
-/// transaction. Parameters: `camera`, `watermark`, `open_state`, `now`, `events` (maps with
-/// the [`EventRow`] fields, `centroid` as a float list and `centroid_json` as text).
-pub const CYPHER_COMMIT: &str = "MERGE (c:Camera {id: $camera}) \
+/// transaction. Start it with [`CYPHER_FENCE`] or [`CYPHER_NO_FENCE`], which bind `ok` (write or
+/// not) and `current` (the fence token recorded before this commit). Parameters: `camera`,
+/// `watermark`, `open_state`, `now`, `events` (maps with the [`EventRow`] fields, `centroid` as
+/// a float list and `centroid_json` as text). Returns one row: `ok`, `current`.
+///
+/// Every write sits inside `FOREACH (go IN CASE WHEN ok THEN [1] ELSE [] END | …)`, so a fenced
+/// commit writes nothing while the query still returns its row.
+pub const CYPHER_COMMIT: &str = "FOREACH (go IN CASE WHEN ok THEN [1] ELSE [] END | \
+     MERGE (c:Camera {id: $camera}) \
      SET c.watermark = $watermark, c.open_state = $open_state, c.state_ms = $now \
-     WITH c UNWIND $events AS e \
-     MERGE (ev:Event {id: e.id}) \
-     SET ev.camera_id = e.camera_id, ev.caption = e.caption, ev.start_ms = e.start_ms, \
-         ev.end_ms = e.end_ms, ev.frame_count = e.frame_count, ev.captions = e.captions, \
-         ev.centroid = e.centroid, ev.centroid_json = e.centroid_json, \
-         ev.previous_event_id = e.previous_event_id, \
-         ev.run_id = e.run_id, ev.status = e.status, ev.first_entry = e.first_entry, \
-         ev.last_entry = e.last_entry, ev.updated_ms = $now \
-     MERGE (c)-[:RECORDED]->(ev) \
-     WITH ev, e WHERE e.previous_event_id IS NOT NULL \
-     MERGE (p:Event {id: e.previous_event_id}) \
-     MERGE (ev)-[:CONTINUES]->(p)";
+     FOREACH (e IN $events | \
+       MERGE (ev:Event {id: e.id}) \
+       SET ev.camera_id = e.camera_id, ev.caption = e.caption, ev.start_ms = e.start_ms, \
+           ev.end_ms = e.end_ms, ev.frame_count = e.frame_count, ev.captions = e.captions, \
+           ev.centroid = e.centroid, ev.centroid_json = e.centroid_json, \
+           ev.previous_event_id = e.previous_event_id, \
+           ev.run_id = e.run_id, ev.status = e.status, ev.first_entry = e.first_entry, \
+           ev.last_entry = e.last_entry, ev.updated_ms = $now \
+       MERGE (c)-[:RECORDED]->(ev) \
+       FOREACH (p IN CASE WHEN e.previous_event_id IS NULL THEN [] ELSE [e.previous_event_id] END | \
+         MERGE (pe:Event {id: p}) \
+         MERGE (ev)-[:CONTINUES]->(pe)))) \
+     RETURN ok, current";
+
+/// The fence check that starts a fenced [`CYPHER_COMMIT`] (parameters `scope`, `token`): the
+/// `(:FerryFence {scope})` node keeps the highest token seen; `ok` is whether this commit's
+/// token is at least that, and only then is the token recorded. Setting and removing `locked`
+/// first takes the node's write lock (Neo4j reads committed data: without the lock, two
+/// concurrent commits could both read the old token); FalkorDB runs each write query alone.
+pub const CYPHER_FENCE: &str = "MERGE (f:FerryFence {scope: $scope}) \
+     SET f.locked = true \
+     WITH f, f.token AS current \
+     REMOVE f.locked \
+     WITH f, current, (current IS NULL OR current <= $token) AS ok \
+     FOREACH (go IN CASE WHEN ok THEN [1] ELSE [] END | SET f.token = $token) \
+     WITH ok, current ";
+
+/// The start of an unfenced [`CYPHER_COMMIT`] (no lease token: a store used without fencing).
+pub const CYPHER_NO_FENCE: &str = "WITH true AS ok, null AS current ";
+
+/// The commit query of the graph stores, fenced or not.
+pub fn cypher_commit(fenced: bool) -> String {
+    let head = if fenced {
+        CYPHER_FENCE
+    } else {
+        CYPHER_NO_FENCE
+    };
+    format!("{head}{CYPHER_COMMIT}")
+}
 
 /// The event columns the graph stores return, in [`EventRow`] order.
 pub const CYPHER_EVENT_RETURN: &str = "e.id AS id, e.camera_id AS camera_id, e.caption AS caption, e.start_ms AS start_ms, e.end_ms AS end_ms, e.frame_count AS frame_count, e.captions AS captions, e.centroid_json AS centroid_json, e.previous_event_id AS previous_event_id, e.run_id AS run_id, e.status AS status, e.first_entry AS first_entry, e.last_entry AS last_entry";

@@ -11,11 +11,14 @@ use ferry_connectors::falkordb::FalkorDbEventStore;
 use ferry_connectors::neo4j::Neo4jEventStore;
 use ferry_connectors::postgres::PostgresEventStore;
 use ferry_connectors::sqlite::SqliteEventStore;
+use ferry_core::error::{Classify, ErrorClass};
 use ferry_core::tier::grouping::{DistinctCaption, OpenEventState};
+use ferry_core::tier::store::Fence;
 use ferry_core::tier::{
-    CameraState, CaptionCount, EntryId, EventStatus, EventStore, RunRecord, TierEvent, event_id,
+    CameraState, CaptionCount, EntryId, EventStatus, EventStore, EventStoreError, RunRecord,
+    TierEvent, event_id,
 };
-use ferry_testkit::{FalkorDbServer, PgDatabase};
+use ferry_testkit::{FalkorDbServer, PgDatabase, unique_name};
 
 fn event(camera: &str, first: u64, frames: u64, previous: Option<String>) -> TierEvent {
     TierEvent {
@@ -71,11 +74,14 @@ async fn check<S: EventStore>(store: &S) {
         watermark: Some(b.last_entry),
         open: Some(open),
     };
-    store.commit(&[a.clone(), b.clone()], &state).await.unwrap();
+    store
+        .commit(&[a.clone(), b.clone()], &state, None)
+        .await
+        .unwrap();
     let mut b2 = b.clone();
     b2.frame_count = 7;
     b2.status = EventStatus::Open;
-    store.commit(&[b2.clone()], &state).await.unwrap();
+    store.commit(&[b2.clone()], &state, None).await.unwrap();
     let events = store.events(Some("cam1"), 10).await.unwrap();
     assert_eq!(
         events,
@@ -96,7 +102,7 @@ async fn check<S: EventStore>(store: &S) {
         watermark: Some(many[299].last_entry),
         open: None,
     };
-    store.commit(&many, &state2).await.unwrap();
+    store.commit(&many, &state2, None).await.unwrap();
     let counts = store.counts().await.unwrap();
     assert_eq!(
         (counts.events, counts.cameras, counts.frames),
@@ -126,6 +132,127 @@ async fn check<S: EventStore>(store: &S) {
     );
 }
 
+fn fence(camera: &str, token: u64) -> Fence {
+    Fence::of(format!("tier/{camera}"), token).unwrap()
+}
+
+fn watermark_state(camera: &str, ms: u64) -> CameraState {
+    CameraState {
+        camera_id: camera.to_string(),
+        watermark: Some(EntryId::new(ms, 0)),
+        open: None,
+    }
+}
+
+/// Fencing: the store keeps the highest token per scope, in the commit's transaction, and a
+/// commit with a lower one (a pass that lost its lease to a newer run) writes nothing.
+async fn check_fencing<S: EventStore>(store: &S) {
+    store.migrate().await.unwrap();
+    // Unique cameras: a Neo4j test database may be reused, and fences never go back.
+    let cam = &unique_name("fenced");
+    let other_cam = &unique_name("other");
+    let e5 = event(cam, 5_000, 1, None);
+    store
+        .commit(
+            std::slice::from_ref(&e5),
+            &watermark_state(cam, 5_000),
+            Some(&fence(cam, 5)),
+        )
+        .await
+        .expect("token 5 commits");
+
+    // Token 4: refused, nothing written (no event, the camera state unchanged).
+    let mut e5_stale = e5.clone();
+    e5_stale.run_id = "stale-run".into();
+    e5_stale.frame_count = 99;
+    let e4 = event(cam, 4_000, 1, None);
+    let err = store
+        .commit(
+            &[e4.clone(), e5_stale],
+            &watermark_state(cam, 9_000),
+            Some(&fence(cam, 4)),
+        )
+        .await
+        .expect_err("token 4 is refused after token 5");
+    match &err {
+        EventStoreError::Fenced {
+            scope,
+            token,
+            current,
+            ..
+        } => assert_eq!(
+            (scope.as_str(), *token, *current),
+            (format!("tier/{cam}").as_str(), 4, 5)
+        ),
+        other => panic!("expected Fenced, got {other:?}"),
+    }
+    let msg = err.to_string();
+    assert!(msg.contains("taken over by a newer run"), "{msg}");
+    assert!(msg.contains("without writing"), "{msg}");
+    assert_eq!(err.class(), ErrorClass::External);
+    assert!(!err.retryable(), "a fenced commit must not be retried");
+    assert_eq!(
+        store.events(Some(cam), 10).await.unwrap(),
+        vec![e5.clone()],
+        "the refused commit wrote nothing"
+    );
+    assert_eq!(
+        store.camera_state(cam).await.unwrap(),
+        Some(watermark_state(cam, 5_000))
+    );
+
+    // The same token again (the same run's next chunk) and a newer one commit.
+    store
+        .commit(
+            std::slice::from_ref(&e5),
+            &watermark_state(cam, 5_000),
+            Some(&fence(cam, 5)),
+        )
+        .await
+        .expect("the same token commits again");
+    let e6 = event(cam, 6_000, 2, None);
+    store
+        .commit(
+            std::slice::from_ref(&e6),
+            &watermark_state(cam, 6_000),
+            Some(&fence(cam, 6)),
+        )
+        .await
+        .expect("token 6 commits");
+    assert_eq!(
+        store.events(Some(cam), 10).await.unwrap(),
+        vec![e6.clone(), e5.clone()]
+    );
+    assert_eq!(
+        store.camera_state(cam).await.unwrap(),
+        Some(watermark_state(cam, 6_000))
+    );
+    let err = store
+        .commit(&[e4], &watermark_state(cam, 9_000), Some(&fence(cam, 5)))
+        .await
+        .expect_err("token 5 is refused after token 6");
+    assert!(
+        matches!(err, EventStoreError::Fenced { current: 6, .. }),
+        "{err:?}"
+    );
+
+    // Fences are per scope: another camera starts at its own first token.
+    let other = event(other_cam, 1_000, 1, None);
+    store
+        .commit(
+            std::slice::from_ref(&other),
+            &watermark_state(other_cam, 1_000),
+            Some(&fence(other_cam, 1)),
+        )
+        .await
+        .expect("another scope is not fenced by this one");
+    assert_eq!(
+        store.events(Some(other_cam), 10).await.unwrap(),
+        vec![other]
+    );
+    assert_eq!(store.events(Some(cam), 10).await.unwrap(), vec![e6, e5]);
+}
+
 async fn refuses_newer(store: impl EventStore, bump: impl FnOnce()) {
     bump();
     let err = store
@@ -142,6 +269,7 @@ async fn sqlite_store_upserts_keeps_state_and_history() {
     let path = dir.path().join("events.db");
     let url = format!("sqlite://{}", path.display());
     check(&SqliteEventStore::open(&url).await.unwrap()).await;
+    check_fencing(&SqliteEventStore::open(&url).await.unwrap()).await;
     refuses_newer(SqliteEventStore::open(&url).await.unwrap(), || {
         let conn = rusqlite::Connection::open(&path).unwrap();
         conn.execute(
@@ -153,10 +281,43 @@ async fn sqlite_store_upserts_keeps_state_and_history() {
     .await;
 }
 
+/// A store created by a Ferry without fencing (schema version 1) gets the fence table by the
+/// versioned migration.
+#[tokio::test]
+async fn sqlite_store_upgrades_a_version_1_schema_with_the_fence_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.db");
+    let url = format!("sqlite://{}", path.display());
+    SqliteEventStore::open(&url)
+        .await
+        .unwrap()
+        .migrate()
+        .await
+        .unwrap();
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "DROP TABLE ferry_fence; UPDATE ferry_schema SET version = 1 WHERE component = 'tier'",
+        )
+        .unwrap();
+    }
+    check_fencing(&SqliteEventStore::open(&url).await.unwrap()).await;
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let version: i64 = conn
+        .query_row(
+            "SELECT version FROM ferry_schema WHERE component = 'tier'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(version, 2);
+}
+
 #[tokio::test]
 async fn postgres_store_upserts_keeps_state_and_history() {
     let db = PgDatabase::create();
     check(&PostgresEventStore::open(&db.url()).await.unwrap()).await;
+    check_fencing(&PostgresEventStore::open(&db.url()).await.unwrap()).await;
     let store = PostgresEventStore::open(&db.url()).await.unwrap();
     let url = db.url();
     refuses_newer(store, || {
@@ -180,6 +341,7 @@ async fn falkordb_store_upserts_keeps_state_and_history() {
     let server = FalkorDbServer::start();
     let url = format!("{}/events", server.url());
     check(&FalkorDbEventStore::open(&url).await.unwrap()).await;
+    check_fencing(&FalkorDbEventStore::open(&url).await.unwrap()).await;
     let port = server.port();
     refuses_newer(FalkorDbEventStore::open(&url).await.unwrap(), || {
         let mut conn = redis::Client::open(format!("redis://127.0.0.1:{port}"))
@@ -229,6 +391,7 @@ async fn neo4j_store_upserts_keeps_state_and_history() {
     };
     let store = Neo4jEventStore::open(&url).await.unwrap();
     check(&store).await;
+    check_fencing(&store).await;
 }
 
 #[tokio::test]

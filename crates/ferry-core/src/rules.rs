@@ -1792,7 +1792,7 @@ to = "new:{x}"
 [[rule]]
 name = "c"
 from = "old3:{x..}"
-to = "new:x:{x..}:end"
+to = "new:x:{x}:end"
 "#,
         );
         // Two, one and three or more colons after `new`: no name fits two of them.
@@ -1802,7 +1802,7 @@ to = "new:x:{x..}:end"
 [[rule]]
 name = "a"
 from = "old:{x..}"
-to = "new:{x..}"
+to = "new:{x}"
 [[rule]]
 name = "b"
 from = "legacy:{id}"

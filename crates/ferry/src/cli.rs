@@ -126,12 +126,8 @@ pub enum KeysAction {
         /// Keys per second at most.
         #[arg(long, value_name = "KEYS_PER_S")]
         rate: Option<u64>,
-        /// Values bigger than this (bytes, by MEMORY USAGE) are copied in chunks.
-        #[arg(long, value_name = "BYTES")]
-        max_payload: Option<u64>,
-        /// Elements per chunk of a chunked copy.
-        #[arg(long)]
-        chunk_size: Option<usize>,
+        #[command(flatten)]
+        values: ValueOpts,
         /// Start over although the unfinished last run used other rules.
         #[arg(long)]
         restart: bool,
@@ -149,11 +145,15 @@ pub enum KeysAction {
         /// Allowed TTL difference in seconds.
         #[arg(long, value_name = "SECONDS")]
         ttl_tolerance: Option<f64>,
+        #[command(flatten)]
+        values: ValueOpts,
     },
     /// Undo an apply: delete the keys it created, restore what it overwrote or deleted.
     Rollback {
         #[command(flatten)]
         common: Common,
+        #[command(flatten)]
+        values: ValueOpts,
         /// Do it (without -y only counts what would be undone).
         #[arg(short = 'y', long = "yes")]
         yes: bool,
@@ -391,6 +391,30 @@ pub struct Common {
     /// Report format.
     #[arg(long, value_enum, default_value_t = ReportFormat::Json)]
     pub report_format: ReportFormat,
+}
+
+/// How big values are handled (apply copies, verify compares, rollback restores them).
+#[derive(Debug, Args)]
+pub struct ValueOpts {
+    /// Values bigger than this (bytes, by MEMORY USAGE) are copied, compared or restored in
+    /// chunks instead of one DUMP payload.
+    #[arg(long, value_name = "BYTES")]
+    pub max_payload: Option<u64>,
+    /// Elements per chunk when a value is handled in chunks.
+    #[arg(long)]
+    pub chunk_size: Option<usize>,
+}
+
+impl ValueOpts {
+    /// Overrides the options' values with the flags given.
+    pub fn apply_to(&self, o: &mut ferry::jobs::keys::KeysOptions) {
+        if let Some(m) = self.max_payload {
+            o.max_payload = m;
+        }
+        if let Some(c) = self.chunk_size {
+            o.chunk_size = c;
+        }
+    }
 }
 
 /// Options of actions that would write.

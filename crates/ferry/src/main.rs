@@ -346,8 +346,7 @@ async fn keys_action(action: KeysAction, file: &FileConfig) -> Result<ExitStatus
             common,
             write,
             rate,
-            max_payload,
-            chunk_size,
+            values,
             restart,
             yes,
         } => {
@@ -355,12 +354,7 @@ async fn keys_action(action: KeysAction, file: &FileConfig) -> Result<ExitStatus
             if let Some(r) = rate {
                 o.rate = Some(r).filter(|&r| r > 0);
             }
-            if let Some(m) = max_payload {
-                o.max_payload = m;
-            }
-            if let Some(c) = chunk_size {
-                o.chunk_size = c;
-            }
+            values.apply_to(&mut o);
             o.restart = restart;
             let ctx = KeysContext::open(o).await?;
             warn_rules(&ctx);
@@ -417,8 +411,10 @@ async fn keys_action(action: KeysAction, file: &FileConfig) -> Result<ExitStatus
             common,
             sample,
             ttl_tolerance,
+            values,
         } => {
             let mut o = options(file, &common, None)?;
+            values.apply_to(&mut o);
             o.sample = sample;
             if let Some(t) = ttl_tolerance {
                 o.ttl_tolerance_ms = (t * 1000.0) as i64;
@@ -446,8 +442,14 @@ async fn keys_action(action: KeysAction, file: &FileConfig) -> Result<ExitStatus
             )?;
             Ok(ExitStatus::from_failures(failures))
         }
-        KeysAction::Rollback { common, yes } => {
-            let ctx = KeysContext::open(options(file, &common, None)?).await?;
+        KeysAction::Rollback {
+            common,
+            values,
+            yes,
+        } => {
+            let mut o = options(file, &common, None)?;
+            values.apply_to(&mut o);
+            let ctx = KeysContext::open(o).await?;
             let r = keys::rollback(&ctx, !yes, stop).await?;
             if r.dry_run {
                 println!(

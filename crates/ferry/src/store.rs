@@ -85,6 +85,21 @@ impl CheckpointStore for AnyStore {
     async fn release_lease(&self, lease: &Lease) -> StoreResult<()> {
         delegate!(self, s => s.release_lease(lease))
     }
+    async fn take_over_lease(
+        &self,
+        scope: &str,
+        expected_holder: &str,
+        owner: &str,
+        ttl: Duration,
+    ) -> StoreResult<Lease> {
+        delegate!(self, s => s.take_over_lease(scope, expected_holder, owner, ttl))
+    }
+    fn fence(&self, scope: &str) -> Option<u64> {
+        match self {
+            AnyStore::Redis(s) => s.fence(scope),
+            AnyStore::File(s) => s.fence(scope),
+        }
+    }
     async fn ledger_put(
         &self,
         scope: &str,

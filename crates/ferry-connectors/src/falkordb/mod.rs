@@ -2,11 +2,13 @@
 //! default): a graph database over RESP, holding the seed's model
 //! `(:Camera {id})-[:RECORDED]->(:Event {...})` and `(:Event)-[:CONTINUES]->(:Event)`.
 //!
-//! Every write is one parameterised `GRAPH.QUERY`, which FalkorDB runs atomically.
+//! Every write is one parameterised `GRAPH.QUERY`, which FalkorDB runs atomically (one writer
+//! at a time per graph): the fence check of a commit (`(:FerryFence {scope, token})`) and its
+//! writes are one query, so a commit with a lower token than the recorded one writes nothing.
 
 mod cypher;
 
-use ferry_core::tier::store::EventStoreResult;
+use ferry_core::tier::store::{EventStoreResult, Fence};
 use ferry_core::tier::{
     CameraState, EventStore, EventStoreError, RunRecord, StoreCounts, TierEvent,
 };
@@ -18,8 +20,9 @@ pub use cypher::Literal;
 use crate::schema::{self, EventRow};
 
 const BACKEND: &str = "falkordb";
-/// Schema version: indexes on `:Event(id)`, `:Event(camera_id)`, `:Camera(id)`, `:TierRun(run_id)`.
-const VERSION: usize = 1;
+/// Schema version: 1 — indexes on `:Event(id)`, `:Event(camera_id)`, `:Camera(id)`,
+/// `:TierRun(run_id)`; 2 — an index on `:FerryFence(scope)` (commit fencing).
+const VERSION: usize = 2;
 
 /// Events in a FalkorDB graph.
 #[derive(Debug, Clone)]
@@ -125,6 +128,14 @@ fn int(v: &Value) -> i64 {
     }
 }
 
+fn truth(v: &Value) -> bool {
+    match v {
+        Value::Boolean(b) => *b,
+        Value::Int(n) => *n != 0,
+        other => text(other).is_some_and(|t| t == "true"),
+    }
+}
+
 fn event_literal(r: &EventRow, centroid: &[f32]) -> Literal {
     Literal::map([
         ("id", Literal::from(r.id.as_str())),
@@ -182,6 +193,7 @@ impl EventStore for FalkorDbEventStore {
             ("Event", "camera_id"),
             ("Camera", "id"),
             ("TierRun", "run_id"),
+            ("FerryFence", "scope"),
         ] {
             let q = format!("CREATE INDEX FOR (n:{label}) ON (n.{property})");
             if let Err(e) = self.query(&q, &[]).await
@@ -221,7 +233,12 @@ impl EventStore for FalkorDbEventStore {
             .transpose()
     }
 
-    async fn commit(&self, events: &[TierEvent], state: &CameraState) -> EventStoreResult<()> {
+    async fn commit(
+        &self,
+        events: &[TierEvent],
+        state: &CameraState,
+        fence: Option<&Fence>,
+    ) -> EventStoreResult<()> {
         let camera = schema::CameraRow::from(state)?;
         let list = Literal::List(
             events
@@ -230,17 +247,33 @@ impl EventStore for FalkorDbEventStore {
                 .collect(),
         );
         let opt = |v: &Option<String>| v.as_deref().map_or(Literal::Null, Literal::from);
-        self.query(
-            schema::CYPHER_COMMIT,
-            &[
-                ("camera", camera.camera_id.as_str().into()),
-                ("watermark", opt(&camera.watermark)),
-                ("open_state", opt(&camera.open_state)),
-                ("now", schema::now_ms().into()),
-                ("events", list),
-            ],
-        )
-        .await?;
+        let mut params = vec![
+            ("camera", camera.camera_id.as_str().into()),
+            ("watermark", opt(&camera.watermark)),
+            ("open_state", opt(&camera.open_state)),
+            ("now", schema::now_ms().into()),
+            ("events", list),
+        ];
+        if let Some(f) = fence {
+            params.push(("scope", f.scope.as_str().into()));
+            params.push(("token", f.stored_token()?.into()));
+        }
+        let rows = self
+            .query(&schema::cypher_commit(fence.is_some()), &params)
+            .await?;
+        let row = rows
+            .first()
+            .ok_or_else(|| backend(format!("{}: the commit returned no row", self.shown)))?;
+        if let Some(f) = fence
+            && !row.first().is_some_and(truth)
+        {
+            return Err(EventStoreError::Fenced {
+                store: BACKEND,
+                scope: f.scope.clone(),
+                token: f.token,
+                current: row.get(1).map_or(0, int).max(0) as u64,
+            });
+        }
         Ok(())
     }
 

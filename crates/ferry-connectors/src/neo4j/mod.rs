@@ -3,10 +3,14 @@
 //! `(:Camera)-[:RECORDED]->(:Event)` and `(:Event)-[:CONTINUES]->(:Event)`, with Bolt
 //! parameters. No Neo4j server can be installed on Ferry's build machines: its wire test runs
 //! only where `FERRY_TEST_NEO4J_URI` is set.
+//!
+//! A commit is one auto-commit query, so one transaction: its fence check (the
+//! `(:FerryFence {scope, token})` node, write-locked before its token is read, and unique by
+//! `scope` through a constraint) and its writes commit or roll back together.
 
 use std::collections::HashMap;
 
-use ferry_core::tier::store::EventStoreResult;
+use ferry_core::tier::store::{EventStoreResult, Fence};
 use ferry_core::tier::{
     CameraState, EventStore, EventStoreError, RunRecord, StoreCounts, TierEvent,
 };
@@ -15,7 +19,10 @@ use neo4rs::{BoltType, ConfigBuilder, Graph, Query, Row, query};
 use crate::schema::{self, CYPHER_EVENT_RETURN, EventRow};
 
 const BACKEND: &str = "neo4j";
-const VERSION: usize = 1;
+/// Schema version: 1 — indexes on `:Event(id)`, `:Event(camera_id)`, `:Camera(id)`,
+/// `:TierRun(run_id)`; 2 — a uniqueness constraint on `:FerryFence(scope)` (commit fencing; it
+/// makes concurrent `MERGE`s of one fence node safe).
+const VERSION: usize = 2;
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Events in a Neo4j database.
@@ -159,6 +166,10 @@ impl EventStore for Neo4jEventStore {
             )))
             .await?;
         }
+        self.run(query(
+            "CREATE CONSTRAINT ferry_fence_scope IF NOT EXISTS FOR (f:FerryFence) REQUIRE f.scope IS UNIQUE",
+        ))
+        .await?;
         self.run(
             query("MERGE (s:FerrySchema {component: 'tier'}) SET s.version = $version")
                 .param("version", VERSION as i64),
@@ -189,7 +200,12 @@ impl EventStore for Neo4jEventStore {
             .transpose()
     }
 
-    async fn commit(&self, events: &[TierEvent], state: &CameraState) -> EventStoreResult<()> {
+    async fn commit(
+        &self,
+        events: &[TierEvent],
+        state: &CameraState,
+        fence: Option<&Fence>,
+    ) -> EventStoreResult<()> {
         let camera = schema::CameraRow::from(state)?;
         let list: Vec<BoltType> = events
             .iter()
@@ -217,15 +233,32 @@ impl EventStore for Neo4jEventStore {
                 BoltType::from(m)
             })
             .collect();
-        self.run(
-            query(schema::CYPHER_COMMIT)
-                .param("camera", camera.camera_id.as_str())
-                .param("watermark", opt(&camera.watermark))
-                .param("open_state", opt(&camera.open_state))
-                .param("now", schema::now_ms())
-                .param("events", list),
-        )
-        .await
+        let mut q = query(&schema::cypher_commit(fence.is_some()))
+            .param("camera", camera.camera_id.as_str())
+            .param("watermark", opt(&camera.watermark))
+            .param("open_state", opt(&camera.open_state))
+            .param("now", schema::now_ms())
+            .param("events", list);
+        if let Some(f) = fence {
+            q = q
+                .param("scope", f.scope.as_str())
+                .param("token", f.stored_token()?);
+        }
+        let rows = self.rows(q).await?;
+        let row = rows
+            .first()
+            .ok_or_else(|| backend(format!("{}: the commit returned no row", self.shown)))?;
+        if let Some(f) = fence
+            && !get::<bool>(row, "ok")?
+        {
+            return Err(EventStoreError::Fenced {
+                store: BACKEND,
+                scope: f.scope.clone(),
+                token: f.token,
+                current: get::<Option<i64>>(row, "current")?.unwrap_or(0).max(0) as u64,
+            });
+        }
+        Ok(())
     }
 
     async fn record_run(&self, run: &RunRecord) -> EventStoreResult<()> {

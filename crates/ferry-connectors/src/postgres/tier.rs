@@ -1,6 +1,6 @@
 //! The tier job's PostgreSQL event store (`postgres://user[:password]@host:port/db`).
 
-use ferry_core::tier::store::EventStoreResult;
+use ferry_core::tier::store::{EventStoreResult, Fence};
 use ferry_core::tier::{
     CameraState, EventStore, EventStoreError, RunRecord, StoreCounts, TierEvent,
 };
@@ -14,7 +14,8 @@ use crate::schema::{self, EventRow};
 const BACKEND: &str = "postgres";
 
 /// Schema migrations, applied in order; the schema version is their count.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE tier_events (
     id text PRIMARY KEY,
     camera_id text NOT NULL,
@@ -49,7 +50,14 @@ CREATE TABLE tier_runs (
     finished_ms bigint NOT NULL
 );
 CREATE INDEX tier_runs_started ON tier_runs (started_ms);
-"#];
+"#,
+    r#"
+CREATE TABLE IF NOT EXISTS ferry_fence (
+    scope text PRIMARY KEY,
+    token bigint NOT NULL
+);
+"#,
+];
 
 /// The tier schema; an arbitrary constant is the advisory lock that serialises migrations.
 const SCHEMA: VersionedSchema = VersionedSchema {
@@ -69,6 +77,13 @@ const UPSERT_EVENT: &str = "INSERT INTO tier_events (id, camera_id, caption, sta
         centroid = EXCLUDED.centroid, previous_event_id = EXCLUDED.previous_event_id,
         run_id = EXCLUDED.run_id, status = EXCLUDED.status, first_entry = EXCLUDED.first_entry,
         last_entry = EXCLUDED.last_entry, updated_at = now()";
+
+/// Records a commit's fencing token for its scope unless a higher one is recorded; returns a
+/// row only when the token was recorded (equal or higher).
+const FENCE: &str = "INSERT INTO ferry_fence (scope, token) VALUES ($1, $2)
+    ON CONFLICT (scope) DO UPDATE SET token = EXCLUDED.token
+    WHERE ferry_fence.token <= EXCLUDED.token
+    RETURNING token";
 
 const EVENT_COLUMNS: &str = "id, camera_id, caption, start_ms, end_ms, frame_count, captions::text, centroid, previous_event_id, run_id, status, first_entry, last_entry";
 
@@ -169,11 +184,42 @@ impl EventStore for PostgresEventStore {
             .transpose()
     }
 
-    async fn commit(&self, events: &[TierEvent], state: &CameraState) -> EventStoreResult<()> {
+    async fn commit(
+        &self,
+        events: &[TierEvent],
+        state: &CameraState,
+        fence: Option<&Fence>,
+    ) -> EventStoreResult<()> {
         let rows: Vec<EventRow> = events.iter().map(EventRow::from).collect();
         let camera = schema::CameraRow::from(state)?;
         let mut client = self.client.lock().await;
         let tx = client.transaction().await.map_err(backend)?;
+        if let Some(fence) = fence {
+            // First statement of the transaction: the upsert locks the scope's row until the
+            // commit, so a concurrent commit of the same scope waits and then sees this token.
+            let token = fence.stored_token()?;
+            let raised = tx
+                .query_opt(FENCE, &[&fence.scope, &token])
+                .await
+                .map_err(backend)?;
+            if raised.is_none() {
+                let current: i64 = tx
+                    .query_one(
+                        "SELECT token FROM ferry_fence WHERE scope = $1",
+                        &[&fence.scope],
+                    )
+                    .await
+                    .map_err(backend)?
+                    .get(0);
+                // Dropping the transaction rolls it back: nothing was written.
+                return Err(EventStoreError::Fenced {
+                    store: BACKEND,
+                    scope: fence.scope.clone(),
+                    token: fence.token,
+                    current: current.max(0) as u64,
+                });
+            }
+        }
         let upsert = tx.prepare(UPSERT_EVENT).await.map_err(backend)?;
         // Issued together, the upserts are pipelined on the connection.
         let params: Vec<[&(dyn ToSql + Sync); 13]> = rows

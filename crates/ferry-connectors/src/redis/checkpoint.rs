@@ -1,6 +1,8 @@
 use std::time::Duration;
 
-use ferry_core::checkpoint::{CheckpointStore, Lease, LedgerPage, StoreError, StoreResult};
+use ferry_core::checkpoint::{
+    CheckpointStore, HeldTokens, Lease, LedgerPage, StoreError, StoreResult,
+};
 use redis::{Cmd, FromRedisValue, Value};
 
 use std::sync::LazyLock;
@@ -12,6 +14,11 @@ use super::{LuaScript, RedisEndpoint};
 ///
 /// - `…:state` — the job's saved position (a string);
 /// - `…:lease` — the run lease (`SET NX PX`, renewed and released only by its owner);
+/// - `…:fence` — the fencing token of the newest lease acquisition (an integer, incremented in
+///   the same script that sets the lease; a missing fence starts at the server's clock in
+///   microseconds, so tokens keep growing after `clear` removed it with the rest). While this store
+///   holds a lease on a scope, its state writes run in scripts that refuse them once the fence
+///   has moved past the lease's token (see [`CheckpointStore`]);
 /// - `…:ledger:<name>` — a hash per ledger; `…:ledgers` lists them;
 /// - `…:journal:<name>` — entries a script appended in bulk (see [`copy_with_ledger`]), each
 ///   record a MessagePack array: a value prefix, then key, value suffix, key, value suffix…
@@ -22,7 +29,98 @@ use super::{LuaScript, RedisEndpoint};
 #[derive(Debug)]
 pub struct RedisCheckpointStore {
     endpoint: RedisEndpoint,
+    tokens: HeldTokens,
 }
+
+/// KEYS: lease, fence. ARGV: owner, ttl ms. Returns `{1, token}` when the lease is ours now,
+/// `{0, holder}` when someone else holds it.
+static ACQUIRE: LazyLock<LuaScript> = LazyLock::new(|| {
+    LuaScript::new(
+        r#"
+local function next_token()
+  if redis.call('EXISTS', KEYS[2]) == 0 then
+    local now = redis.call('TIME')
+    redis.call('SET', KEYS[2], now[1] .. string.format('%06d', tonumber(now[2])))
+  end
+  return redis.call('INCR', KEYS[2])
+end
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2])
+  or redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return {1, next_token()}
+end
+return {0, redis.call('GET', KEYS[1])}
+"#,
+    )
+});
+
+/// KEYS: lease, fence. ARGV: expected holder, owner, ttl ms. Like [`ACQUIRE`], and also takes
+/// the lease when it still names exactly the expected holder.
+static TAKE_OVER: LazyLock<LuaScript> = LazyLock::new(|| {
+    LuaScript::new(
+        r#"
+local function next_token()
+  if redis.call('EXISTS', KEYS[2]) == 0 then
+    local now = redis.call('TIME')
+    redis.call('SET', KEYS[2], now[1] .. string.format('%06d', tonumber(now[2])))
+  end
+  return redis.call('INCR', KEYS[2])
+end
+local holder = redis.call('GET', KEYS[1])
+if not holder or holder == ARGV[1] or holder == ARGV[2] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return {1, next_token()}
+end
+return {0, holder}
+"#,
+    )
+});
+
+/// The start of every fenced write: KEYS[1] is the fence, ARGV[1] the held token; returns the
+/// fence when it has moved past the token (the write is refused), else goes on (and returns 0).
+const FENCE_CHECK: &str = r#"
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if current > tonumber(ARGV[1]) then return current end
+"#;
+
+/// KEYS: fence, state. ARGV: token, state.
+static FENCED_SAVE: LazyLock<LuaScript> = LazyLock::new(|| {
+    LuaScript::new(format!(
+        "{FENCE_CHECK}redis.call('SET', KEYS[2], ARGV[2])\nreturn 0\n"
+    ))
+});
+
+/// KEYS: fence, registry, ledger hash. ARGV: token, ledger name, key, value, key, value…
+static FENCED_PUT: LazyLock<LuaScript> = LazyLock::new(|| {
+    LuaScript::new(format!(
+        r#"{FENCE_CHECK}
+redis.call('SADD', KEYS[2], ARGV[2])
+for i = 3, #ARGV, 1000 do
+  redis.call('HSET', KEYS[3], unpack(ARGV, i, math.min(i + 999, #ARGV)))
+end
+return 0
+"#
+    ))
+});
+
+/// KEYS: fence, ledger hash. ARGV: token, key, key…
+static FENCED_REMOVE: LazyLock<LuaScript> = LazyLock::new(|| {
+    LuaScript::new(format!(
+        r#"{FENCE_CHECK}
+for i = 2, #ARGV, 1000 do
+  redis.call('HDEL', KEYS[2], unpack(ARGV, i, math.min(i + 999, #ARGV)))
+end
+return 0
+"#
+    ))
+});
+
+/// KEYS: fence, then every key to delete. ARGV: token.
+static FENCED_DEL: LazyLock<LuaScript> = LazyLock::new(|| {
+    LuaScript::new(format!(
+        "{FENCE_CHECK}redis.call('DEL', unpack(KEYS, 2))\nreturn 0\n"
+    ))
+});
 
 const RENEW: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end";
 const RELEASE: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
@@ -57,7 +155,10 @@ return moved
 impl RedisCheckpointStore {
     /// A store on `endpoint`.
     pub fn new(endpoint: RedisEndpoint) -> Self {
-        Self { endpoint }
+        Self {
+            endpoint,
+            tokens: HeldTokens::default(),
+        }
     }
 
     /// The endpoint the store lives on.
@@ -80,6 +181,79 @@ impl RedisCheckpointStore {
     /// its hash.
     pub fn journal_key(scope: &str, ledger: &str) -> Vec<u8> {
         Self::key(scope, &format!("journal:{ledger}"))
+    }
+
+    /// The fence of `scope`: a string integer, the token of the newest lease acquisition. A
+    /// job's own script writing under a lease checks `GET fence == token` (the token in
+    /// decimal, from [`Lease::token`] or [`CheckpointStore::fence`]) before it writes.
+    pub fn fence_key(scope: &str) -> Vec<u8> {
+        Self::key(scope, "fence")
+    }
+
+    /// Runs a script and decodes its reply.
+    async fn script<T: FromRedisValue>(
+        &self,
+        script: &LuaScript,
+        keys: &[&[u8]],
+        args: &[&[u8]],
+    ) -> StoreResult<T> {
+        let v = self
+            .endpoint
+            .eval(script, keys, args)
+            .await
+            .map_err(|e| StoreError::Backend(e.to_string()))?
+            .map_err(|e| StoreError::Backend(format!("{}: {e}", self.endpoint.display())))?;
+        redis::from_redis_value(v).map_err(|e| StoreError::Corrupt(e.to_string()))
+    }
+
+    /// Runs a fenced write script (`keys` after the fence, `args` after the token) for `scope`,
+    /// held with `token`.
+    async fn fenced(
+        &self,
+        script: &LuaScript,
+        scope: &str,
+        token: u64,
+        keys: &[&[u8]],
+        args: &[&[u8]],
+    ) -> StoreResult<()> {
+        let fence = Self::fence_key(scope);
+        let token_arg = token.to_string();
+        let all_keys: Vec<&[u8]> = std::iter::once(fence.as_slice())
+            .chain(keys.iter().copied())
+            .collect();
+        let all_args: Vec<&[u8]> = std::iter::once(token_arg.as_bytes())
+            .chain(args.iter().copied())
+            .collect();
+        match self.script::<u64>(script, &all_keys, &all_args).await? {
+            0 => Ok(()),
+            current => Err(StoreError::Fenced {
+                scope: scope.to_string(),
+                token,
+                current,
+            }),
+        }
+    }
+
+    /// Reads the reply of [`ACQUIRE`] or [`TAKE_OVER`].
+    fn granted(&self, scope: &str, owner: &str, reply: (i64, Value)) -> StoreResult<Lease> {
+        let (ok, v) = reply;
+        if ok != 1 {
+            let holder: Option<String> =
+                redis::from_redis_value(v).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            return Err(StoreError::LeaseHeld {
+                scope: scope.to_string(),
+                holder: holder.unwrap_or_else(|| "a concurrent run".to_string()),
+            });
+        }
+        let token: u64 =
+            redis::from_redis_value(v).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let lease = Lease {
+            scope: scope.to_string(),
+            owner: owner.to_string(),
+            token,
+        };
+        self.tokens.hold(&lease);
+        Ok(lease)
     }
 
     /// Moves the journal of `ledger` into its hash, oldest entries first.
@@ -132,65 +306,48 @@ impl CheckpointStore for RedisCheckpointStore {
 
     async fn save(&self, scope: &str, state: &[u8]) -> StoreResult<()> {
         let key = Self::key(scope, "state");
+        if let Some(token) = self.tokens.get(scope) {
+            return self
+                .fenced(&FENCED_SAVE, scope, token, &[&key], &[state])
+                .await;
+        }
         self.q::<Value>(&key, redis::cmd("SET").arg(&key).arg(state).clone())
             .await
             .map(drop)
     }
 
     async fn acquire_lease(&self, scope: &str, owner: &str, ttl: Duration) -> StoreResult<Lease> {
-        let key = Self::key(scope, "lease");
-        let ms = ttl.as_millis().max(1) as u64;
-        let set: Value = self
-            .q(
-                &key,
-                redis::cmd("SET")
-                    .arg(&key)
-                    .arg(owner)
-                    .arg("NX")
-                    .arg("PX")
-                    .arg(ms)
-                    .clone(),
+        let ms = ttl.as_millis().max(1).to_string();
+        let reply = self
+            .script(
+                &ACQUIRE,
+                &[&Self::key(scope, "lease"), &Self::fence_key(scope)],
+                &[owner.as_bytes(), ms.as_bytes()],
             )
             .await?;
-        let lease = Lease {
-            scope: scope.to_string(),
-            owner: owner.to_string(),
-            token: 0,
-        };
-        if set != Value::Nil {
-            return Ok(lease);
-        }
-        let holder: Option<String> = self.q(&key, redis::cmd("GET").arg(&key).clone()).await?;
-        match holder {
-            Some(h) if h == owner => self.renew_lease(&lease, ttl).await.map(|_| lease),
-            Some(holder) => Err(StoreError::LeaseHeld {
-                scope: scope.to_string(),
-                holder,
-            }),
-            // Expired between the two commands: try once more.
-            None => {
-                let set: Value = self
-                    .q(
-                        &key,
-                        redis::cmd("SET")
-                            .arg(&key)
-                            .arg(owner)
-                            .arg("NX")
-                            .arg("PX")
-                            .arg(ms)
-                            .clone(),
-                    )
-                    .await?;
-                if set == Value::Nil {
-                    Err(StoreError::LeaseHeld {
-                        scope: scope.to_string(),
-                        holder: "a concurrent run".to_string(),
-                    })
-                } else {
-                    Ok(lease)
-                }
-            }
-        }
+        self.granted(scope, owner, reply)
+    }
+
+    async fn take_over_lease(
+        &self,
+        scope: &str,
+        expected_holder: &str,
+        owner: &str,
+        ttl: Duration,
+    ) -> StoreResult<Lease> {
+        let ms = ttl.as_millis().max(1).to_string();
+        let reply = self
+            .script(
+                &TAKE_OVER,
+                &[&Self::key(scope, "lease"), &Self::fence_key(scope)],
+                &[expected_holder.as_bytes(), owner.as_bytes(), ms.as_bytes()],
+            )
+            .await?;
+        self.granted(scope, owner, reply)
+    }
+
+    fn fence(&self, scope: &str) -> Option<u64> {
+        self.tokens.get(scope)
     }
 
     async fn renew_lease(&self, lease: &Lease, ttl: Duration) -> StoreResult<()> {
@@ -217,6 +374,7 @@ impl CheckpointStore for RedisCheckpointStore {
     }
 
     async fn release_lease(&self, lease: &Lease) -> StoreResult<()> {
+        self.tokens.forget(lease);
         let key = Self::key(&lease.scope, "lease");
         self.q::<i64>(
             &key,
@@ -243,6 +401,17 @@ impl CheckpointStore for RedisCheckpointStore {
         self.fold(scope, ledger).await?;
         let key = Self::ledger_key(scope, ledger);
         let registry = Self::registry_key(scope);
+        if let Some(token) = self.tokens.get(scope) {
+            let mut args: Vec<&[u8]> = Vec::with_capacity(1 + 2 * entries.len());
+            args.push(ledger.as_bytes());
+            for (k, v) in entries {
+                args.push(k);
+                args.push(v);
+            }
+            return self
+                .fenced(&FENCED_PUT, scope, token, &[&registry, &key], &args)
+                .await;
+        }
         let mut hset = redis::cmd("HSET");
         hset.arg(&key);
         for (k, v) in entries {
@@ -320,6 +489,12 @@ impl CheckpointStore for RedisCheckpointStore {
         }
         self.fold(scope, ledger).await?;
         let key = Self::ledger_key(scope, ledger);
+        if let Some(token) = self.tokens.get(scope) {
+            let args: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+            return self
+                .fenced(&FENCED_REMOVE, scope, token, &[&key], &args)
+                .await;
+        }
         self.q::<i64>(&key, redis::cmd("HDEL").arg(&key).arg(keys).clone())
             .await
             .map(drop)
@@ -330,12 +505,21 @@ impl CheckpointStore for RedisCheckpointStore {
         let ledgers: Vec<String> = self
             .q(&registry, redis::cmd("SMEMBERS").arg(&registry).clone())
             .await?;
-        let mut del = redis::cmd("DEL");
-        del.arg(Self::key(scope, "state")).arg(&registry);
+        let mut keys = vec![
+            Self::key(scope, "state"),
+            registry.clone(),
+            Self::fence_key(scope),
+        ];
         for l in ledgers {
-            del.arg(Self::ledger_key(scope, &l));
-            del.arg(Self::journal_key(scope, &l));
+            keys.push(Self::ledger_key(scope, &l));
+            keys.push(Self::journal_key(scope, &l));
         }
-        self.q::<i64>(&registry, del).await.map(drop)
+        if let Some(token) = self.tokens.get(scope) {
+            let keys: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+            return self.fenced(&FENCED_DEL, scope, token, &keys, &[]).await;
+        }
+        self.q::<i64>(&registry, redis::cmd("DEL").arg(keys).clone())
+            .await
+            .map(drop)
     }
 }

@@ -5,7 +5,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use ferry_core::tier::store::EventStoreResult;
+use ferry_core::tier::store::{EventStoreResult, Fence};
 use ferry_core::tier::{
     CameraState, EventStore, EventStoreError, RunRecord, StoreCounts, TierEvent,
 };
@@ -14,7 +14,8 @@ use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use crate::schema::{self, EventRow};
 
 /// Schema migrations, applied in order; the schema version is their count.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE tier_events (
     id TEXT PRIMARY KEY,
     camera_id TEXT NOT NULL,
@@ -49,7 +50,14 @@ CREATE TABLE tier_runs (
     finished_ms INTEGER NOT NULL
 );
 CREATE INDEX tier_runs_started ON tier_runs (started_ms);
-"#];
+"#,
+    r#"
+CREATE TABLE IF NOT EXISTS ferry_fence (
+    scope TEXT PRIMARY KEY,
+    token INTEGER NOT NULL
+);
+"#,
+];
 
 const BACKEND: &str = "sqlite";
 
@@ -196,14 +204,50 @@ impl EventStore for SqliteEventStore {
         .await
     }
 
-    async fn commit(&self, events: &[TierEvent], state: &CameraState) -> EventStoreResult<()> {
+    async fn commit(
+        &self,
+        events: &[TierEvent],
+        state: &CameraState,
+        fence: Option<&Fence>,
+    ) -> EventStoreResult<()> {
         let rows: Vec<EventRow> = events.iter().map(EventRow::from).collect();
         let camera = schema::CameraRow::from(state)?;
+        let fence = fence
+            .map(|f| Ok::<_, EventStoreError>((f.clone(), f.stored_token()?)))
+            .transpose()?;
         self.with(move |conn| {
             let now = schema::now_ms();
+            // IMMEDIATE: the write lock is taken first, so the token read below stays current
+            // until this transaction ends.
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(backend)?;
+            if let Some((fence, token)) = &fence {
+                let current: Option<i64> = tx
+                    .query_row(
+                        "SELECT token FROM ferry_fence WHERE scope = ?1",
+                        [&fence.scope],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(backend)?;
+                if let Some(current) = current.filter(|c| c > token) {
+                    // Dropping the transaction rolls it back: nothing was written.
+                    return Err(EventStoreError::Fenced {
+                        store: BACKEND,
+                        scope: fence.scope.clone(),
+                        token: fence.token,
+                        current: current as u64,
+                    });
+                }
+                tx.execute(
+                    "INSERT INTO ferry_fence (scope, token) VALUES (?1, ?2)
+                     ON CONFLICT (scope) DO UPDATE SET token = excluded.token
+                     WHERE excluded.token >= ferry_fence.token",
+                    params![fence.scope, token],
+                )
+                .map_err(backend)?;
+            }
             {
                 let mut upsert = tx
                     .prepare_cached(

@@ -1,8 +1,8 @@
 //! `ferry keys apply`: copy every matched key to its new name, keeping type, value and TTL.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -391,6 +391,9 @@ struct Batcher {
     clashes: Arc<ClashResolution>,
     /// The run lease's fencing token, checked by the ledgered scripts.
     fence: u64,
+    /// New names being written on the regular path by the batches in flight, with their
+    /// sources: two old keys never race for one name between its check and its write.
+    in_flight: Arc<Mutex<HashMap<Vec<u8>, Vec<u8>>>>,
 }
 
 fn exists_cmd(key: &[u8]) -> Cmd {
@@ -451,6 +454,7 @@ impl Batcher {
             skip_prefix: ctx.skip_prefix.as_deref().map(Arc::from),
             clashes: Arc::new(clashes),
             fence,
+            in_flight: Arc::default(),
         }
     }
 
@@ -521,6 +525,7 @@ impl Batcher {
         } else {
             items
         };
+        let (items, claims) = self.claim(items, &mut stats, &mut per_rule, &mut errors);
         let items = self
             .decide(items, &mut stats, &mut per_rule, &mut errors)
             .await?;
@@ -559,6 +564,12 @@ impl Batcher {
         self.store
             .ledger_remove(&self.scope, LEDGER_BACKUP, &undo)
             .await?;
+        if !claims.is_empty() {
+            let mut claimed = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+            for dst in &claims {
+                claimed.remove(dst);
+            }
+        }
         for (outcome, n) in [
             ("migrated", stats.migrated),
             ("skipped_existing", stats.skipped_existing),
@@ -694,6 +705,7 @@ impl Batcher {
         if items.is_empty() {
             return Ok(items);
         }
+        let mut items = items;
         let replies = self
             .target
             .run(
@@ -718,7 +730,6 @@ impl Batcher {
             .ledger_get(&self.scope, LEDGER_CREATED, &keys)
             .await?;
         let mut drop = vec![false; items.len()];
-        let mut items = items;
         for (&i, ledger) in existing.iter().zip(ours) {
             let item = &mut items[i];
             let rule = per_rule.entry(self.rule_name(item.rule)).or_default();
@@ -731,20 +742,8 @@ impl Batcher {
                     // Another old key took this name in this run (it appeared after the check
                     // for clashes): never overwrite it.
                     drop[i] = true;
-                    if self.opts.on_collision == OnCollision::FirstWins {
-                        stats.collisions += 1;
-                    } else {
-                        stats.failed += 1;
-                        rule.failed += 1;
-                        errors.push(
-                            display_key(&item.src),
-                            format!(
-                                "its new name {} was already written by this run from {}; left under its old name",
-                                display_key(&item.dst),
-                                display_key(other)
-                            ),
-                        );
-                    }
+                    let other = other.to_vec();
+                    self.count_clash(item, &other, stats, per_rule, errors);
                     continue;
                 }
                 None => {}
@@ -767,6 +766,72 @@ impl Batcher {
         let mut keep = drop.into_iter();
         items.retain(|_| !keep.next().unwrap_or(false));
         Ok(items)
+    }
+
+    /// Claims the new names of `items` for this batch. Two old keys with one new name in the
+    /// batches being written (a clash that appeared after the check for clashes): the first
+    /// claims the name, the others are counted as clashes and dropped. Returns the items kept
+    /// and the names claimed, to release once the batch is written.
+    fn claim(
+        &self,
+        items: Vec<Item>,
+        stats: &mut Stats,
+        per_rule: &mut PerRule,
+        errors: &mut ErrorLog,
+    ) -> (Vec<Item>, Vec<Vec<u8>>) {
+        if items.is_empty() {
+            return (items, Vec::new());
+        }
+        let mut claims = Vec::with_capacity(items.len());
+        let mut kept = Vec::with_capacity(items.len());
+        let mut clashes = Vec::new();
+        {
+            let mut claimed = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+            for item in items {
+                match claimed.get(&item.dst) {
+                    // The same key twice (SCAN may return a key more than once).
+                    Some(src) if *src == item.src => {}
+                    Some(other) => clashes.push((item, other.clone())),
+                    None => {
+                        claimed.insert(item.dst.clone(), item.src.clone());
+                        claims.push(item.dst.clone());
+                        kept.push(item);
+                    }
+                }
+            }
+        }
+        for (item, other) in clashes {
+            self.count_clash(&item, &other, stats, per_rule, errors);
+        }
+        (kept, claims)
+    }
+
+    /// Counts an old key whose new name another old key (`other`) takes in this run.
+    fn count_clash(
+        &self,
+        item: &Item,
+        other: &[u8],
+        stats: &mut Stats,
+        per_rule: &mut PerRule,
+        errors: &mut ErrorLog,
+    ) {
+        if self.opts.on_collision == OnCollision::FirstWins {
+            stats.collisions += 1;
+            return;
+        }
+        stats.failed += 1;
+        per_rule
+            .entry(self.rule_name(item.rule))
+            .or_default()
+            .failed += 1;
+        errors.push(
+            display_key(&item.src),
+            format!(
+                "its new name {} is written by this run from {}; left under its old name",
+                display_key(&item.dst),
+                display_key(other)
+            ),
+        );
     }
 
     /// The key on the target that keeps the old value of an overwritten `dst` too big for one

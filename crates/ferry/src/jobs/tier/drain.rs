@@ -3,7 +3,7 @@
 use std::collections::VecDeque;
 use std::mem;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use ferry_core::checkpoint::StoreError;
 use ferry_core::telemetry::Metric;
@@ -11,7 +11,7 @@ use ferry_core::tier::embed::normalize_l2;
 use ferry_core::tier::grouping::GroupInput;
 use ferry_core::tier::{
     CameraState, EmbedError, EntryId, EventStatus, EventStore, Grouper, OpenEventState, RunRecord,
-    TierEvent,
+    TierEvent, store::Fence,
 };
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use super::similarity::Backend;
 use super::{TierContext, TierError, check_camera, now_ms};
 use crate::runtime::{LeaseGuard, failpoint};
+use crate::store::AnyStore;
 
 /// What one pass should do.
 #[derive(Debug, Clone, Default)]
@@ -147,7 +148,17 @@ pub async fn run_pass(
             camera_id: camera.clone(),
             ..CameraOutcome::default()
         };
-        let result = drain_camera(ctx, &camera, idx, &req, &run_id, &camera_stop, &mut out).await;
+        let result = drain_camera(
+            ctx,
+            &camera,
+            idx,
+            &req,
+            &run_id,
+            lease.as_ref(),
+            &camera_stop,
+            &mut out,
+        )
+        .await;
         if let Some(l) = lease {
             l.release().await;
         }
@@ -199,6 +210,11 @@ struct Drain<'a> {
     ctx: &'a TierContext,
     camera: &'a str,
     dry_run: bool,
+    /// The camera's run lease (none in a dry run).
+    lease: Option<&'a LeaseGuard<AnyStore>>,
+    /// Its fencing token, checked by the store commit and the Redis delete (none when the lease
+    /// store does not fence).
+    fence: Option<Fence>,
     /// Last entry stored in an event.
     watermark: Option<EntryId>,
     /// Entries grouped but not yet in a stored event, oldest first.
@@ -210,8 +226,22 @@ struct Drain<'a> {
 }
 
 impl Drain<'_> {
+    /// Fails when the lease was lost (its renewal found it taken over or expired). The fence is
+    /// what guarantees a stale pass writes nothing; this only stops one that already knows.
+    fn check_lease(&self) -> Result<(), TierError> {
+        match self.lease {
+            Some(l) if l.is_lost() => Err(StoreError::LeaseLost {
+                scope: l.lease().scope.clone(),
+            }
+            .into()),
+            _ => Ok(()),
+        }
+    }
+
     /// Stores the ready events with the camera's new watermark and `open` state (one
-    /// transaction), then deletes exactly the entries they consumed and the stale ones.
+    /// transaction), then deletes exactly the entries they consumed and the stale ones. Both
+    /// are fenced by the lease's token: once a newer run took the camera over, the store refuses
+    /// the commit and Redis the delete, and the pass stops for this camera.
     async fn commit(
         &mut self,
         open: Option<OpenEventState>,
@@ -227,7 +257,12 @@ impl Drain<'_> {
                 open,
             };
             if !self.dry_run {
-                self.ctx.store.commit(&self.ready, &state).await?;
+                self.check_lease()?;
+                pausepoint("tier-before-commit");
+                self.ctx
+                    .store
+                    .commit(&self.ready, &state, self.fence.as_ref())
+                    .await?;
                 failpoint("tier-after-commit");
             }
             self.watermark = watermark;
@@ -252,12 +287,35 @@ impl Drain<'_> {
             self.ready.clear();
         }
         if !doomed.is_empty() && !self.dry_run {
-            let deleted = self.ctx.source.delete(self.camera, &doomed).await?;
+            self.check_lease()?;
+            pausepoint("tier-before-delete");
+            let deleted = self
+                .ctx
+                .source
+                .delete(self.camera, &doomed, self.fence.as_ref())
+                .await?;
             out.entries_deleted += deleted;
             metrics::counter!(Metric::TierEntriesDeletedTotal.name()).increment(deleted);
             failpoint("tier-after-delete");
         }
         Ok(())
+    }
+}
+
+/// Fencing-test hook: the first time `FERRY_PAUSEPOINT` names this point, says so on stderr
+/// and stops the whole process (SIGSTOP) until something sends it SIGCONT. Unlike
+/// [`failpoint`], the process goes on afterwards, as after a long GC or VM pause: its lease
+/// renewal was frozen too, so another run may have taken its camera over meanwhile.
+fn pausepoint(name: &str) {
+    static PAUSED: AtomicBool = AtomicBool::new(false);
+    if std::env::var("FERRY_PAUSEPOINT").is_ok_and(|p| p == name)
+        && !PAUSED.swap(true, Ordering::SeqCst)
+    {
+        eprintln!("pausepoint {name} reached");
+        let stopped = std::process::Command::new("kill")
+            .args(["-STOP", &std::process::id().to_string()])
+            .status();
+        eprintln!("pausepoint {name} continued ({stopped:?})");
     }
 }
 
@@ -271,12 +329,14 @@ fn first_unstored(event_first: EntryId, resumed: bool, first_new: Option<EntryId
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn drain_camera(
     ctx: &TierContext,
     camera: &str,
     index: &[u64],
     req: &PassRequest,
     run_id: &str,
+    lease: Option<&LeaseGuard<AnyStore>>,
     stop: &CancellationToken,
     out: &mut CameraOutcome,
 ) -> Result<(), TierError> {
@@ -303,6 +363,8 @@ async fn drain_camera(
         ctx,
         camera,
         dry_run: req.dry_run,
+        lease,
+        fence: lease.and_then(|l| Fence::of(l.lease().scope.clone(), l.lease().token)),
         watermark: state.watermark,
         unconsumed: VecDeque::new(),
         stale: Vec::new(),
@@ -473,7 +535,8 @@ pub(super) async fn discard(
         }
         super::Layout::Keys => {
             let entries: Vec<EntryId> = index.iter().map(|&ts| EntryId::new(ts, 0)).collect();
-            Ok(ctx.source.delete(camera, &entries).await?)
+            // `clear --discard` holds no lease: nothing to fence.
+            ctx.source.delete(camera, &entries, None).await
         }
     }
 }

@@ -10,6 +10,12 @@
 //! ones), **3.** record the run in the history. A crash between any two steps is repaired by the
 //! next pass: entries at or before the stored watermark are only deleted, and event ids are
 //! deterministic, so upserts never duplicate.
+//!
+//! Steps 1 and 2 are fenced by the lease's token ([`ferry_core::checkpoint::Lease::token`]): the
+//! store refuses a commit whose token is lower than one it has already recorded for the camera,
+//! and the delete checks the camera's fence in the same Lua script when the lease store lives
+//! on the captions' Redis (the `source` module says where it cannot), so a pass that lost its
+//! lease while paused writes and deletes nothing once another replica took the camera over.
 
 mod drain;
 mod similarity;
@@ -188,6 +194,20 @@ pub enum TierError {
     /// A camera id is unusable.
     #[error("camera id `{0}` is empty or contains `:`/whitespace")]
     Camera(String),
+    /// A newer run took the camera's lease over: Redis refused this pass's delete.
+    #[error(
+        "camera {camera} was taken over by a newer run (the fence of `{scope}` in Redis is {current}, this run's token {token}); this pass stops without deleting"
+    )]
+    Fenced {
+        /// The camera.
+        camera: String,
+        /// The lease scope (`tier/<camera>`).
+        scope: String,
+        /// This run's fencing token.
+        token: u64,
+        /// The fence found in Redis (`missing` when absent).
+        current: String,
+    },
 }
 
 impl Classify for TierError {
@@ -200,7 +220,16 @@ impl Classify for TierError {
             TierError::Redis(e) => e.class(),
             TierError::Store(e) => e.class(),
             TierError::Lease(e) => e.class(),
-            TierError::OpenLease(_) => ErrorClass::External,
+            TierError::OpenLease(_) | TierError::Fenced { .. } => ErrorClass::External,
+        }
+    }
+
+    fn retryable(&self) -> bool {
+        match self {
+            TierError::Fenced { .. } => false,
+            TierError::Store(e) => e.retryable(),
+            TierError::Lease(e) => e.retryable(),
+            other => other.class() == ErrorClass::External,
         }
     }
 }
@@ -244,7 +273,8 @@ impl TierContext {
         let similarity = tokio::task::spawn_blocking(move || Similarity::load(backend, model_dir))
             .await
             .map_err(|e| EmbedError(format!("loading the model panicked: {e}")))??;
-        let source = CaptionSource::new(redis, options.layout, options.prefix());
+        let source = CaptionSource::new(redis, options.layout, options.prefix())
+            .with_fences_on(leases.redis_endpoint());
         Ok(TierContext {
             normalizer: Arc::new(Normalizer::new(&options.boilerplate_prefixes)),
             options: Arc::new(options),

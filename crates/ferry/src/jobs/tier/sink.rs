@@ -4,7 +4,7 @@ use ferry_connectors::falkordb::FalkorDbEventStore;
 use ferry_connectors::neo4j::Neo4jEventStore;
 use ferry_connectors::postgres::PostgresEventStore;
 use ferry_connectors::sqlite::SqliteEventStore;
-use ferry_core::tier::store::EventStoreResult;
+use ferry_core::tier::store::{EventStoreResult, Fence};
 use ferry_core::tier::{
     CameraState, EventStore, EventStoreError, RunRecord, StoreCounts, TierEvent,
 };
@@ -73,8 +73,13 @@ impl EventStore for AnyEventStore {
     async fn camera_state(&self, camera_id: &str) -> EventStoreResult<Option<CameraState>> {
         delegate!(self, s => s.camera_state(camera_id))
     }
-    async fn commit(&self, events: &[TierEvent], state: &CameraState) -> EventStoreResult<()> {
-        delegate!(self, s => s.commit(events, state))
+    async fn commit(
+        &self,
+        events: &[TierEvent],
+        state: &CameraState,
+        fence: Option<&Fence>,
+    ) -> EventStoreResult<()> {
+        delegate!(self, s => s.commit(events, state, fence))
     }
     async fn record_run(&self, run: &RunRecord) -> EventStoreResult<()> {
         delegate!(self, s => s.record_run(run))

@@ -6,13 +6,54 @@
 //! - `keys`: keys `{key_prefix}{camera_id}:{ts_ms}` holding JSON `{"camera_id", "caption",
 //!   "timestamp", "embedding"?}` with a TTL (the seed's layout). `timestamp` may be Unix
 //!   seconds or milliseconds, or RFC 3339.
+//!
+//! **Fenced deletes.** A pass deletes the captions it stored under its camera's run lease. When
+//! the lease store is a Redis on the very server and database of the captions (the default:
+//! no `checkpoint` option), the delete is one Lua script that first checks the camera's fence,
+//! `ferry:{tier/<camera>}:fence` (the token of the newest acquisition of the lease), against the
+//! pass's token and deletes nothing when they differ: a pass paused past its lease while
+//! another replica took the camera over cannot delete anything afterwards. Elsewhere the delete
+//! is not fenced, only the store commit before it is:
+//!
+//! - the lease store is a file store or another Redis server or database: a script cannot read
+//!   the fence;
+//! - the captions are on a Redis Cluster: the fence key hashes to the slot of `tier/<camera>`,
+//!   the Stream (or caption keys) to other slots, and one script only touches keys of one slot.
 
 use std::collections::BTreeMap;
+use std::sync::LazyLock;
 
-use ferry_connectors::redis::{ConnError, RedisEndpoint};
+use ferry_connectors::redis::{ConnError, LuaScript, RedisCheckpointStore, RedisEndpoint};
+use ferry_core::tier::store::Fence;
 use ferry_core::tier::{Caption, EntryId};
 use redis::Value;
 use serde::{Deserialize, Serialize};
+
+use super::TierError;
+
+/// XDEL only while the fence holds this pass's token. KEYS: fence, stream. ARGV: token, ids.
+/// Returns `{1, deleted}`, or `{0, fence}` (nothing deleted) when the fence has moved.
+static FENCED_XDEL: LazyLock<LuaScript> = LazyLock::new(|| {
+    LuaScript::new(
+        r#"
+local fence = redis.call('GET', KEYS[1])
+if fence ~= ARGV[1] then return {0, fence or ''} end
+return {1, redis.call('XDEL', KEYS[2], unpack(ARGV, 2))}
+"#,
+    )
+});
+
+/// UNLINK only while the fence holds this pass's token. KEYS: fence, caption keys. ARGV:
+/// token. Returns `{1, deleted}`, or `{0, fence}` (nothing deleted) when the fence has moved.
+static FENCED_UNLINK: LazyLock<LuaScript> = LazyLock::new(|| {
+    LuaScript::new(
+        r#"
+local fence = redis.call('GET', KEYS[1])
+if fence ~= ARGV[1] then return {0, fence or ''} end
+return {1, redis.call('UNLINK', unpack(KEYS, 2))}
+"#,
+    )
+});
 
 /// How captions are laid out in Redis.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
@@ -40,6 +81,8 @@ pub struct CaptionSource {
     redis: RedisEndpoint,
     layout: Layout,
     prefix: String,
+    /// Whether the lease fences live on this server and database (so deletes check them).
+    fences_here: bool,
 }
 
 /// Per-camera timestamps of the `keys` layout, found by one SCAN of the keyspace.
@@ -52,7 +95,25 @@ impl CaptionSource {
             redis,
             layout,
             prefix,
+            fences_here: false,
         }
+    }
+
+    /// Tells the source that the lease store is the Redis checkpoint store on `leases`: when it
+    /// is the captions' own standalone server and database, deletes check the fence.
+    pub fn with_fences_on(mut self, leases: Option<&RedisEndpoint>) -> Self {
+        self.fences_here = leases.is_some_and(|l| {
+            !self.redis.is_cluster()
+                && !l.is_cluster()
+                && l.same_server(&self.redis)
+                && l.db() == self.redis.db()
+        });
+        self
+    }
+
+    /// Whether deletes check the lease fence in the same script (see the module docs).
+    pub fn fences_deletes(&self) -> bool {
+        self.fences_here
     }
 
     /// The Redis endpoint.
@@ -242,12 +303,36 @@ impl CaptionSource {
 
     /// Deletes exactly these entries of `camera` (XDEL by id, or the caption keys). Returns how
     /// many existed.
-    pub async fn delete(&self, camera: &str, entries: &[EntryId]) -> Result<u64, ConnError> {
+    ///
+    /// With a `fence` and the lease store on this server ([`Self::fences_deletes`]), each chunk
+    /// is deleted by a script that first checks that the scope's fence still holds the fence's
+    /// token, and nothing is deleted (error [`TierError::Fenced`]) once a newer run took the
+    /// lease over. Otherwise the delete is not fenced (see the module docs).
+    pub async fn delete(
+        &self,
+        camera: &str,
+        entries: &[EntryId],
+        fence: Option<&Fence>,
+    ) -> Result<u64, TierError> {
+        let fence = fence.filter(|_| self.fences_here);
         let mut deleted = 0u64;
         match self.layout {
             Layout::Stream => {
                 let key = self.stream_key(camera);
                 for chunk in entries.chunks(1000) {
+                    if let Some(f) = fence {
+                        let fence_key = RedisCheckpointStore::fence_key(&f.scope);
+                        let token = f.token.to_string();
+                        let ids: Vec<String> = chunk.iter().map(EntryId::to_string).collect();
+                        let mut args: Vec<&[u8]> = vec![token.as_bytes()];
+                        args.extend(ids.iter().map(|i| i.as_bytes()));
+                        let reply = self
+                            .redis
+                            .eval(&FENCED_XDEL, &[&fence_key, key.as_bytes()], &args)
+                            .await?;
+                        deleted += self.fenced_count(camera, f, reply)?;
+                        continue;
+                    }
                     let mut cmd = redis::cmd("XDEL");
                     cmd.arg(&key);
                     for e in chunk {
@@ -259,6 +344,22 @@ impl CaptionSource {
             }
             Layout::Keys => {
                 for chunk in entries.chunks(1000) {
+                    if let Some(f) = fence {
+                        let fence_key = RedisCheckpointStore::fence_key(&f.scope);
+                        let token = f.token.to_string();
+                        let keys: Vec<String> = chunk
+                            .iter()
+                            .map(|e| self.caption_key(camera, e.ms))
+                            .collect();
+                        let mut all: Vec<&[u8]> = vec![&fence_key];
+                        all.extend(keys.iter().map(|k| k.as_bytes()));
+                        let reply = self
+                            .redis
+                            .eval(&FENCED_UNLINK, &all, &[token.as_bytes()])
+                            .await?;
+                        deleted += self.fenced_count(camera, f, reply)?;
+                        continue;
+                    }
                     let cmds = chunk
                         .iter()
                         .map(|e| {
@@ -275,6 +376,43 @@ impl CaptionSource {
             }
         }
         Ok(deleted)
+    }
+
+    /// The count a fenced delete script returned, or [`TierError::Fenced`].
+    fn fenced_count(
+        &self,
+        camera: &str,
+        fence: &Fence,
+        reply: redis::RedisResult<Value>,
+    ) -> Result<u64, TierError> {
+        let reply = reply.map_err(|e| command_error(&self.redis, e))?;
+        match reply {
+            Value::Array(parts) => match parts.as_slice() {
+                [Value::Int(1), Value::Int(n)] => Ok((*n).max(0) as u64),
+                [Value::Int(0), current] => Err(TierError::Fenced {
+                    camera: camera.to_string(),
+                    scope: fence.scope.clone(),
+                    token: fence.token,
+                    current: match current {
+                        Value::BulkString(b) if !b.is_empty() => {
+                            String::from_utf8_lossy(b).into_owned()
+                        }
+                        _ => "missing".to_string(),
+                    },
+                }),
+                _ => Err(self.unexpected(format!("{parts:?}"))),
+            },
+            other => Err(self.unexpected(format!("{other:?}"))),
+        }
+    }
+
+    fn unexpected(&self, reply: String) -> TierError {
+        let e = redis::RedisError::from((
+            redis::ErrorKind::Client,
+            "unexpected reply of the fenced delete script",
+            reply,
+        ));
+        command_error(&self.redis, e).into()
     }
 
     /// Number of entries a camera holds (XLEN, or the index length).
