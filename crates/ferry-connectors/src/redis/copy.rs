@@ -1,6 +1,8 @@
 //! Copying one key element by element, for values too big for one DUMP payload or refused by
 //! the target (e.g. a DUMP from a newer Redis). Memory stays bounded by one chunk.
 
+use std::collections::BTreeSet;
+
 use redis::{Cmd, FromRedisValue, Value};
 
 use super::{ConnError, RedisEndpoint, key_slot};
@@ -221,7 +223,53 @@ impl Ctx<'_> {
         }
     }
 
+    /// The ids of every pending entry of every consumer group of the source stream, in order:
+    /// `XCLAIM … FORCE` skips ids no longer in the stream (deleted or trimmed messages that
+    /// are still pending), so the copy adds a placeholder entry for each while it runs.
+    async fn pending_ids(&self) -> Result<BTreeSet<StreamId>, ChunkError> {
+        let groups: Vec<HashMapValue> = self
+            .read({
+                let mut c = redis::cmd("XINFO");
+                c.arg("GROUPS").arg(self.src);
+                c
+            })
+            .await?;
+        let mut ids = BTreeSet::new();
+        for group in groups {
+            let name = group.get("name").unwrap_or_default();
+            let mut start = "-".to_string();
+            loop {
+                let mut c = redis::cmd("XPENDING");
+                c.arg(self.src)
+                    .arg(&name)
+                    .arg(&start)
+                    .arg("+")
+                    .arg(self.chunk);
+                let pending: Vec<(String, String, i64, i64)> = self.read(c).await?;
+                let Some(last) = pending.last() else { break };
+                start = format!("({}", last.0);
+                ids.extend(pending.iter().filter_map(|p| StreamId::parse(&p.0)));
+                if pending.len() < self.chunk {
+                    break;
+                }
+            }
+        }
+        Ok(ids)
+    }
+
+    async fn add_placeholder(&self, id: StreamId) -> Result<(), ChunkError> {
+        let mut w = redis::cmd("XADD");
+        w.arg(&self.tmp)
+            .arg(id.to_string())
+            .arg("ferry")
+            .arg("pending");
+        self.write(w).await.map(drop)
+    }
+
     async fn copy_stream(&mut self) -> Result<(), ChunkError> {
+        let mut pending = self.pending_ids().await?;
+        // Placeholders before the first entry (trimmed messages) and after it (deleted ones).
+        let (mut below_first, mut between) = (Vec::new(), Vec::new());
         let mut start = b"-".to_vec();
         let mut copied = 0usize;
         loop {
@@ -239,12 +287,33 @@ impl Ctx<'_> {
             next.extend_from_slice(last);
             start = next;
             for (id, fields) in &entries {
+                if let Some(entry) = StreamId::parse(&String::from_utf8_lossy(id)) {
+                    while let Some(&p) = pending.first().filter(|&&p| p <= entry) {
+                        pending.pop_first();
+                        if p < entry {
+                            self.add_placeholder(p).await?;
+                            if copied == 0 {
+                                below_first.push(p);
+                            } else {
+                                between.push(p);
+                            }
+                        }
+                    }
+                }
                 self.count(fields);
                 let mut w = redis::cmd("XADD");
                 w.arg(&self.tmp).arg(id).arg(fields);
                 self.write(w).await?;
+                copied += 1;
             }
-            copied += entries.len();
+        }
+        for p in std::mem::take(&mut pending) {
+            self.add_placeholder(p).await?;
+            if copied == 0 {
+                below_first.push(p);
+            } else {
+                between.push(p);
+            }
         }
         let info: Vec<Value> = self
             .read({
@@ -264,14 +333,17 @@ impl Ctx<'_> {
             v.and_then(|v| redis::from_redis_value(v).ok())
         };
         let last_id = text(field("last-generated-id")).unwrap_or_else(|| "0-0".into());
-        if copied == 0 {
-            // An empty stream still exists: create it, then remove the placeholder entry.
+        if copied == 0 && below_first.is_empty() {
+            // An empty stream still exists: create it with an entry trimmed at once (a trim,
+            // unlike XDEL, leaves max-deleted-entry-id alone).
             let mut w = redis::cmd("XADD");
-            w.arg(&self.tmp).arg("0-1").arg("f").arg("v");
+            w.arg(&self.tmp)
+                .arg("MAXLEN")
+                .arg(0)
+                .arg("0-1")
+                .arg("f")
+                .arg("v");
             self.write(w).await?;
-            let mut d = redis::cmd("XDEL");
-            d.arg(&self.tmp).arg("0-1");
-            self.write(d).await?;
         }
         let mut setid = redis::cmd("XSETID");
         setid.arg(&self.tmp).arg(&last_id);
@@ -283,8 +355,27 @@ impl Ctx<'_> {
                 setid.arg("MAXDELETEDID").arg(maxdel);
             }
         }
-        self.write(setid).await?;
-        self.copy_groups().await
+        self.write(setid.clone()).await?;
+        self.copy_groups().await?;
+        if below_first.is_empty() && between.is_empty() {
+            return Ok(());
+        }
+        // The placeholders go: trimmed below the first entry, deleted after it; then the
+        // stream's counters are set again.
+        if let Some(&top) = below_first.last() {
+            let mut t = redis::cmd("XTRIM");
+            t.arg(&self.tmp).arg("MINID").arg(top.next().to_string());
+            self.write(t).await?;
+        }
+        for ids in between.chunks(self.chunk) {
+            let mut d = redis::cmd("XDEL");
+            d.arg(&self.tmp);
+            for id in ids {
+                d.arg(id.to_string());
+            }
+            self.write(d).await?;
+        }
+        self.write(setid).await.map(drop)
     }
 
     async fn copy_groups(&mut self) -> Result<(), ChunkError> {
@@ -360,6 +451,31 @@ impl Ctx<'_> {
             }
         }
         Ok(())
+    }
+}
+
+/// A stream entry id, `ms-seq`, ordered as Redis orders them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct StreamId(u64, u64);
+
+impl StreamId {
+    fn parse(s: &str) -> Option<Self> {
+        let (ms, seq) = s.split_once('-')?;
+        Some(Self(ms.parse().ok()?, seq.parse().ok()?))
+    }
+
+    /// The smallest id after this one.
+    fn next(self) -> Self {
+        match self.1.checked_add(1) {
+            Some(seq) => Self(self.0, seq),
+            None => Self(self.0 + 1, 0),
+        }
+    }
+}
+
+impl std::fmt::Display for StreamId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.0, self.1)
     }
 }
 
