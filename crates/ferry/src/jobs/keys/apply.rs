@@ -857,15 +857,7 @@ impl Batcher {
         if victims.is_empty() {
             return Ok(items);
         }
-        let sizes = self
-            .target
-            .run(
-                victims
-                    .iter()
-                    .map(|&i| (items[i].dst.clone(), memory_usage_cmd(&items[i].dst)))
-                    .collect(),
-            )
-            .await?;
+        let sizes = memory_usages(&self.target, victims.iter().map(|&i| &items[i].dst)).await?;
         let mut small = Vec::new();
         let mut by_key = Vec::new();
         for (&i, size) in victims.iter().zip(sizes) {
@@ -1088,15 +1080,7 @@ impl Batcher {
         which: &[usize],
         out: &mut [Option<Written>],
     ) -> Result<(Vec<(usize, u64)>, Vec<usize>), KeysError> {
-        let sizes = self
-            .source
-            .run(
-                which
-                    .iter()
-                    .map(|&i| (items[i].src.clone(), memory_usage_cmd(&items[i].src)))
-                    .collect(),
-            )
-            .await?;
+        let sizes = memory_usages(&self.source, which.iter().map(|&i| &items[i].src)).await?;
         let mut small = Vec::new();
         let mut chunked = Vec::new();
         for (&i, size) in which.iter().zip(sizes) {
@@ -1493,8 +1477,18 @@ fn changed_while_moved() -> String {
     "an application changed it twice while it was being moved: kept under its old name (the new name holds an earlier value); run apply again to copy its latest value".to_string()
 }
 
-fn memory_usage_cmd(key: &[u8]) -> Cmd {
-    let mut c = cmd("MEMORY");
-    c.arg("USAGE").arg(key).arg("SAMPLES").arg(1);
-    c
+/// `MEMORY USAGE key SAMPLES 1` of each key, pipelined: the estimate that decides whether a
+/// value goes in one payload.
+async fn memory_usages<'a>(
+    endpoint: &RedisEndpoint,
+    keys: impl Iterator<Item = &'a Vec<u8>>,
+) -> Result<Vec<ferry_connectors::redis::RedisResult<Value>>, KeysError> {
+    let cmds = keys
+        .map(|key| {
+            let mut c = cmd("MEMORY");
+            c.arg("USAGE").arg(key).arg("SAMPLES").arg(1);
+            (key.clone(), c)
+        })
+        .collect();
+    Ok(endpoint.run(cmds).await?)
 }
