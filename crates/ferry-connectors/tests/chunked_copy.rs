@@ -8,247 +8,22 @@ use std::time::Instant;
 use ferry_connectors::redis::{
     ChunkError, ChunkedCopy, RedisEndpoint, Value, cmd, copy_in_chunks, key_slot,
 };
-use ferry_testkit::{RedisCluster, RedisServer};
+use ferry_testkit::{
+    RedisCluster, RedisServer, StreamFixture, assert_same_stream, begin_slot_migration,
+    build_stream, error_count, finish_slot_migration, migrate_keys, reply_int, run_command,
+    slot_owner, stream_state,
+};
 use redis::{Commands, Connection};
 
 /// The tag of the temporary key name in these tests.
 const TAG: &str = "chunk-test";
-
-/// Runs one command given as words; panics with the command on an error reply.
-fn run(c: &mut Connection, args: &[&str]) -> Value {
-    let mut command = redis::cmd(args[0]);
-    for a in &args[1..] {
-        command.arg(*a);
-    }
-    command.query(c).unwrap_or_else(|e| panic!("{args:?}: {e}"))
-}
-
-fn text(v: &Value) -> String {
-    redis::from_redis_value::<String>(v.clone()).unwrap_or_else(|e| panic!("{v:?}: {e}"))
-}
-
-fn int(v: &Value) -> i64 {
-    redis::from_redis_value::<i64>(v.clone()).unwrap_or_else(|e| panic!("{v:?}: {e}"))
-}
-
-/// A reply of field/value pairs as a map.
-fn fields(v: Value) -> BTreeMap<String, Value> {
-    match v {
-        Value::Array(items) => items
-            .chunks(2)
-            .map(|kv| (text(&kv[0]), kv[1].clone()))
-            .collect(),
-        Value::Map(m) => m.into_iter().map(|(k, v)| (text(&k), v)).collect(),
-        other => panic!("expected field/value pairs, got {other:?}"),
-    }
-}
-
-fn list(v: Value) -> Vec<Value> {
-    match v {
-        Value::Array(items) => items,
-        Value::Nil => Vec::new(),
-        other => panic!("expected an array, got {other:?}"),
-    }
-}
-
-/// Everything observable about a stream and its consumer groups, except times.
-#[derive(Debug, PartialEq)]
-struct StreamState {
-    /// `XINFO STREAM` without the encoding-dependent `radix-tree-*` fields.
-    info: BTreeMap<String, Value>,
-    /// `XRANGE - +`.
-    entries: Value,
-    /// `XINFO GROUPS`, every field.
-    groups: Vec<BTreeMap<String, Value>>,
-    /// `XINFO CONSUMERS` per group without the time fields (the time a consumer was last
-    /// seen cannot be set by any command).
-    consumers: BTreeMap<String, Vec<BTreeMap<String, Value>>>,
-    /// `XPENDING key group` (count, smallest and greatest id, count per consumer).
-    pending_summary: BTreeMap<String, Value>,
-    /// `XPENDING key group - + 1000`: id, consumer, delivery count.
-    pending: BTreeMap<String, Vec<(String, String, i64)>>,
-    /// The idle time (ms) of each of those pending entries, compared approximately.
-    idle: BTreeMap<String, Vec<i64>>,
-}
-
-fn stream_state(c: &mut Connection, key: &str) -> StreamState {
-    let mut info = fields(run(c, &["XINFO", "STREAM", key]));
-    info.retain(|k, _| !k.starts_with("radix-tree"));
-    let entries = run(c, &["XRANGE", key, "-", "+"]);
-    let groups: Vec<BTreeMap<String, Value>> = list(run(c, &["XINFO", "GROUPS", key]))
-        .into_iter()
-        .map(fields)
-        .collect();
-    let mut consumers = BTreeMap::new();
-    let mut pending_summary = BTreeMap::new();
-    let mut pending = BTreeMap::new();
-    let mut idle = BTreeMap::new();
-    for g in &groups {
-        let name = text(&g["name"]);
-        let cs: Vec<BTreeMap<String, Value>> = list(run(c, &["XINFO", "CONSUMERS", key, &name]))
-            .into_iter()
-            .map(|v| {
-                let mut m = fields(v);
-                m.retain(|k, _| {
-                    !["idle", "inactive", "seen-time", "active-time"].contains(&k.as_str())
-                });
-                m
-            })
-            .collect();
-        consumers.insert(name.clone(), cs);
-        pending_summary.insert(name.clone(), run(c, &["XPENDING", key, &name]));
-        let mut ids = Vec::new();
-        let mut idles = Vec::new();
-        for e in list(run(c, &["XPENDING", key, &name, "-", "+", "1000"])) {
-            let e = list(e);
-            ids.push((text(&e[0]), text(&e[1]), int(&e[3])));
-            idles.push(int(&e[2]));
-        }
-        pending.insert(name.clone(), ids);
-        idle.insert(name, idles);
-    }
-    StreamState {
-        info,
-        entries,
-        groups,
-        consumers,
-        pending_summary,
-        pending,
-        idle,
-    }
-}
-
-/// Asserts that two stream states are equal, idle times within `tolerance_ms`.
-fn assert_same_stream(source: &StreamState, target: &StreamState, tolerance_ms: i64) {
-    assert_eq!(source.info, target.info, "XINFO STREAM");
-    assert_eq!(source.entries, target.entries, "XRANGE");
-    assert_eq!(source.groups, target.groups, "XINFO GROUPS");
-    assert_eq!(source.consumers, target.consumers, "XINFO CONSUMERS");
-    assert_eq!(source.pending, target.pending, "XPENDING - + 1000");
-    assert_eq!(
-        source.pending_summary, target.pending_summary,
-        "XPENDING summary"
-    );
-    for (group, idles) in &source.idle {
-        let theirs = &target.idle[group];
-        assert_eq!(idles.len(), theirs.len());
-        for (i, (a, b)) in idles.iter().zip(theirs).enumerate() {
-            assert!(
-                (a - b).abs() <= tolerance_ms,
-                "group {group}, pending entry {i}: idle {a} ms on the source, {b} ms on the target (tolerance {tolerance_ms} ms)"
-            );
-        }
-    }
-}
-
-/// A stream with deleted and trimmed entries (none of them pending), four consumer groups
-/// (created at 0, at `$`, at an id with ENTRIESREAD), consumers with and without pending
-/// entries, acknowledged entries, redelivered entries and entries claimed with a long idle
-/// time and a retry count.
-fn build_stream(c: &mut Connection, key: &str) {
-    for i in 1..=30 {
-        let id = format!("{i}-1");
-        let v = format!("v{i}");
-        if i % 3 == 0 {
-            run(c, &["XADD", key, &id, "f", &v, "g", "second field"]);
-        } else {
-            run(c, &["XADD", key, &id, "f", &v]);
-        }
-    }
-    // Deleted before any group saw them.
-    run(c, &["XDEL", key, "4-1", "17-1"]);
-    // g1: two consumers, some entries acknowledged, some delivered twice.
-    run(c, &["XGROUP", "CREATE", key, "g1", "0"]);
-    run(
-        c,
-        &[
-            "XREADGROUP",
-            "GROUP",
-            "g1",
-            "c1",
-            "COUNT",
-            "5",
-            "STREAMS",
-            key,
-            ">",
-        ],
-    );
-    run(
-        c,
-        &[
-            "XREADGROUP",
-            "GROUP",
-            "g1",
-            "c2",
-            "COUNT",
-            "5",
-            "STREAMS",
-            key,
-            ">",
-        ],
-    );
-    run(c, &["XACK", key, "g1", "1-1", "2-1", "3-1"]);
-    run(c, &["XREADGROUP", "GROUP", "g1", "c1", "STREAMS", key, "0"]);
-    // g2: at the end, one consumer that never read.
-    run(c, &["XGROUP", "CREATE", key, "g2", "$"]);
-    run(c, &["XGROUP", "CREATECONSUMER", key, "g2", "lurker"]);
-    // g3: created at an id with an explicit entries-read.
-    run(
-        c,
-        &["XGROUP", "CREATE", key, "g3", "10-1", "ENTRIESREAD", "9"],
-    );
-    run(
-        c,
-        &[
-            "XREADGROUP",
-            "GROUP",
-            "g3",
-            "c3",
-            "COUNT",
-            "4",
-            "STREAMS",
-            key,
-            ">",
-        ],
-    );
-    run(c, &["XACK", key, "g3", "11-1"]);
-    // g4: everything delivered (more pending entries than one chunk), two of them claimed by
-    // another consumer with a long idle time and a retry count.
-    run(c, &["XGROUP", "CREATE", key, "g4", "0"]);
-    run(c, &["XREADGROUP", "GROUP", "g4", "c4", "STREAMS", key, ">"]);
-    run(
-        c,
-        &[
-            "XCLAIM",
-            key,
-            "g4",
-            "c5",
-            "0",
-            "12-1",
-            "13-1",
-            "IDLE",
-            "7200000",
-            "RETRYCOUNT",
-            "5",
-            "JUSTID",
-        ],
-    );
-    run(c, &["XACK", key, "g4", "1-1", "2-1"]);
-    // Trimmed: 1-1 and 2-1 go (acknowledged everywhere), then one more entry.
-    run(c, &["XTRIM", key, "MINID", "3-1"]);
-    run(c, &["XADD", key, "31-1", "f", "v31"]);
-    // Deleted after delivery but acknowledged: not pending anywhere.
-    run(c, &["XACK", key, "g1", "9-1"]);
-    run(c, &["XACK", key, "g4", "9-1"]);
-    run(c, &["XDEL", key, "9-1"]);
-}
 
 async fn endpoint(url: &str) -> RedisEndpoint {
     RedisEndpoint::connect(url, None).await.unwrap()
 }
 
 fn pexpiretime(c: &mut Connection, key: &str) -> i64 {
-    int(&run(c, &["PEXPIRETIME", key]))
+    reply_int(&run_command(c, &["PEXPIRETIME", key]))
 }
 
 /// Copies `src` from `a` to `dst` on `b` in chunks (keeping its expiry) and compares the
@@ -282,11 +57,12 @@ async fn copy_and_compare(a: &RedisServer, src: &str, b: &RedisServer, dst: &str
     let elapsed = clock.elapsed().as_millis() as i64;
     // The source is unchanged (its idle times have grown by at most the time elapsed).
     assert_same_stream(
+        src,
         &before,
         &stream_state(&mut s, src),
         clock.elapsed().as_millis() as i64 + 20,
     );
-    assert_same_stream(&before, &after, elapsed + 20);
+    assert_same_stream(dst, &before, &after, elapsed + 20);
     let kind: String = redis::cmd("TYPE").arg(dst).query(&mut t).unwrap();
     assert_eq!(kind, "stream");
     assert_eq!(
@@ -306,7 +82,7 @@ async fn copy_and_compare(a: &RedisServer, src: &str, b: &RedisServer, dst: &str
 async fn a_stream_with_groups_consumers_and_pending_entries_is_copied_exactly() {
     let (a, b) = (RedisServer::start(), RedisServer::start());
     let mut s = a.conn();
-    build_stream(&mut s, "src:stream");
+    build_stream(&mut s, "src:stream", StreamFixture::Full);
     let () = s.pexpire("src:stream", 3_600_000).unwrap();
     // Sanity: the fixture has what the test is about.
     let src = stream_state(&mut s, "src:stream");
@@ -332,8 +108,8 @@ async fn a_stream_with_groups_consumers_and_pending_entries_is_copied_exactly() 
 async fn a_stream_that_never_had_entries_is_copied_exactly_with_its_group() {
     let (a, b) = (RedisServer::start(), RedisServer::start());
     let mut s = a.conn();
-    run(&mut s, &["XGROUP", "CREATE", "empty", "g", "$", "MKSTREAM"]);
-    run(
+    run_command(&mut s, &["XGROUP", "CREATE", "empty", "g", "$", "MKSTREAM"]);
+    run_command(
         &mut s,
         &["XGROUP", "CREATECONSUMER", "empty", "g", "waiting"],
     );
@@ -347,16 +123,16 @@ async fn an_emptied_stream_is_copied_exactly_with_its_groups() {
     let (a, b) = (RedisServer::start(), RedisServer::start());
     let mut s = a.conn();
     for i in 1..=3 {
-        run(&mut s, &["XADD", "emptied", &format!("{i}-5"), "f", "v"]);
+        run_command(&mut s, &["XADD", "emptied", &format!("{i}-5"), "f", "v"]);
     }
-    run(&mut s, &["XGROUP", "CREATE", "emptied", "g", "0"]);
-    run(&mut s, &["XGROUP", "CREATE", "emptied", "late", "$"]);
-    run(
+    run_command(&mut s, &["XGROUP", "CREATE", "emptied", "g", "0"]);
+    run_command(&mut s, &["XGROUP", "CREATE", "emptied", "late", "$"]);
+    run_command(
         &mut s,
         &["XREADGROUP", "GROUP", "g", "c", "STREAMS", "emptied", ">"],
     );
-    run(&mut s, &["XACK", "emptied", "g", "1-5", "2-5", "3-5"]);
-    run(&mut s, &["XDEL", "emptied", "1-5", "2-5", "3-5"]);
+    run_command(&mut s, &["XACK", "emptied", "g", "1-5", "2-5", "3-5"]);
+    run_command(&mut s, &["XDEL", "emptied", "1-5", "2-5", "3-5"]);
     let state = stream_state(&mut s, "emptied");
     assert_eq!(state.info["length"], Value::Int(0));
     copy_and_compare(&a, "emptied", &b, "emptied-copy", 10).await;
@@ -370,13 +146,13 @@ async fn pending_entries_of_deleted_and_trimmed_messages_are_kept() {
     let (a, b) = (RedisServer::start(), RedisServer::start());
     let mut s = a.conn();
     for i in 1..=10 {
-        run(
+        run_command(
             &mut s,
             &["XADD", "s", &format!("{i}-0"), "f", &format!("v{i}")],
         );
     }
-    run(&mut s, &["XGROUP", "CREATE", "s", "g", "0"]);
-    run(
+    run_command(&mut s, &["XGROUP", "CREATE", "s", "g", "0"]);
+    run_command(
         &mut s,
         &[
             "XREADGROUP",
@@ -390,8 +166,8 @@ async fn pending_entries_of_deleted_and_trimmed_messages_are_kept() {
             ">",
         ],
     );
-    run(&mut s, &["XDEL", "s", "3-0"]);
-    run(&mut s, &["XTRIM", "s", "MINID", "2-0"]);
+    run_command(&mut s, &["XDEL", "s", "3-0"]);
+    run_command(&mut s, &["XTRIM", "s", "MINID", "2-0"]);
     let state = stream_state(&mut s, "s");
     assert_eq!(state.pending["g"].len(), 6, "{state:?}");
     // The reference: DUMP/RESTORE keeps them.
@@ -408,106 +184,6 @@ async fn pending_entries_of_deleted_and_trimmed_messages_are_kept() {
 }
 
 // --- A slot being migrated between cluster nodes -------------------------------------------
-
-fn node_id(c: &mut Connection) -> String {
-    text(&run(c, &["CLUSTER", "MYID"]))
-}
-
-/// The index of the node owning `slot`, from `CLUSTER NODES` of the first node.
-fn slot_owner(cluster: &RedisCluster, slot: u16) -> usize {
-    let nodes: String = redis::cmd("CLUSTER")
-        .arg("NODES")
-        .query(&mut cluster.nodes()[0].conn())
-        .unwrap();
-    for line in nodes.lines() {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        let port: u16 = f[1]
-            .split('@')
-            .next()
-            .and_then(|a| a.rsplit(':').next())
-            .and_then(|p| p.parse().ok())
-            .unwrap();
-        for range in &f[8..] {
-            if range.starts_with('[') {
-                continue;
-            }
-            let (lo, hi) = match range.split_once('-') {
-                Some((lo, hi)) => (lo.parse::<u16>().unwrap(), hi.parse::<u16>().unwrap()),
-                None => (range.parse().unwrap(), range.parse().unwrap()),
-            };
-            if (lo..=hi).contains(&slot) {
-                return cluster
-                    .nodes()
-                    .iter()
-                    .position(|n| n.port() == port)
-                    .unwrap();
-            }
-        }
-    }
-    panic!("no node owns slot {slot}")
-}
-
-/// Puts `slot` in the MIGRATING state on `from` and IMPORTING on `to`.
-fn begin_migration(cluster: &RedisCluster, slot: u16, from: usize, to: usize) {
-    let (mut f, mut t) = (cluster.nodes()[from].conn(), cluster.nodes()[to].conn());
-    let (fid, tid) = (node_id(&mut f), node_id(&mut t));
-    let slot = slot.to_string();
-    run(&mut t, &["CLUSTER", "SETSLOT", &slot, "IMPORTING", &fid]);
-    run(&mut f, &["CLUSTER", "SETSLOT", &slot, "MIGRATING", &tid]);
-}
-
-/// Moves `keys` from node `from` to node `to` with MIGRATE.
-fn migrate(cluster: &RedisCluster, from: usize, to: usize, keys: &[&[u8]]) {
-    let mut c = redis::cmd("MIGRATE");
-    c.arg("127.0.0.1")
-        .arg(cluster.nodes()[to].port())
-        .arg("")
-        .arg(0)
-        .arg(10_000)
-        .arg("KEYS")
-        .arg(keys);
-    let reply: String = c.query(&mut cluster.nodes()[from].conn()).unwrap();
-    assert_eq!(reply, "OK");
-}
-
-/// Moves every key left in `slot` and gives the slot to `to` on every node.
-fn finish_migration(cluster: &RedisCluster, slot: u16, from: usize, to: usize) {
-    let mut f = cluster.nodes()[from].conn();
-    loop {
-        let keys: Vec<Vec<u8>> = redis::cmd("CLUSTER")
-            .arg("GETKEYSINSLOT")
-            .arg(slot)
-            .arg(100)
-            .query(&mut f)
-            .unwrap();
-        if keys.is_empty() {
-            break;
-        }
-        let refs: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
-        migrate(cluster, from, to, &refs);
-    }
-    let tid = node_id(&mut cluster.nodes()[to].conn());
-    let slot = slot.to_string();
-    for i in [to, from] {
-        run(
-            &mut cluster.nodes()[i].conn(),
-            &["CLUSTER", "SETSLOT", &slot, "NODE", &tid],
-        );
-    }
-    for (i, n) in cluster.nodes().iter().enumerate() {
-        if i != to && i != from {
-            run(&mut n.conn(), &["CLUSTER", "SETSLOT", &slot, "NODE", &tid]);
-        }
-    }
-}
-
-/// `INFO errorstats` count of replies with error `code` on a node.
-fn error_count(c: &mut Connection, code: &str) -> u64 {
-    let info: String = redis::cmd("INFO").arg("errorstats").query(c).unwrap();
-    info.lines()
-        .find_map(|l| l.strip_prefix(&format!("errorstat_{code}:count=")))
-        .map_or(0, |n| n.trim().parse().unwrap())
-}
 
 /// Whether `key` is on this node (asked with ASKING, so an importing node answers too).
 fn holds(c: &mut Connection, key: &[u8]) -> bool {
@@ -546,8 +222,8 @@ async fn keys_of_a_migrating_slot_are_reached_through_ask() {
         let () = c.pexpire(hash, 3_600_000).unwrap();
     }
     let ep = endpoint(&cluster.url()).await;
-    begin_migration(&cluster, slot, from, to);
-    migrate(&cluster, from, to, &[moved, hash]);
+    begin_slot_migration(&cluster, slot, from, to);
+    migrate_keys(&cluster, from, to, &[moved, hash]);
     let asks_before = error_count(&mut cluster.nodes()[from].conn(), "ASK");
 
     // query: one key on the importing node, one on the migrating node.
@@ -608,7 +284,10 @@ async fn keys_of_a_migrating_slot_are_reached_through_ask() {
     let copied: BTreeMap<String, String> = t.hgetall("copied").unwrap();
     assert_eq!(copied.len(), 50);
     assert_eq!(copied["f7"], "v7");
-    assert_eq!(int(&run(&mut t, &["PEXPIRETIME", "copied"])), at);
+    assert_eq!(
+        reply_int(&run_command(&mut t, &["PEXPIRETIME", "copied"])),
+        at
+    );
 
     // A chunked copy *into* the migrating slot: the final RENAME of the temporary key gets
     // TRYAGAIN while the slot migrates. Either it succeeds exactly, or it fails for this key
@@ -647,7 +326,7 @@ async fn keys_of_a_migrating_slot_are_reached_through_ask() {
     assert!(retries >= 2, "TRYAGAIN retried: {retries} attempts");
 
     // Once the slot has moved, the same endpoint follows MOVED for every key.
-    finish_migration(&cluster, slot, from, to);
+    finish_slot_migration(&cluster, slot, from, to);
     let reply = ep
         .query(moved, cmd("MGET").arg(moved).arg(stays).arg(fresh).clone())
         .await

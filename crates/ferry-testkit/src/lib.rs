@@ -1,5 +1,7 @@
 //! Ferry test harness: real `redis-server` processes and Redis Clusters on free ports, FalkorDB
-//! servers, and throwaway PostgreSQL databases.
+//! servers, and throwaway PostgreSQL databases; helpers that run commands given as words
+//! ([`run_command`]), compare streams with their consumer groups ([`stream_state`],
+//! [`assert_same_stream`]) and migrate a cluster's slot by hand ([`begin_slot_migration`]).
 //!
 //! Every Ferry integration test starts its own servers through this crate, so tests never share
 //! state and never touch a Redis that happens to run on the machine (for example on port 6379).
@@ -26,12 +28,20 @@
 mod bins;
 mod cluster;
 mod graph;
+mod replies;
 mod server;
+mod slots;
+mod streams;
 
 pub use bins::{redis_cli_bin, redis_server_bin, redis8_server_bin};
 pub use cluster::RedisCluster;
 pub use graph::{FalkorDbServer, PgDatabase, falkordb_module};
+pub use replies::{reply_fields, reply_int, reply_list, reply_string, run_command};
 pub use server::RedisServer;
+pub use slots::{
+    begin_slot_migration, error_count, finish_slot_migration, migrate_keys, node_id, slot_owner,
+};
+pub use streams::{StreamFixture, StreamState, assert_same_stream, build_stream, stream_state};
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};

@@ -1,104 +1,18 @@
 //! The keys job against real redis-server processes (started by ferry-testkit).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::Duration;
+use std::process::{Command, Stdio};
 
 use ferry_testkit::{RedisCluster, RedisServer};
 use redis::{Commands, Connection, Value};
 
-const OLD: &str = "josancamon:rayban-meta-glasses-api:";
-
-fn seed_rules() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/examples/seed-002-rules.toml")
-}
-
-fn ferry(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(args)
-        .env_remove("FERRY_SOURCE_PASSWORD")
-        .env_remove("FERRY_TARGET_PASSWORD")
-        .output()
-        .expect("run ferry")
-}
-
+mod common;
+use common::keys::{
+    assert_output_has, digest, ferry, fill_seed, keys, keys_with_prefix, read_report,
+    seed_key_mapper, seed_rules, send_signal, spawn_apply, wait_until_running,
+};
 use ferry_testkit::output_text as text;
 
-/// `ferry keys ACTION --source SRC --rules <seed rules> EXTRA...`
-fn keys(action: &str, src: &str, extra: &[&str]) -> Output {
-    let rules = seed_rules();
-    let mut args = vec![
-        "keys",
-        action,
-        "--source",
-        src,
-        "--rules",
-        rules.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    ferry(&args)
-}
-
-fn read_report(path: &Path) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
-}
-
-/// Starts `ferry keys apply -y` in the background (output captured, 2 s lease).
-fn spawn_apply(src: &str, extra: &[&str]) -> std::process::Child {
-    let rules = seed_rules();
-    Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(apply_args(src, rules.to_str().unwrap(), extra))
-        // A killed run's lease expires after 2 s instead of 30 s.
-        .env("FERRY_LEASE_TTL_MS", "2000")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-/// Asserts that stdout or stderr of a run contains `needle`, showing both when not.
-fn assert_output_has(o: &Output, needle: &str) {
-    let all = text(o);
-    assert!(all.contains(needle), "expected {needle:?} in\n{all}");
-}
-
-/// Waits (up to 30 s) until a background apply holds its lease and has written `min_new` new
-/// keys, so that tests act mid-run however slow the machine is.
-fn wait_until_running(conn: &mut Connection, min_new: usize) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let lease: bool = conn.exists("ferry:{keys/default}:lease").unwrap();
-        if lease && keys_with_prefix(conn, "meta-glasses:").len() >= min_new {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the apply did not get going"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn apply_args<'a>(src: &'a str, rules: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut v = vec!["keys", "apply", "--source", src, "--rules", rules, "-y"];
-    v.extend_from_slice(extra);
-    v
-}
-
-fn fill_seed(conn: &mut Connection, n: usize) {
-    let cmds = ferry::demo::seed_commands(n, 11);
-    for chunk in cmds.chunks(1000) {
-        let mut p = redis::pipe();
-        for c in chunk {
-            p.add_command(c.clone()).ignore();
-        }
-        let () = p.query(conn).unwrap();
-    }
-}
-
-fn digest(conn: &mut Connection) -> String {
-    redis::cmd("DEBUG").arg("DIGEST").query(conn).unwrap()
-}
+const OLD: &str = "josancamon:rayban-meta-glasses-api:";
 
 fn dump(conn: &mut Connection, key: &[u8]) -> Option<Vec<u8>> {
     redis::cmd("DUMP").arg(key).query(conn).unwrap()
@@ -148,20 +62,10 @@ fn pttl(conn: &mut Connection, key: &[u8]) -> i64 {
     conn.pttl(key).unwrap()
 }
 
-fn keys_with_prefix(conn: &mut Connection, prefix: &str) -> Vec<Vec<u8>> {
-    let mut out: Vec<Vec<u8>> = conn
-        .scan_match::<_, Vec<u8>>(format!("{prefix}*"))
-        .unwrap()
-        .map(|k| k.unwrap())
-        .collect();
-    out.sort();
-    out
-}
-
 /// Every source key under the old prefix has a twin under its new name with the same value
 /// (equal DUMP payloads, or else equal contents) and a TTL within 1 s.
 fn assert_migrated_exactly(src: &mut Connection, dst: &mut Connection) -> usize {
-    let rules = ferry::compat::KeyMapper::from_file(&seed_rules()).unwrap();
+    let rules = seed_key_mapper();
     let keys = keys_with_prefix(src, OLD);
     assert!(!keys.is_empty());
     for k in &keys {
@@ -447,7 +351,7 @@ fn sigkill_then_resume_ends_exact(two_servers: bool) {
         to = vec!["--target", u];
     }
     extra.extend(&to);
-    let mut child = spawn_apply(&url, &extra);
+    let mut child = spawn_apply(&url, &extra, Stdio::piped);
     wait_until_running(&mut t, 3000);
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
@@ -499,7 +403,7 @@ fn a_second_apply_while_one_runs_is_refused() {
     let server = RedisServer::start();
     fill_seed(&mut server.conn(), 20_000);
     let url = server.url();
-    let mut first = spawn_apply(&url, &["--rate", "2000"]);
+    let mut first = spawn_apply(&url, &["--rate", "2000"], Stdio::piped);
     wait_until_running(&mut server.conn(), 1);
     let o = keys("apply", &url, &["-y"]);
     first.kill().unwrap();
@@ -839,7 +743,7 @@ fn applications_read_new_keys_and_fall_back_to_old_ones() {
     let mut c = server.conn();
     let _: () = c.set(format!("{OLD}user_profile:1"), "old-1").unwrap();
     let _: () = c.set("meta-glasses:user:profile:2", "new-2").unwrap();
-    let mapper = ferry::compat::KeyMapper::from_file(&seed_rules()).unwrap();
+    let mapper = seed_key_mapper();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -900,13 +804,13 @@ fn sigterm_saves_the_checkpoint_and_a_rerun_resumes() {
     let mut c = server.conn();
     fill_seed(&mut c, 20_000);
     let url = server.url();
-    let child = spawn_apply(&url, &["--rate", "5000", "--batch-size", "200"]);
+    let child = spawn_apply(
+        &url,
+        &["--rate", "5000", "--batch-size", "200"],
+        Stdio::piped,
+    );
     wait_until_running(&mut c, 2000);
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    send_signal(&child, "-TERM");
     let o = child.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert_output_has(&o, "run the same command again to resume");

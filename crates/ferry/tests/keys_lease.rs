@@ -1,7 +1,6 @@
 //! The run lease of `ferry keys apply` end to end: a killed holder is taken over at once, and a
 //! paused holder whose lease was taken over stops without writing.
 
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -9,25 +8,19 @@ use ferry_testkit::RedisServer;
 use ferry_testkit::output_text as text;
 use redis::{Commands, Connection};
 
+mod common;
+use common::keys::{
+    LEASE_KEY, fill_seed, keys_command, seed_rules, send_signal, wait_until_running,
+};
+
 const STATE_KEY: &str = "ferry:{keys/default}:state";
-const LEASE_KEY: &str = "ferry:{keys/default}:lease";
 const LEDGER_KEY: &str = "ferry:{keys/default}:ledger:created";
 const JOURNAL_KEY: &str = "ferry:{keys/default}:journal:created";
 
-fn seed_rules() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/examples/seed-002-rules.toml")
-}
-
 /// `ferry keys ACTION --source SRC --rules <seed rules> EXTRA...`, with the default lease TTL.
 fn ferry_keys(action: &str, src: &str, extra: &[&str]) -> Command {
-    let rules = seed_rules();
-    let mut c = Command::new(env!("CARGO_BIN_EXE_ferry"));
-    c.args(["keys", action, "--source", src, "--rules"])
-        .arg(rules)
-        .args(extra)
-        .env_remove("FERRY_LEASE_TTL_MS")
-        .env_remove("FERRY_SOURCE_PASSWORD")
-        .env_remove("FERRY_TARGET_PASSWORD");
+    let mut c = keys_command(action, src, &seed_rules(), extra);
+    c.env_remove("FERRY_LEASE_TTL_MS");
     c
 }
 
@@ -40,45 +33,6 @@ fn spawn(mut c: Command) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start ferry")
-}
-
-fn fill_seed(conn: &mut Connection, n: usize) {
-    let cmds = ferry::demo::seed_commands(n, 11);
-    for chunk in cmds.chunks(1000) {
-        let mut p = redis::pipe();
-        for c in chunk {
-            p.add_command(c.clone()).ignore();
-        }
-        let () = p.query(conn).unwrap();
-    }
-}
-
-fn count_new_keys(conn: &mut Connection) -> usize {
-    conn.scan_match::<_, Vec<u8>>("meta-glasses:*")
-        .unwrap()
-        .count()
-}
-
-/// Waits (up to 30 s) until a background apply holds its lease and has written `min_new` new
-/// keys.
-fn wait_until_running(conn: &mut Connection, min_new: usize) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let lease: bool = conn.exists(LEASE_KEY).unwrap();
-        if lease && count_new_keys(conn) >= min_new {
-            return;
-        }
-        assert!(Instant::now() < deadline, "the apply did not get going");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn signal(child: &Child, sig: &str) {
-    let ok = Command::new("kill")
-        .args([sig, &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(ok.success(), "kill {sig}");
 }
 
 /// The saved state and the sorted entries of the `created` ledger.
@@ -154,7 +108,7 @@ fn a_paused_run_whose_lease_was_taken_over_stops_without_writing() {
     paused.env("FERRY_LEASE_TTL_MS", "1000");
     let first = spawn(paused);
     wait_until_running(&mut c, 2000);
-    signal(&first, "-STOP");
+    send_signal(&first, "-STOP");
     // Past the paused run's lease (1 s after its last renewal).
     std::thread::sleep(Duration::from_millis(2500));
     let lease: bool = c.exists(LEASE_KEY).unwrap();
@@ -170,7 +124,7 @@ fn a_paused_run_whose_lease_was_taken_over_stops_without_writing() {
     assert!(!after_second.1.is_empty());
 
     // The paused run wakes up: it must notice, stop with exit 2 and write nothing.
-    signal(&first, "-CONT");
+    send_signal(&first, "-CONT");
     let o = first.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     let out = text(&o);

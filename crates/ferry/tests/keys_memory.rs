@@ -10,14 +10,15 @@ use ferry_testkit::RedisServer;
 use ferry_testkit::output_text as text;
 use redis::{Commands, Connection, Value};
 
+mod common;
+use common::keys::{OLD_TO_NEW_RULES, assert_output_has, keys_matching, write_rules};
+
 /// Peak RSS any one `ferry keys` command may reach, whatever the size of the values (the big
 /// hash below is about 1 GiB).
 const MAX_RSS_BYTES: u64 = 120 * 1024 * 1024;
 /// Bytes of each field value of the big hashes: 4,000 (not 4,096) keeps each value inside one
 /// 4 KiB allocation of the server.
 const FIELD_BYTES: usize = 4000;
-
-const RULES: &str = "[[rule]]\nname = \"all\"\nfrom = \"old:{id..}\"\nto = \"new:{id}\"\n";
 
 struct Setup {
     dir: tempfile::TempDir,
@@ -31,8 +32,7 @@ fn setup() -> Setup {
         "/usr/bin/time is missing: run `make test-setup` (scripts/setup.sh installs it)"
     );
     let dir = tempfile::tempdir().unwrap();
-    let rules = dir.path().join("rules.toml");
-    std::fs::write(&rules, RULES).unwrap();
+    let rules = write_rules(dir.path(), OLD_TO_NEW_RULES);
     Setup { dir, rules }
 }
 
@@ -106,11 +106,6 @@ fn bounded_with(
     o
 }
 
-fn assert_output_has(o: &Output, needle: &str) {
-    let all = text(o);
-    assert!(all.contains(needle), "expected {needle:?} in\n{all}");
-}
-
 /// Fills the hash `key` with `fields` fields of [`FIELD_BYTES`] bytes each (each value starts
 /// with its field number), pipelined, about 16 MiB per round trip.
 fn fill_hash(conn: &mut Connection, key: &str, fields: usize) {
@@ -146,16 +141,6 @@ fn digest_value(conn: &mut Connection, key: &str) -> String {
         .query(conn)
         .unwrap();
     v.into_iter().next().unwrap()
-}
-
-fn keys_matching(conn: &mut Connection, pattern: &str) -> Vec<String> {
-    let mut out: Vec<String> = conn
-        .scan_match::<_, String>(pattern)
-        .unwrap()
-        .map(|k| k.unwrap())
-        .collect();
-    out.sort();
-    out
 }
 
 fn small_keys(conn: &mut Connection) {

@@ -4,66 +4,24 @@
 //! TRYAGAIN); streams with consumer groups copied in chunks.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use ferry_connectors::redis::key_slot;
-use ferry_testkit::{RedisCluster, RedisServer, output_text as text};
+use ferry_testkit::{
+    RedisCluster, RedisServer, StreamFixture, StreamState, assert_same_stream,
+    begin_slot_migration, build_stream, error_count, finish_slot_migration, migrate_keys,
+    output_text as text, run_command, slot_owner, stream_state,
+};
 use redis::{Cmd, Commands, Connection, Value};
+
+mod common;
+use common::keys::{
+    assert_output_has, digest, fill_seed, keys, read_report, seed_key_mapper, spawn_apply,
+};
 
 const OLD: &str = "josancamon:rayban-meta-glasses-api:";
 const NEW: &str = "meta-glasses:";
-
-fn seed_rules() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/examples/seed-002-rules.toml")
-}
-
-fn mapper() -> ferry::compat::KeyMapper {
-    ferry::compat::KeyMapper::from_file(&seed_rules()).unwrap()
-}
-
-fn ferry(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(args)
-        .env_remove("FERRY_SOURCE_PASSWORD")
-        .env_remove("FERRY_TARGET_PASSWORD")
-        .output()
-        .expect("run ferry")
-}
-
-/// `ferry keys ACTION --source SRC --rules <seed rules> EXTRA...`
-fn keys(action: &str, src: &str, extra: &[&str]) -> Output {
-    let rules = seed_rules();
-    let mut args = vec![
-        "keys",
-        action,
-        "--source",
-        src,
-        "--rules",
-        rules.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    ferry(&args)
-}
-
-/// Starts `ferry keys apply -y` in the background (output discarded, 2 s lease).
-fn spawn_apply(src: &str, extra: &[&str]) -> Child {
-    let rules = seed_rules();
-    Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(["keys", "apply", "--source", src, "--rules"])
-        .arg(&rules)
-        .arg("-y")
-        .args(extra)
-        .env_remove("FERRY_SOURCE_PASSWORD")
-        .env_remove("FERRY_TARGET_PASSWORD")
-        // A killed run's lease expires after 2 s instead of 30 s.
-        .env("FERRY_LEASE_TTL_MS", "2000")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
-}
 
 /// Runs `ferry keys apply -y EXTRA` until it is no longer refused because the lease of a
 /// killed run is still held (it expires within 2 s), at most 60 s.
@@ -77,30 +35,6 @@ fn apply_when_lease_free(src: &str, extra: &[&str]) -> Output {
         }
         std::thread::sleep(Duration::from_millis(250));
     }
-}
-
-fn read_report(path: &Path) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
-}
-
-fn assert_output_has(o: &Output, needle: &str) {
-    let all = text(o);
-    assert!(all.contains(needle), "expected {needle:?} in\n{all}");
-}
-
-fn fill_seed(conn: &mut Connection, n: usize) {
-    let cmds = ferry::demo::seed_commands(n, 11);
-    for chunk in cmds.chunks(1000) {
-        let mut p = redis::pipe();
-        for c in chunk {
-            p.add_command(c.clone()).ignore();
-        }
-        let () = p.query(conn).unwrap();
-    }
-}
-
-fn digest(conn: &mut Connection) -> String {
-    redis::cmd("DEBUG").arg("DIGEST").query(conn).unwrap()
 }
 
 fn show(key: &[u8]) -> String {
@@ -363,7 +297,7 @@ fn assert_holds(db: &mut dyn Db, key: &[u8], want: &Held) {
 /// Every key of `old` is under its new name on `target` with its value and expiry; returns
 /// how many.
 fn assert_all_migrated(old: &BTreeMap<Vec<u8>, Held>, target: &mut dyn Db) -> usize {
-    let rules = mapper();
+    let rules = seed_key_mapper();
     let new: Vec<Vec<u8>> = old
         .keys()
         .map(|k| rules.new_key(k).expect("seed keys all match"))
@@ -481,7 +415,7 @@ fn sigkill_then_resume(variant: Variant) {
         common.push("--delete-source");
     }
     let slow = [&common[..], &["--rate", "6000", "--batch-size", "200"]].concat();
-    let mut child = spawn_apply(&url, &slow);
+    let mut child = spawn_apply(&url, &slow, Stdio::null);
     wait_for(&mut child, 3000, || {
         target.keys_like(&format!("{NEW}*")).len()
     });
@@ -494,7 +428,7 @@ fn sigkill_then_resume(variant: Variant) {
     );
     if variant.deletes() {
         // Nothing lost at the kill: every key is under its old or its new name (or both).
-        let rules = mapper();
+        let rules = seed_key_mapper();
         let mut probes = Vec::with_capacity(2 * total);
         for k in old.keys() {
             let new = rules.new_key(k).unwrap();
@@ -590,81 +524,6 @@ fn sigkill_with_delete_source_and_a_file_checkpoint_then_resume_verify_and_rollb
 
 // --- A slot migrating while apply runs ------------------------------------------------------
 
-fn run(c: &mut Connection, args: &[&str]) -> Value {
-    let mut command = redis::cmd(args[0]);
-    for a in &args[1..] {
-        command.arg(*a);
-    }
-    command.query(c).unwrap_or_else(|e| panic!("{args:?}: {e}"))
-}
-
-fn node_id(c: &mut Connection) -> String {
-    redis::from_redis_value(run(c, &["CLUSTER", "MYID"])).unwrap()
-}
-
-/// The index of the node owning `slot`.
-fn slot_owner(cluster: &RedisCluster, slot: u16) -> usize {
-    ClusterDb::new(cluster).owners()[slot as usize]
-}
-
-fn begin_migration(cluster: &RedisCluster, slot: u16, from: usize, to: usize) {
-    let (mut f, mut t) = (cluster.nodes()[from].conn(), cluster.nodes()[to].conn());
-    let (fid, tid) = (node_id(&mut f), node_id(&mut t));
-    let slot = slot.to_string();
-    run(&mut t, &["CLUSTER", "SETSLOT", &slot, "IMPORTING", &fid]);
-    run(&mut f, &["CLUSTER", "SETSLOT", &slot, "MIGRATING", &tid]);
-}
-
-fn migrate(cluster: &RedisCluster, from: usize, to: usize, keys: &[Vec<u8>]) {
-    if keys.is_empty() {
-        return;
-    }
-    let mut c = redis::cmd("MIGRATE");
-    c.arg("127.0.0.1")
-        .arg(cluster.nodes()[to].port())
-        .arg("")
-        .arg(0)
-        .arg(10_000)
-        .arg("KEYS")
-        .arg(keys);
-    let reply: String = c.query(&mut cluster.nodes()[from].conn()).unwrap();
-    assert_eq!(reply, "OK");
-}
-
-fn finish_migration(cluster: &RedisCluster, slot: u16, from: usize, to: usize) {
-    let mut f = cluster.nodes()[from].conn();
-    loop {
-        let keys: Vec<Vec<u8>> = redis::cmd("CLUSTER")
-            .arg("GETKEYSINSLOT")
-            .arg(slot)
-            .arg(100)
-            .query(&mut f)
-            .unwrap();
-        if keys.is_empty() {
-            break;
-        }
-        migrate(cluster, from, to, &keys);
-    }
-    let tid = node_id(&mut cluster.nodes()[to].conn());
-    let slot = slot.to_string();
-    let mut order = vec![to, from];
-    order.extend((0..cluster.nodes().len()).filter(|i| *i != to && *i != from));
-    for i in order {
-        run(
-            &mut cluster.nodes()[i].conn(),
-            &["CLUSTER", "SETSLOT", &slot, "NODE", &tid],
-        );
-    }
-}
-
-/// `INFO errorstats` count of replies with error `code` on a node.
-fn error_count(c: &mut Connection, code: &str) -> u64 {
-    let info: String = redis::cmd("INFO").arg("errorstats").query(c).unwrap();
-    info.lines()
-        .find_map(|l| l.strip_prefix(&format!("errorstat_{code}:count=")))
-        .map_or(0, |n| n.trim().parse().unwrap())
-}
-
 /// `n` ids whose key built by `name` falls in `slot`.
 fn ids_in_slot(slot: u16, n: usize, name: impl Fn(u64) -> String) -> Vec<u64> {
     (0u64..)
@@ -734,7 +593,7 @@ fn apply_during_a_slot_migration_follows_ask_and_reports_tryagain() {
             }
         }
     }
-    let rules = mapper();
+    let rules = seed_key_mapper();
     for k in &group_c {
         assert_eq!(key_slot(k), key_slot(&rules.new_key(k).unwrap()));
     }
@@ -750,8 +609,8 @@ fn apply_during_a_slot_migration_follows_ask_and_reports_tryagain() {
     ] {
         let from = slot_owner(&cluster, slot);
         let to = (from + 1) % cluster.nodes().len();
-        begin_migration(&cluster, slot, from, to);
-        migrate(&cluster, from, to, moved);
+        begin_slot_migration(&cluster, slot, from, to);
+        migrate_keys(&cluster, from, to, moved);
         moves.push((slot, from, to));
     }
 
@@ -828,7 +687,7 @@ fn apply_during_a_slot_migration_follows_ask_and_reports_tryagain() {
 
     // The migrations finish; a second apply writes what failed and redoes the rest.
     for &(slot, from, to) in &moves {
-        finish_migration(&cluster, slot, from, to);
+        finish_slot_migration(&cluster, slot, from, to);
     }
     let report = tempfile::NamedTempFile::new().unwrap();
     let o = keys(
@@ -866,163 +725,20 @@ fn apply_during_a_slot_migration_follows_ask_and_reports_tryagain() {
 
 // --- Streams copied in chunks --------------------------------------------------------------
 
-fn fields(v: Value) -> BTreeMap<String, Value> {
-    match v {
-        Value::Array(items) => items
-            .chunks(2)
-            .map(|kv| {
-                (
-                    redis::from_redis_value(kv[0].clone()).unwrap(),
-                    kv[1].clone(),
-                )
-            })
-            .collect(),
-        Value::Map(m) => m
-            .into_iter()
-            .map(|(k, v)| (redis::from_redis_value(k).unwrap(), v))
-            .collect(),
-        other => panic!("expected field/value pairs, got {other:?}"),
-    }
-}
-
-fn list(v: Value) -> Vec<Value> {
-    match v {
-        Value::Array(items) => items,
-        Value::Nil => Vec::new(),
-        other => panic!("expected an array, got {other:?}"),
-    }
-}
-
-/// A stream's info, entries, groups, consumers (without time fields) and pending entries (id,
-/// consumer, delivery count), and the idle time of each pending entry.
-type StreamState = (Vec<String>, Vec<i64>);
-
-fn stream_state(c: &mut Connection, key: &str) -> StreamState {
-    let mut info = fields(run(c, &["XINFO", "STREAM", key]));
-    info.retain(|k, _| !k.starts_with("radix-tree"));
-    let mut out = vec![
-        format!("{info:?}"),
-        format!("{:?}", run(c, &["XRANGE", key, "-", "+"])),
-    ];
-    let mut idle = Vec::new();
-    for g in list(run(c, &["XINFO", "GROUPS", key])) {
-        let g = fields(g);
-        out.push(format!("group {g:?}"));
-        let name: String = redis::from_redis_value(g["name"].clone()).unwrap();
-        for consumer in list(run(c, &["XINFO", "CONSUMERS", key, &name])) {
-            let mut m = fields(consumer);
-            m.retain(|k, _| {
-                !["idle", "inactive", "seen-time", "active-time"].contains(&k.as_str())
-            });
-            out.push(format!("consumer {m:?}"));
-        }
-        out.push(format!("summary {:?}", run(c, &["XPENDING", key, &name])));
-        for e in list(run(c, &["XPENDING", key, &name, "-", "+", "1000"])) {
-            let e = list(e);
-            out.push(format!("pending {:?} {:?} {:?}", e[0], e[1], e[3]));
-            idle.push(redis::from_redis_value(e[2].clone()).unwrap());
-        }
-    }
-    (out, idle)
-}
-
-/// See `build_stream` in crates/ferry-connectors/tests/chunked_copy.rs: groups at 0, at `$`
-/// and at an id with ENTRIESREAD, consumers with and without pending entries, acknowledged,
-/// redelivered and claimed entries, deleted and trimmed entries (none of them pending).
-fn build_stream(c: &mut Connection, key: &str) {
-    for i in 1..=30 {
-        run(c, &["XADD", key, &format!("{i}-1"), "f", &format!("v{i}")]);
-    }
-    run(c, &["XDEL", key, "4-1", "17-1"]);
-    run(c, &["XGROUP", "CREATE", key, "g1", "0"]);
-    run(
-        c,
-        &[
-            "XREADGROUP",
-            "GROUP",
-            "g1",
-            "c1",
-            "COUNT",
-            "5",
-            "STREAMS",
-            key,
-            ">",
-        ],
-    );
-    run(
-        c,
-        &[
-            "XREADGROUP",
-            "GROUP",
-            "g1",
-            "c2",
-            "COUNT",
-            "5",
-            "STREAMS",
-            key,
-            ">",
-        ],
-    );
-    run(c, &["XACK", key, "g1", "1-1", "2-1", "3-1"]);
-    run(c, &["XREADGROUP", "GROUP", "g1", "c1", "STREAMS", key, "0"]);
-    run(c, &["XGROUP", "CREATE", key, "g2", "$"]);
-    run(c, &["XGROUP", "CREATECONSUMER", key, "g2", "lurker"]);
-    run(
-        c,
-        &["XGROUP", "CREATE", key, "g3", "10-1", "ENTRIESREAD", "9"],
-    );
-    run(
-        c,
-        &[
-            "XREADGROUP",
-            "GROUP",
-            "g3",
-            "c3",
-            "COUNT",
-            "4",
-            "STREAMS",
-            key,
-            ">",
-        ],
-    );
-    run(c, &["XGROUP", "CREATE", key, "g4", "0"]);
-    run(c, &["XREADGROUP", "GROUP", "g4", "c4", "STREAMS", key, ">"]);
-    run(
-        c,
-        &[
-            "XCLAIM",
-            key,
-            "g4",
-            "c5",
-            "0",
-            "12-1",
-            "13-1",
-            "IDLE",
-            "7200000",
-            "RETRYCOUNT",
-            "5",
-            "JUSTID",
-        ],
-    );
-    run(c, &["XACK", key, "g4", "1-1", "2-1"]);
-    run(c, &["XTRIM", key, "MINID", "3-1"]);
-    run(c, &["XADD", key, "31-1", "f", "v31"]);
-}
-
 #[test]
 fn streams_bigger_than_max_payload_are_copied_in_chunks_with_their_groups() {
     let (a, b) = (RedisServer::start(), RedisServer::start());
     let mut s = a.conn();
     let stream = format!("{OLD}reminder:stream");
-    build_stream(&mut s, &stream);
+    build_stream(&mut s, &stream, StreamFixture::Basic);
     let () = s.pexpire(&stream, 3_600_000).unwrap();
     // Emptied: entries delivered, acknowledged and deleted; a group and a consumer remain.
     let empty = format!("{OLD}reminder:emptied");
     for i in 1..=3 {
-        run(&mut s, &["XADD", &empty, &format!("{i}-5"), "f", "v"]);
+        run_command(&mut s, &["XADD", &empty, &format!("{i}-5"), "f", "v"]);
     }
-    run(&mut s, &["XGROUP", "CREATE", &empty, "g", "0"]);
-    run(
+    run_command(&mut s, &["XGROUP", "CREATE", &empty, "g", "0"]);
+    run_command(
         &mut s,
         &[
             "XREADGROUP",
@@ -1034,8 +750,8 @@ fn streams_bigger_than_max_payload_are_copied_in_chunks_with_their_groups() {
             ">",
         ],
     );
-    run(&mut s, &["XACK", &empty, "g", "1-5", "2-5", "3-5"]);
-    run(&mut s, &["XDEL", &empty, "1-5", "2-5", "3-5"]);
+    run_command(&mut s, &["XACK", &empty, "g", "1-5", "2-5", "3-5"]);
+    run_command(&mut s, &["XDEL", &empty, "1-5", "2-5", "3-5"]);
     let plain = format!("{OLD}user_profile:plain");
     let () = s.set(&plain, "p").unwrap();
     let mut t = b.conn();
@@ -1066,15 +782,12 @@ fn streams_bigger_than_max_payload_are_copied_in_chunks_with_their_groups() {
     let r = read_report(report.path());
     assert_eq!(r["stats"]["chunked"], 3, "{r}");
     assert_eq!(r["stats"]["migrated"], 3, "{r}");
-    let rules = mapper();
+    let rules = seed_key_mapper();
     for (k, want) in [&stream, &empty].iter().zip(&states) {
         let new = show(&rules.new_key(k.as_bytes()).unwrap());
         let got = stream_state(&mut t, &new);
         let tolerance = clock.elapsed().as_millis() as i64 + 20;
-        assert_eq!(want.0, got.0, "stream {new}");
-        for (x, y) in want.1.iter().zip(&got.1) {
-            assert!((x - y).abs() <= tolerance, "idle {x} vs {y} ms in {new}");
-        }
+        assert_same_stream(&new, want, &got, tolerance);
     }
     let old = snapshot_old(&mut s);
     assert_eq!(assert_all_migrated(&old, &mut t), 3);

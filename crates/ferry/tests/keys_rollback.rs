@@ -1,7 +1,7 @@
 //! `ferry keys rollback`: entries it cannot undo stay listed across interrupted and crashed
 //! rollbacks, against a real redis-server (started by ferry-testkit).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -9,30 +9,18 @@ use ferry_testkit::RedisServer;
 use ferry_testkit::output_text as text;
 use redis::{Commands, Connection};
 
+mod common;
+use common::keys::{OLD_TO_NEW_RULES, keys_command, send_signal, write_rules};
+
 /// Keys migrated, and every FAIL_EVERY-th of them made impossible to undo.
 const KEYS: usize = 30_000;
 const FAIL_EVERY: usize = 30;
 const LEDGER: &str = "ferry:{keys/default}:ledger:created";
 
-fn write_rules(dir: &Path) -> PathBuf {
-    let path = dir.join("rules.toml");
-    std::fs::write(
-        &path,
-        "[[rule]]\nname = \"all\"\nfrom = \"old:{id..}\"\nto = \"new:{id}\"\n",
-    )
-    .unwrap();
-    path
-}
-
 fn ferry_cmd(action: &str, url: &str, rules: &Path, extra: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_ferry"));
-    c.args(["keys", action, "--source", url, "--rules"])
-        .arg(rules)
-        .args(extra)
-        .env_remove("FERRY_SOURCE_PASSWORD")
-        .env_remove("FERRY_TARGET_PASSWORD")
-        // A killed run's lease expires after 2 s instead of 30 s.
-        .env("FERRY_LEASE_TTL_MS", "2000");
+    let mut c = keys_command(action, url, rules, extra);
+    // A killed run's lease expires after 2 s instead of 30 s.
+    c.env("FERRY_LEASE_TTL_MS", "2000");
     c
 }
 
@@ -66,11 +54,7 @@ fn stop_midway(child: &mut Child, conn: &mut Connection, handled: usize, signal:
         assert!(Instant::now() < deadline, "the rollback did not get going");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let ok = Command::new("kill")
-        .args([signal, &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(ok.success());
+    send_signal(child, signal);
 }
 
 /// Applies with `--delete-source`, deletes some new keys by hand (their sources cannot be
@@ -80,7 +64,7 @@ fn failures_survive_a_stopped_rollback(signal: &str) {
     let server = RedisServer::start();
     let mut c = server.conn();
     let dir = tempfile::tempdir().unwrap();
-    let rules = write_rules(dir.path());
+    let rules = write_rules(dir.path(), OLD_TO_NEW_RULES);
     let url = server.url();
     fill(&mut c, KEYS);
     let o = ferry("apply", &url, &rules, &["-y", "--delete-source"]);

@@ -2,8 +2,8 @@
 //! writing while `--delete-source` runs. Real redis-server processes (ferry-testkit).
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::PathBuf;
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
@@ -11,47 +11,16 @@ use std::thread;
 use ferry_testkit::{RedisServer, output_text as text, unique_name};
 use redis::{Commands, Connection};
 
-fn ferry(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(args)
-        .env_remove("FERRY_SOURCE_PASSWORD")
-        .env_remove("FERRY_TARGET_PASSWORD")
-        .output()
-        .expect("run ferry")
-}
+mod common;
+use common::keys::{
+    count_keys_matching, ferry, keys_matching, keys_with_rules, read_report, write_rules,
+};
 
 /// Writes a rules file into a fresh temporary directory.
 fn rules_file(body: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(unique_name("ferry-safety"));
     std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("rules.toml");
-    std::fs::write(&path, body).unwrap();
-    path
-}
-
-/// `ferry keys ACTION --source SRC --rules RULES EXTRA…`
-fn keys(action: &str, src: &str, rules: &Path, extra: &[&str]) -> Output {
-    let mut args = vec![
-        "keys",
-        action,
-        "--source",
-        src,
-        "--rules",
-        rules.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    ferry(&args)
-}
-
-fn report(path: &Path) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
-}
-
-fn count(conn: &mut Connection, pattern: &str) -> usize {
-    conn.scan_match::<_, Vec<u8>>(pattern)
-        .unwrap()
-        .filter(|k| k.is_ok())
-        .count()
+    write_rules(&dir, body)
 }
 
 const CLASHING_RULES: &str = r#"
@@ -100,14 +69,14 @@ fn old_keys_that_map_to_one_name_are_refused_before_anything_is_written() {
         let plan_report = rules.with_file_name("plan.json");
         let mut args = extra.clone();
         args.extend(["--report", plan_report.to_str().unwrap()]);
-        let out = keys("plan", &src.url(), &rules, &args);
+        let out = keys_with_rules("plan", &src.url(), &rules, &args);
         assert!(out.status.success(), "{}", text(&out));
         assert!(
             text(&out).contains("200 new name(s)") && text(&out).contains("clash new:"),
             "{}",
             text(&out)
         );
-        let plan = report(&plan_report);
+        let plan = read_report(&plan_report);
         assert_eq!(plan["plan"]["clash_count"], 200);
         let first = &plan["plan"]["clashes"][0];
         assert_eq!(first["sources"].as_array().unwrap().len(), 2);
@@ -116,7 +85,7 @@ fn old_keys_that_map_to_one_name_are_refused_before_anything_is_written() {
         // apply refuses to start: exit 2, the first clashes named, nothing written.
         let mut args = extra.clone();
         args.push("-y");
-        let out = keys("apply", &src.url(), &rules, &args);
+        let out = keys_with_rules("apply", &src.url(), &rules, &args);
         assert_eq!(out.status.code(), Some(2), "{}", text(&out));
         assert!(text(&out).contains("--on-collision"), "{}", text(&out));
         assert!(
@@ -124,8 +93,12 @@ fn old_keys_that_map_to_one_name_are_refused_before_anything_is_written() {
             "names the clashes: {}",
             text(&out)
         );
-        assert_eq!(count(&mut t, "new:*"), 0, "nothing written");
-        assert_eq!(count(&mut t, "ferry:*:state"), 0, "no run recorded");
+        assert_eq!(count_keys_matching(&mut t, "new:*"), 0, "nothing written");
+        assert_eq!(
+            count_keys_matching(&mut t, "ferry:*:state"),
+            0,
+            "no run recorded"
+        );
 
         // first-wins: rule order decides, the losers stay under their old names.
         let apply_report = rules.with_file_name("apply.json");
@@ -137,9 +110,9 @@ fn old_keys_that_map_to_one_name_are_refused_before_anything_is_written() {
             "--report",
             apply_report.to_str().unwrap(),
         ]);
-        let out = keys("apply", &src.url(), &rules, &args);
+        let out = keys_with_rules("apply", &src.url(), &rules, &args);
         assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-        let stats = &report(&apply_report)["stats"];
+        let stats = &read_report(&apply_report)["stats"];
         assert_eq!(stats["migrated"], 300, "{stats}");
         assert_eq!(stats["collisions"], 200, "{stats}");
         for i in 0..200 {
@@ -152,13 +125,13 @@ fn old_keys_that_map_to_one_name_are_refused_before_anything_is_written() {
             let v: String = t.get(format!("new:{i}")).unwrap();
             assert_eq!(v, format!("legacy{i}"));
         }
-        let out = keys("verify", &src.url(), &rules, &extra);
+        let out = keys_with_rules("verify", &src.url(), &rules, &extra);
         assert_eq!(out.status.code(), Some(0), "{}", text(&out));
         let mut args = extra.clone();
         args.push("-y");
-        let out = keys("rollback", &src.url(), &rules, &args);
+        let out = keys_with_rules("rollback", &src.url(), &rules, &args);
         assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-        assert_eq!(count(&mut t, "new:*"), 0);
+        assert_eq!(count_keys_matching(&mut t, "new:*"), 0);
 
         // fail-key: none of the clashing keys is migrated, each counts failed (exit 1).
         let mut args = extra.clone();
@@ -169,15 +142,19 @@ fn old_keys_that_map_to_one_name_are_refused_before_anything_is_written() {
             "--report",
             apply_report.to_str().unwrap(),
         ]);
-        let out = keys("apply", &src.url(), &rules, &args);
+        let out = keys_with_rules("apply", &src.url(), &rules, &args);
         assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-        let stats = &report(&apply_report)["stats"];
+        let stats = &read_report(&apply_report)["stats"];
         assert_eq!(stats["migrated"], 100, "{stats}");
         assert_eq!(stats["failed"], 400, "{stats}");
-        assert_eq!(count(&mut t, "new:*"), 100);
+        assert_eq!(count_keys_matching(&mut t, "new:*"), 100);
         if two_servers {
-            assert_eq!(count(&mut d, "new:*"), 100);
-            assert_eq!(count(&mut s, "new:*"), 0, "nothing on the source");
+            assert_eq!(count_keys_matching(&mut d, "new:*"), 100);
+            assert_eq!(
+                count_keys_matching(&mut s, "new:*"),
+                0,
+                "nothing on the source"
+            );
         }
     }
 }
@@ -225,7 +202,7 @@ fn a_clashing_key_created_during_apply_never_overwrites() {
         let () = s.set(format!("legacy:{i}"), format!("late{i}")).unwrap();
     }
     let out = child.wait_with_output().unwrap();
-    let stats = &report(&report_path)["stats"];
+    let stats = &read_report(&report_path)["stats"];
     let failed = stats["failed"].as_u64().unwrap();
     assert_eq!(
         out.status.code(),
@@ -247,7 +224,7 @@ fn a_clashing_key_created_during_apply_never_overwrites() {
         failed >= late,
         "{failed} failures, {late} taken by the late keys"
     );
-    let out = keys("verify", &url, &rules, &[]);
+    let out = keys_with_rules("verify", &url, &rules, &[]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 }
 
@@ -307,7 +284,7 @@ fn delete_source_keeps_concurrent_writes(two_servers: bool, file_store: bool) {
             })
         })
         .collect();
-    let out = keys("apply", &src.url(), &rules, &args);
+    let out = keys_with_rules("apply", &src.url(), &rules, &args);
     stop.store(true, Ordering::Relaxed);
     let acknowledged: Vec<HashMap<usize, String>> =
         writers.into_iter().map(|w| w.join().unwrap()).collect();
@@ -343,10 +320,10 @@ fn delete_source_keeps_concurrent_writes(two_servers: bool, file_store: bool) {
         assert!(old || new, "key {id} is gone");
     }
     // A second apply moves what the writers re-created or changed.
-    let out = keys("apply", &src.url(), &rules, &args);
+    let out = keys_with_rules("apply", &src.url(), &rules, &args);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert_eq!(count(&mut s, "old:*"), 0);
-    assert_eq!(count(&mut t, "new:*"), KEYS);
+    assert_eq!(count_keys_matching(&mut s, "old:*"), 0);
+    assert_eq!(count_keys_matching(&mut t, "new:*"), KEYS);
     for (id, value) in acknowledged.iter().flatten() {
         let new: String = t.get(format!("new:{id}")).unwrap();
         assert_eq!(&new, value, "new:{id} has the last acknowledged write");
@@ -367,14 +344,6 @@ fn delete_source_keeps_concurrent_writes_between_servers() {
 fn delete_source_keeps_concurrent_writes_with_a_file_store() {
     delete_source_keeps_concurrent_writes(false, true);
     delete_source_keeps_concurrent_writes(true, true);
-}
-
-/// The keys matching `pattern`, as text.
-fn names(conn: &mut Connection, pattern: &str) -> Vec<String> {
-    conn.scan_match::<_, String>(pattern)
-        .unwrap()
-        .map(|k| k.unwrap())
-        .collect()
 }
 
 /// A SIGKILL during a chunked copy leaves a temporary key; the next apply, or a rollback,
@@ -420,7 +389,7 @@ fn temporary_keys_of_a_killed_chunked_copy_are_removed() {
             .unwrap();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         loop {
-            let tmp = names(&mut d, "*ferry-tmp*");
+            let tmp = keys_matching(&mut d, "*ferry-tmp*");
             let len: usize = tmp.first().map(|k| d.hlen(k).unwrap_or(0)).unwrap_or(0);
             if len > 100 {
                 break;
@@ -434,25 +403,25 @@ fn temporary_keys_of_a_killed_chunked_copy_are_removed() {
         child.kill().unwrap();
         child.wait().unwrap();
         assert_eq!(
-            names(&mut d, "*ferry-tmp*").len(),
+            keys_matching(&mut d, "*ferry-tmp*").len(),
             1,
             "a partial copy is left"
         );
         let out = match then {
             "apply" => ferry(&args),
-            _ => keys("rollback", &src.url(), &rules, &["--target", &target, "-y"]),
+            _ => keys_with_rules("rollback", &src.url(), &rules, &["--target", &target, "-y"]),
         };
         assert_eq!(out.status.code(), Some(0), "{then}: {}", text(&out));
         assert!(
-            names(&mut d, "*ferry-tmp*").is_empty(),
+            keys_matching(&mut d, "*ferry-tmp*").is_empty(),
             "{then} left {:?}",
-            names(&mut d, "*ferry-tmp*")
+            keys_matching(&mut d, "*ferry-tmp*")
         );
         if then == "apply" {
             let n: usize = d.hlen("new:big").unwrap();
             assert_eq!(n, 100_000);
         } else {
-            assert!(names(&mut d, "new:*").is_empty());
+            assert!(keys_matching(&mut d, "new:*").is_empty());
         }
     }
 }

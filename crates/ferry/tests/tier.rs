@@ -2,114 +2,17 @@
 //! `ferry` binary as users run it.
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
 
-use ferry_testkit::{FalkorDbServer, PgDatabase, RedisServer, kill_at_failpoint};
+use ferry_testkit::{FalkorDbServer, PgDatabase, kill_at_failpoint, output_text as text};
 use redis::{Commands, Connection};
 use serde_json::Value;
 
+mod common;
+use common::tier::{HOUR, TierSetup, now_ms, scene, xadd};
+
 const MIN: i64 = 60_000;
-const HOUR: i64 = 60 * MIN;
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
-
-/// A test's Redis, store and config file.
-struct Setup {
-    redis: RedisServer,
-    dir: tempfile::TempDir,
-    config: PathBuf,
-}
-
-impl Setup {
-    /// Lexical similarity, SQLite in a temp dir, `extra` TOML lines appended to `[tier]`.
-    fn new(extra: &str) -> Self {
-        Self::with_store(None, extra)
-    }
-
-    fn with_store(store: Option<&str>, extra: &str) -> Self {
-        let redis = RedisServer::start();
-        let dir = tempfile::tempdir().unwrap();
-        let store = store
-            .map(str::to_string)
-            .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("events.db").display()));
-        let config = dir.path().join("ferry.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[tier]\nredis = \"{}\"\nstore = \"{store}\"\nsimilarity = \"lexical\"\n{extra}\n",
-                redis.url()
-            ),
-        )
-        .unwrap();
-        Setup { redis, dir, config }
-    }
-
-    fn conn(&self) -> Connection {
-        self.redis.conn()
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_ferry"));
-        c.arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .env("FERRY_LEASE_TTL_MS", "1000")
-            .env_remove("FERRY_FAILPOINT")
-            .env_remove("FERRY_STORE")
-            .env_remove("FERRY_REDIS");
-        c
-    }
-
-    fn ferry(&self, args: &[&str]) -> Output {
-        self.command(args).output().expect("run ferry")
-    }
-
-    /// `tier events --json` for every camera, sorted by camera and start.
-    fn events(&self) -> Vec<Value> {
-        let out = self.ferry(&["tier", "events", "--limit", "100000", "--json"]);
-        assert!(out.status.success(), "{}", text(&out));
-        let mut events: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
-        events.sort_by_key(|e| {
-            (
-                e["camera_id"].as_str().unwrap().to_string(),
-                e["start_ms"].as_i64(),
-            )
-        });
-        events
-    }
-
-    fn history(&self) -> Vec<Value> {
-        let out = self.ferry(&["tier", "history", "--limit", "1000", "--json"]);
-        assert!(out.status.success(), "{}", text(&out));
-        serde_json::from_slice(&out.stdout).unwrap()
-    }
-}
-
-use ferry_testkit::output_text as text;
-
-fn run_ok(setup: &Setup, args: &[&str]) -> Output {
-    let out = setup.ferry(args);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    out
-}
-
-/// Appends a caption to `captions:{camera}` with entry id `{ms}-{seq}`.
-fn xadd(conn: &mut Connection, camera: &str, ms: i64, seq: u64, caption: &str) {
-    let _: String = redis::cmd("XADD")
-        .arg(format!("captions:{camera}"))
-        .arg(format!("{ms}-{seq}"))
-        .arg("caption")
-        .arg(caption)
-        .query(conn)
-        .unwrap();
-}
 
 const SCENE_A: [&str; 4] = [
     "surveillance camera view of man in fields",
@@ -122,20 +25,6 @@ const SCENE_B: [&str; 3] = [
     "a red car parked near the gate",
     "red car parked by the gate",
 ];
-
-/// `n` captions of scene `texts`, one every 10 s from `start`; returns the next free time.
-fn scene(conn: &mut Connection, camera: &str, start: i64, n: usize, texts: &[&str]) -> i64 {
-    for i in 0..n {
-        xadd(
-            conn,
-            camera,
-            start + i as i64 * 10_000,
-            0,
-            texts[i % texts.len()],
-        );
-    }
-    start + n as i64 * 10_000
-}
 
 fn xlen(conn: &mut Connection, camera: &str) -> usize {
     redis::cmd("XLEN")
@@ -172,7 +61,7 @@ fn summary(events: &[Value]) -> String {
 
 #[test]
 fn due_captions_become_events_and_leave_redis_while_recent_ones_stay() {
-    let s = Setup::new("");
+    let s = TierSetup::new("");
     let mut c = s.conn();
     let t0 = now_ms() - 3 * HOUR;
     let next = scene(&mut c, "cam1", t0, 10, &SCENE_A);
@@ -182,7 +71,7 @@ fn due_captions_become_events_and_leave_redis_while_recent_ones_stay() {
     scene(&mut c, "cam2", now_ms() - 10_000, 1, &SCENE_B);
 
     let report = s.dir.path().join("report.json");
-    run_ok(&s, &["tier", "run", "--report", report.to_str().unwrap()]);
+    s.run_ok(&["tier", "run", "--report", report.to_str().unwrap()]);
 
     let events = s.events();
     assert_eq!(events.len(), 3, "{}", summary(&events));
@@ -210,14 +99,14 @@ fn due_captions_become_events_and_leave_redis_while_recent_ones_stay() {
     assert_eq!(history[0]["captions_migrated"], 26);
 
     // A second pass finds nothing due.
-    run_ok(&s, &["tier", "run"]);
+    s.run_ok(&["tier", "run"]);
     assert_eq!(s.events().len(), 3);
     assert_eq!(xlen(&mut c, "cam2"), 1);
 }
 
 #[test]
 fn the_seed_key_layout_with_ttls_is_drained() {
-    let s = Setup::new("layout = \"keys\"");
+    let s = TierSetup::new("layout = \"keys\"");
     let mut c = s.conn();
     let t0 = now_ms() - 2 * HOUR + 2 * MIN; // 3 minutes before expiry: due
     for i in 0..8i64 {
@@ -242,7 +131,7 @@ fn the_seed_key_layout_with_ttls_is_drained() {
             7200,
         )
         .unwrap();
-    run_ok(&s, &["tier", "run"]);
+    s.run_ok(&["tier", "run"]);
     let events = s.events();
     assert_eq!(events.len(), 1, "{}", summary(&events));
     assert_eq!(events[0]["frame_count"], 8);
@@ -253,18 +142,18 @@ fn the_seed_key_layout_with_ttls_is_drained() {
 
 #[test]
 fn dry_run_and_preview_write_nothing() {
-    let s = Setup::new("");
+    let s = TierSetup::new("");
     let mut c = s.conn();
     let t0 = now_ms() - 3 * HOUR;
     let next = scene(&mut c, "cam1", t0, 8, &SCENE_A);
     scene(&mut c, "cam1", next, 8, &SCENE_B);
-    let out = run_ok(&s, &["tier", "run", "--dry-run"]);
+    let out = s.run_ok(&["tier", "run", "--dry-run"]);
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("16 migrated into 2 events"),
         "{}",
         text(&out)
     );
-    let out = run_ok(&s, &["tier", "preview", "--camera", "cam1", "--json"]);
+    let out = s.run_ok(&["tier", "preview", "--camera", "cam1", "--json"]);
     let preview: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(preview.len(), 2);
     assert_eq!(frames(&preview), 16);
@@ -276,7 +165,8 @@ fn dry_run_and_preview_write_nothing() {
 #[test]
 fn an_event_near_expiry_is_written_open_then_extended_in_place_then_closed() {
     // Due after 2 s; an event closes after a 3 s gap.
-    let s = Setup::new("hot_window_s = 4\nmigrate_before_s = 2\nmax_gap_s = 3\nmin_duration_s = 0");
+    let s =
+        TierSetup::new("hot_window_s = 4\nmigrate_before_s = 2\nmax_gap_s = 3\nmin_duration_s = 0");
     let mut c = s.conn();
     let now = now_ms();
     for i in 0..5 {
@@ -288,7 +178,7 @@ fn an_event_near_expiry_is_written_open_then_extended_in_place_then_closed() {
             SCENE_A[i as usize % 4],
         );
     }
-    run_ok(&s, &["tier", "run"]);
+    s.run_ok(&["tier", "run"]);
     let first = s.events();
     assert_eq!(first.len(), 1, "{}", summary(&first));
     assert_eq!(first[0]["status"], "open");
@@ -305,7 +195,7 @@ fn an_event_near_expiry_is_written_open_then_extended_in_place_then_closed() {
         xadd(&mut c, "cam1", later + i * 200, 0, SCENE_A[i as usize % 4]);
     }
     std::thread::sleep(Duration::from_millis(2_700));
-    run_ok(&s, &["tier", "run"]);
+    s.run_ok(&["tier", "run"]);
     let second = s.events();
     assert_eq!(second.len(), 1, "{}", summary(&second));
     assert_eq!(second[0]["id"], first[0]["id"], "extended in place");
@@ -314,7 +204,7 @@ fn an_event_near_expiry_is_written_open_then_extended_in_place_then_closed() {
 
     // Nothing more arrives: after max_gap the event is closed.
     std::thread::sleep(Duration::from_millis(1_000));
-    run_ok(&s, &["tier", "run"]);
+    s.run_ok(&["tier", "run"]);
     let third = s.events();
     assert_eq!(third.len(), 1);
     assert_eq!(third[0]["status"], "closed");
@@ -323,14 +213,14 @@ fn an_event_near_expiry_is_written_open_then_extended_in_place_then_closed() {
 
 #[test]
 fn long_scenes_continue_in_linked_events_and_gaps_split() {
-    let s = Setup::new("");
+    let s = TierSetup::new("");
     let mut c = s.conn();
     let t0 = now_ms() - 3 * HOUR;
     // 70 captions 10 s apart: 690 s of one scene → 300 s + 300 s + rest, linked.
     let next = scene(&mut c, "cam1", t0, 70, &SCENE_A);
     // Then a 5 minute gap and the same scene again: a new, unlinked event.
     scene(&mut c, "cam1", next + 5 * MIN, 3, &SCENE_A);
-    run_ok(&s, &["tier", "run"]);
+    s.run_ok(&["tier", "run"]);
     let events = s.events();
     assert_eq!(events.len(), 4, "{}", summary(&events));
     assert!(
@@ -345,11 +235,11 @@ fn long_scenes_continue_in_linked_events_and_gaps_split() {
 }
 
 /// Runs `ferry tier run` with `FERRY_FAILPOINT=point`, SIGKILLs it there, then runs again.
-fn kill_at(s: &Setup, point: &str) {
+fn kill_at(s: &TierSetup, point: &str) {
     kill_at_failpoint(s.command(&["tier", "run"]), point);
     // The dead run's camera lease (1 s in tests) must expire before the re-run.
     std::thread::sleep(Duration::from_millis(1_200));
-    run_ok(s, &["tier", "run"]);
+    s.run_ok(&["tier", "run"]);
 }
 
 #[test]
@@ -365,9 +255,9 @@ fn sigkill_at_each_commit_step_then_rerun_ends_with_the_same_events() {
     };
     // Small transactions, so the kill lands mid-pass with work before and after it.
     let extra = "commit_events = 1\nchunk_size = 7";
-    let reference = Setup::new(extra);
+    let reference = TierSetup::new(extra);
     fill(&mut reference.conn());
-    run_ok(&reference, &["tier", "run"]);
+    reference.run_ok(&["tier", "run"]);
     let mut expected = reference.events();
     strip_run_ids(&mut expected);
     assert_eq!(frames(&expected), 66);
@@ -377,7 +267,7 @@ fn sigkill_at_each_commit_step_then_rerun_ends_with_the_same_events() {
         "tier-after-delete",
         "tier-before-history",
     ] {
-        let s = Setup::new(extra);
+        let s = TierSetup::new(extra);
         let mut c = s.conn();
         fill(&mut c);
         kill_at(&s, point);
@@ -404,7 +294,7 @@ fn sigkill_at_each_commit_step_then_rerun_ends_with_the_same_events() {
 
 #[test]
 fn malformed_entries_are_left_in_redis_and_reported() {
-    let s = Setup::new("");
+    let s = TierSetup::new("");
     let mut c = s.conn();
     let t0 = now_ms() - 3 * HOUR;
     scene(&mut c, "cam1", t0, 4, &SCENE_A);
@@ -433,7 +323,7 @@ fn malformed_entries_are_left_in_redis_and_reported() {
 
 #[test]
 fn a_camera_leased_by_another_process_is_skipped() {
-    let s = Setup::new("");
+    let s = TierSetup::new("");
     let mut c = s.conn();
     let t0 = now_ms() - 3 * HOUR;
     scene(&mut c, "cam1", t0, 4, &SCENE_A);
@@ -445,7 +335,7 @@ fn a_camera_leased_by_another_process_is_skipped() {
         .arg(60_000)
         .query(&mut c)
         .unwrap();
-    let out = run_ok(&s, &["tier", "run"]);
+    let out = s.run_ok(&["tier", "run"]);
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("1 busy elsewhere"),
         "{}",
@@ -457,11 +347,11 @@ fn a_camera_leased_by_another_process_is_skipped() {
 
 #[test]
 fn clear_migrates_first_and_discard_needs_yes() {
-    let s = Setup::new("");
+    let s = TierSetup::new("");
     let mut c = s.conn();
     // Recent captions: not due, but clear migrates them anyway.
     scene(&mut c, "cam1", now_ms() - 60_000, 5, &SCENE_A);
-    run_ok(&s, &["tier", "clear", "--camera", "cam1"]);
+    s.run_ok(&["tier", "clear", "--camera", "cam1"]);
     assert_eq!(xlen(&mut c, "cam1"), 0);
     assert_eq!(frames(&s.events()), 5);
 
@@ -474,17 +364,14 @@ fn clear_migrates_first_and_discard_needs_yes() {
         text(&out)
     );
     assert_eq!(xlen(&mut c, "cam2"), 5);
-    run_ok(
-        &s,
-        &["tier", "clear", "--camera", "cam2", "--discard", "-y"],
-    );
+    s.run_ok(&["tier", "clear", "--camera", "cam2", "--discard", "-y"]);
     assert_eq!(xlen(&mut c, "cam2"), 0);
     assert_eq!(frames(&s.events()), 5, "discarded captions are not stored");
 }
 
 #[test]
 fn bad_options_fail_with_a_clear_message() {
-    let s = Setup::new("migrate_before_s = 9000");
+    let s = TierSetup::new("migrate_before_s = 9000");
     let out = s.ferry(&["tier", "run"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(
@@ -492,7 +379,7 @@ fn bad_options_fail_with_a_clear_message() {
         "{}",
         text(&out)
     );
-    let s = Setup::new("similarity_threshold = 3");
+    let s = TierSetup::new("similarity_threshold = 3");
     let out = s.ferry(&["tier", "run"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
@@ -500,7 +387,7 @@ fn bad_options_fail_with_a_clear_message() {
         "{}",
         text(&out)
     );
-    let s = Setup::new("max_gapp_s = 3");
+    let s = TierSetup::new("max_gapp_s = 3");
     let out = s.ferry(&["tier", "run"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
@@ -508,7 +395,7 @@ fn bad_options_fail_with_a_clear_message() {
         "{}",
         text(&out)
     );
-    let out = Setup::new("").ferry(&["tier", "run", "--store", "mysql://x"]);
+    let out = TierSetup::new("").ferry(&["tier", "run", "--store", "mysql://x"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("sqlite://"),
@@ -518,7 +405,7 @@ fn bad_options_fail_with_a_clear_message() {
 }
 
 fn same_pass_on(store_url: &str) {
-    let s = Setup::with_store(Some(store_url), "");
+    let s = TierSetup::with_store(Some(store_url), "");
     let mut c = s.conn();
     let t0 = now_ms() - 3 * HOUR;
     let next = scene(&mut c, "cam1", t0, 40, &SCENE_A); // 390 s: an event and a continuation
@@ -530,7 +417,7 @@ fn same_pass_on(store_url: &str) {
         3,
         &["caption with \"quotes\", a \\ and ünïcode"],
     );
-    run_ok(&s, &["tier", "run"]);
+    s.run_ok(&["tier", "run"]);
     let events = s.events();
     assert_eq!(frames(&events), 49, "{}", summary(&events));
     assert_eq!(events.len(), 4, "{}", summary(&events));
@@ -542,7 +429,7 @@ fn same_pass_on(store_url: &str) {
     assert_eq!(events[2]["previous_event_id"], events[1]["id"]);
     assert_eq!(xlen(&mut c, "cam1"), 0);
     // Running again changes nothing.
-    run_ok(&s, &["tier", "run"]);
+    s.run_ok(&["tier", "run"]);
     assert_eq!(s.events().len(), 4);
 }
 
@@ -599,7 +486,7 @@ fn the_same_pass_works_on_falkordb_as_a_graph() {
 }
 
 /// Starts `ferry serve` on a free port with the setup's config.
-fn spawn_serve(s: &Setup, extra: &[&str]) -> (Child, String) {
+fn spawn_serve(s: &TierSetup, extra: &[&str]) -> (Child, String) {
     let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
     args.extend_from_slice(extra);
     let mut child = s
@@ -630,7 +517,7 @@ fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
 
 #[test]
 fn two_serve_replicas_never_drain_one_camera_at_once() {
-    let s = Setup::new("commit_events = 5\nchunk_size = 50");
+    let s = TierSetup::new("commit_events = 5\nchunk_size = 50");
     let mut c = s.conn();
     let t0 = now_ms() - 3 * HOUR;
     let mut total = 0;
@@ -667,7 +554,7 @@ fn two_serve_replicas_never_drain_one_camera_at_once() {
 #[test]
 fn no_caption_expires_unmigrated_with_a_short_hot_window() {
     // Captions live 3 s in Redis; ferry migrates them from 1.5 s of age, every 0.25 s.
-    let s = Setup::new(
+    let s = TierSetup::new(
         "layout = \"keys\"\nhot_window_s = 3\nmigrate_before_s = 1.5\nmin_duration_s = 0\nmax_gap_s = 1",
     );
     let (mut serve, _) = spawn_serve(&s, &["--interval", "0.25"]);
@@ -706,7 +593,7 @@ fn no_caption_expires_unmigrated_with_a_short_hot_window() {
 
 #[test]
 fn minilm_groups_paraphrases_that_share_few_words() {
-    let s = Setup::new("");
+    let s = TierSetup::new("");
     std::fs::write(
         &s.config,
         format!(
@@ -730,7 +617,7 @@ fn minilm_groups_paraphrases_that_share_few_words() {
     ];
     let next = scene(&mut c, "cam1", t0, 9, &a);
     scene(&mut c, "cam1", next, 9, &b);
-    run_ok(&s, &["tier", "run"]);
+    s.run_ok(&["tier", "run"]);
     let events = s.events();
     assert_eq!(events.len(), 2, "{}", summary(&events));
     assert_eq!(events[0]["frame_count"], 9);
@@ -739,7 +626,7 @@ fn minilm_groups_paraphrases_that_share_few_words() {
 
 #[test]
 fn provided_embeddings_group_captions_by_their_own_vectors() {
-    let s = Setup::new("similarity = \"provided\"");
+    let s = TierSetup::new("similarity = \"provided\"");
     // `similarity` appears twice otherwise: rewrite the config with only the provided backend.
     let config = std::fs::read_to_string(&s.config)
         .unwrap()
@@ -764,7 +651,7 @@ fn provided_embeddings_group_captions_by_their_own_vectors() {
             .query(&mut c)
             .unwrap();
     }
-    run_ok(&s, &["tier", "run"]);
+    s.run_ok(&["tier", "run"]);
     let events = s.events();
     assert_eq!(events.len(), 2, "{}", summary(&events));
     assert_eq!(events[0]["frame_count"], 8);

@@ -8,27 +8,19 @@
 //! process SIGSTOPs itself there), let its 1 s lease expire, take the camera over and SIGCONT it.
 
 use std::io::{BufRead, BufReader, Read};
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use ferry::jobs::tier::{Backend, CaptionSource, Layout, TierContext, TierError, TierOptions};
 use ferry_connectors::redis::RedisEndpoint;
 use ferry_core::tier::EntryId;
 use ferry_core::tier::store::Fence;
-use ferry_testkit::{RedisServer, output_text as text};
+use ferry_testkit::RedisServer;
 use redis::{Commands, Connection};
-use serde_json::Value;
 
-const HOUR: i64 = 3_600_000;
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
+mod common;
+use common::tier::{HOUR, TierSetup, now_ms, scene};
 
 const SCENE_A: [&str; 3] = [
     "a man in the fields",
@@ -40,100 +32,6 @@ const SCENE_B: [&str; 3] = [
     "a red car parked near the gate",
     "red car parked by the gate",
 ];
-
-/// A test's Redis, SQLite store and config file.
-struct Setup {
-    redis: RedisServer,
-    dir: tempfile::TempDir,
-    config: PathBuf,
-}
-
-impl Setup {
-    fn new() -> Self {
-        let redis = RedisServer::start();
-        let dir = tempfile::tempdir().unwrap();
-        let store = format!("sqlite://{}", dir.path().join("events.db").display());
-        let config = dir.path().join("ferry.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[tier]\nredis = \"{}\"\nstore = \"{store}\"\nsimilarity = \"lexical\"\n",
-                redis.url()
-            ),
-        )
-        .unwrap();
-        Setup { redis, dir, config }
-    }
-
-    fn conn(&self) -> Connection {
-        self.redis.conn()
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_ferry"));
-        c.arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .current_dir(self.dir.path())
-            .env("FERRY_LEASE_TTL_MS", "1000")
-            .env_remove("FERRY_FAILPOINT")
-            .env_remove("FERRY_PAUSEPOINT")
-            .env_remove("FERRY_STORE")
-            .env_remove("FERRY_REDIS");
-        c
-    }
-
-    fn run_ok(&self, args: &[&str]) -> Output {
-        let out = self.command(args).output().expect("run ferry");
-        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-        out
-    }
-
-    /// Every stored event (`tier events --json`), sorted by start.
-    fn events(&self) -> Vec<Value> {
-        let out = self.run_ok(&["tier", "events", "--limit", "100000", "--json"]);
-        let mut events: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
-        events.sort_by_key(|e| e["start_ms"].as_i64());
-        events
-    }
-
-    /// The stored watermark of `camera` (`tier status --json`; the camera must still have
-    /// captions in Redis to be listed).
-    fn watermark(&self, camera: &str) -> Value {
-        let out = self.run_ok(&["tier", "status", "--json"]);
-        let status: Value = serde_json::from_slice(&out.stdout).unwrap();
-        status["cameras"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["camera_id"] == camera)
-            .map(|c| c["watermark"].clone())
-            .unwrap_or_else(|| panic!("{camera} not in the status: {status}"))
-    }
-}
-
-fn xadd(conn: &mut Connection, camera: &str, ms: i64, caption: &str) {
-    let _: String = redis::cmd("XADD")
-        .arg(format!("captions:{camera}"))
-        .arg(format!("{ms}-0"))
-        .arg("caption")
-        .arg(caption)
-        .query(conn)
-        .unwrap();
-}
-
-/// `n` captions of scene `texts`, one every 10 s from `start`; returns the next free time.
-fn scene(conn: &mut Connection, camera: &str, start: i64, n: usize, texts: &[&str]) -> i64 {
-    for i in 0..n {
-        xadd(
-            conn,
-            camera,
-            start + i as i64 * 10_000,
-            texts[i % texts.len()],
-        );
-    }
-    start + n as i64 * 10_000
-}
 
 /// Two due scenes and two recent captions (which stay in Redis) on `camera`: 22 entries.
 fn captions(conn: &mut Connection, camera: &str) {
@@ -297,7 +195,7 @@ impl Drop for Paused {
 /// Needs the lease store to hand out fencing tokens (token 0 means "no fencing").
 #[test]
 fn a_pass_resumed_after_a_takeover_commits_and_deletes_nothing() {
-    let s = Setup::new();
+    let s = TierSetup::new("");
     let mut c = s.conn();
     captions(&mut c, "cam1");
 
@@ -348,7 +246,7 @@ fn a_pass_resumed_after_a_takeover_commits_and_deletes_nothing() {
 /// Needs the lease store to hand out fencing tokens (token 0 means "no fencing").
 #[test]
 fn a_pass_resumed_after_a_takeover_deletes_no_caption() {
-    let s = Setup::new();
+    let s = TierSetup::new("");
     let mut c = s.conn();
     captions(&mut c, "cam1");
     let all = stream(&mut c, "cam1");

@@ -1,4 +1,11 @@
-//! Helpers shared by the HTTP API tests.
+//! Helpers shared by the integration tests of the `ferry` binary: [`call`] for the HTTP API
+//! tests, [`keys`] for the keys job's and [`tier`] for the tier job's.
+//!
+//! Every test binary includes this whole module with `mod common;` and uses only part of it.
+#![allow(dead_code)]
+
+pub mod keys;
+pub mod tier;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
