@@ -150,6 +150,14 @@ pub trait CheckpointStore: Send + Sync {
         let _ = scope;
         None
     }
+    /// Fails with [`StoreError::Fenced`] when the lease this store instance holds on `scope` is
+    /// no longer the newest (another run took it over), so that a job checks before a write the
+    /// store cannot fence itself (a key on another server). Not atomic with that write: it
+    /// narrows the window to one round trip. The default (no fencing) succeeds.
+    fn check_lease(&self, scope: &str) -> impl Future<Output = StoreResult<()>> + Send {
+        let _ = scope;
+        async { Ok(()) }
+    }
     /// Inserts or replaces entries of a ledger.
     fn ledger_put(
         &self,
@@ -643,6 +651,11 @@ impl CheckpointStore for FileCheckpointStore {
 
     fn fence(&self, scope: &str) -> Option<u64> {
         self.tokens.get(scope)
+    }
+
+    async fn check_lease(&self, scope: &str) -> StoreResult<()> {
+        let dir = self.scope_dir(scope)?;
+        self.check_fence(scope, &dir)
     }
 
     async fn renew_lease(&self, lease: &Lease, ttl: Duration) -> StoreResult<()> {

@@ -422,8 +422,14 @@ async fn keys_action(action: KeysAction, file: &FileConfig) -> Result<ExitStatus
             let ctx = KeysContext::open(o).await?;
             let v = keys::verify(&ctx).await?;
             println!(
-                "verify: checked {}  ok {}  missing {}  value differs {}  ttl differs {}  source gone {}",
-                v.checked, v.ok, v.missing, v.mismatched_value, v.mismatched_ttl, v.source_gone
+                "verify: checked {}  ok {}  missing {}  value differs {}  ttl differs {}  source gone {}  moved (existence only) {}",
+                v.checked,
+                v.ok,
+                v.missing,
+                v.mismatched_value,
+                v.mismatched_ttl,
+                v.source_gone,
+                v.moved_unchecked
             );
             for e in v.errors.items.iter().take(10) {
                 println!("  {}: {}", e.item, e.error);

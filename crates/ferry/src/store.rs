@@ -100,6 +100,9 @@ impl CheckpointStore for AnyStore {
             AnyStore::File(s) => s.fence(scope),
         }
     }
+    async fn check_lease(&self, scope: &str) -> StoreResult<()> {
+        delegate!(self, s => s.check_lease(scope))
+    }
     async fn ledger_put(
         &self,
         scope: &str,

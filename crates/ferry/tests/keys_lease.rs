@@ -141,3 +141,135 @@ fn a_paused_run_whose_lease_was_taken_over_stops_without_writing() {
     let o = run(ferry_keys("verify", &url, &[]));
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 }
+
+const BIG_RULES: &str = r#"
+[[rule]]
+name = "hash"
+from = "old:h:{id}"
+to = "new:h:{id}"
+
+[[rule]]
+name = "string"
+from = "old:a:{id}"
+to = "new:a:{id}"
+"#;
+
+/// A chunked copy with `--delete-source` between two servers, paused (SIGSTOP) past its 1 s
+/// lease while its temporary key fills; then `second` runs to completion on the same run and
+/// the first is resumed. Regression: the resumed run put a partial copy in place and deleted
+/// the source (after a rollback: half a hash lost), or wrote into the temporary key of the run
+/// that took over.
+fn paused_chunked_copy_then(second: &str) {
+    let src = RedisServer::start();
+    let dst = RedisServer::start();
+    let (mut s, mut t) = (src.conn(), dst.conn());
+    for j in (0..200_000).step_by(1000) {
+        let fields: Vec<(String, String)> = (j..j + 1000)
+            .map(|i| (format!("f{i}"), format!("v{i}")))
+            .collect();
+        let () = s.hset_multiple("old:h:1", &fields).unwrap();
+    }
+    for i in 0..20 {
+        let () = s.set(format!("old:a:{i}"), format!("s{i}")).unwrap();
+    }
+    let digest: Vec<String> = redis::cmd("DEBUG")
+        .arg("DIGEST-VALUE")
+        .arg("old:h:1")
+        .query(&mut s)
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let rules = common::keys::write_rules(dir.path(), BIG_RULES);
+    let target = dst.url();
+    let apply_args = [
+        "-y",
+        "--target",
+        &target,
+        "--delete-source",
+        "--max-payload",
+        "1",
+        "--chunk-size",
+        "50",
+    ];
+    let command = |action: &str, extra: &[&str]| {
+        let mut c = keys_command(action, &src.url(), &rules, extra);
+        c.env("FERRY_LEASE_TTL_MS", "1000");
+        c
+    };
+    let mut first = spawn(command("apply", &apply_args));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let tmp = common::keys::keys_matching(&mut t, "new:h:1:ferry-tmp:*");
+        let filled: usize = tmp.first().map_or(0, |k| t.hlen(k).unwrap_or(0));
+        if filled > 20_000 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the chunked copy did not start");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    send_signal(&first, "-STOP");
+    std::thread::sleep(Duration::from_millis(2500));
+    let args: &[&str] = if second == "rollback" {
+        &["-y", "--target", &target]
+    } else {
+        &apply_args
+    };
+    let mut other = spawn(command(second, args));
+    if second == "apply" {
+        // Resume the first while the second is copying into its own temporary key.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while common::keys::keys_matching(&mut t, "new:h:1:ferry-tmp:*").is_empty() {
+            assert!(Instant::now() < deadline, "the second apply did not start");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        send_signal(&first, "-CONT");
+        let o = other.wait_with_output().unwrap();
+        assert_eq!(o.status.code(), Some(0), "{second}: {}", text(&o));
+    } else {
+        let o = other.wait_with_output().unwrap();
+        assert_eq!(o.status.code(), Some(0), "{second}: {}", text(&o));
+        send_signal(&first, "-CONT");
+    }
+    let o = first.wait_with_output().unwrap();
+    assert_ne!(
+        o.status.code(),
+        Some(0),
+        "the paused run must not succeed: {}",
+        text(&o)
+    );
+    // Nothing lost, nothing half-copied.
+    if second == "rollback" {
+        let back: Vec<String> = redis::cmd("DEBUG")
+            .arg("DIGEST-VALUE")
+            .arg("old:h:1")
+            .query(&mut s)
+            .unwrap();
+        assert_eq!(back, digest, "the source hash is back whole");
+        assert!(!t.exists::<_, bool>("new:h:1").unwrap(), "{}", text(&o));
+        for i in 0..20 {
+            assert!(s.exists::<_, bool>(format!("old:a:{i}")).unwrap());
+        }
+    } else {
+        let n: usize = t.hlen("new:h:1").unwrap();
+        assert_eq!(n, 200_000, "the new hash is whole: {}", text(&o));
+        assert!(!s.exists::<_, bool>("old:h:1").unwrap());
+        let o = keys_command("verify", &src.url(), &rules, &["--target", &target])
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        common::keys::keys_matching(&mut t, "*ferry-tmp*").is_empty(),
+        "temporary keys left"
+    );
+}
+
+#[test]
+fn a_paused_chunked_copy_writes_nothing_after_a_rollback_took_over() {
+    paused_chunked_copy_then("rollback");
+}
+
+#[test]
+fn a_paused_chunked_copy_never_touches_the_copy_of_the_run_that_took_over() {
+    paused_chunked_copy_then("apply");
+}

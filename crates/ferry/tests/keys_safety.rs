@@ -13,7 +13,8 @@ use redis::{Commands, Connection};
 
 mod common;
 use common::keys::{
-    count_keys_matching, ferry, keys_matching, keys_with_rules, read_report, write_rules,
+    count_keys_matching, ferry, keys_command, keys_matching, keys_with_rules, read_report,
+    send_signal, write_rules,
 };
 
 /// Writes a rules file into a fresh temporary directory.
@@ -424,4 +425,84 @@ fn temporary_keys_of_a_killed_chunked_copy_are_removed() {
             assert!(keys_matching(&mut d, "new:*").is_empty());
         }
     }
+}
+
+/// Whether the process `pid` is stopped (SIGSTOP).
+fn is_stopped(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| rest.starts_with('T')))
+        .unwrap_or(false)
+}
+
+/// A value copied in chunks is no snapshot: an application changes it while it is copied (the
+/// copy reads the change) and changes it back right after. The source must not be deleted
+/// then: the new key holds the intermediate value, the source the last acknowledged one.
+/// Regression: the source's digest was taken before the copy, matched again at the delete,
+/// and the last write was lost.
+#[test]
+fn delete_source_never_loses_a_write_undone_during_a_chunked_copy() {
+    const LEN: usize = 16 << 20;
+    let src = RedisServer::start();
+    let dst = RedisServer::start();
+    let (mut s, mut t) = (src.conn(), dst.conn());
+    let () = s.set("old:1", "A".repeat(LEN)).unwrap();
+    let rules = rules_file(MOVE_RULES);
+    let target = dst.url();
+    let mut child = keys_command(
+        "apply",
+        &src.url(),
+        &rules,
+        &[
+            "-y",
+            "--target",
+            &target,
+            "--delete-source",
+            "--max-payload",
+            "1",
+        ],
+    );
+    child
+        .env("FERRY_PAUSEPOINT", "keys-after-chunked-copy")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = child.spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while keys_matching(&mut t, "new:1:ferry-tmp:*").is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the chunked copy did not start"
+        );
+        thread::sleep(std::time::Duration::from_millis(1));
+    }
+    // Changed while the copy runs (it reads the last byte at its end)…
+    let _: i64 = s.setrange("old:1", LEN as isize - 1, "B").unwrap();
+    while !is_stopped(child.id()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "apply never reached the point after its chunked copy"
+        );
+        thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let copied: String = t.getrange("new:1", LEN as isize - 1, -1).unwrap();
+    assert_eq!(copied, "B", "the copy read the change");
+    // …and changed back once the copy is done: the last acknowledged write.
+    let _: i64 = s.setrange("old:1", LEN as isize - 1, "A").unwrap();
+    send_signal(&child, "-CONT");
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        matches!(out.status.code(), Some(0) | Some(1)),
+        "{}",
+        text(&out)
+    );
+    let last = "A".repeat(LEN);
+    let old: Option<String> = s.get("old:1").unwrap();
+    let new: Option<String> = t.get("new:1").unwrap();
+    assert!(
+        old.as_ref() == Some(&last) || new.as_ref() == Some(&last),
+        "the last write is lost (old {:?}, new ends with {:?}): {}",
+        old.as_ref().map(String::len),
+        new.as_ref().and_then(|n| n.get(LEN - 1..)),
+        text(&out)
+    );
 }

@@ -77,10 +77,11 @@ return {0, holder}
 });
 
 /// The start of every fenced write: KEYS[1] is the fence, ARGV[1] the held token; returns the
-/// fence when it has moved past the token (the write is refused), else goes on (and returns 0).
+/// fence when it no longer holds the token (the write is refused; `-1` when the fence is gone,
+/// e.g. cleared by a rollback that took the lease over), else goes on (and returns 0).
 const FENCE_CHECK: &str = r#"
-local current = tonumber(redis.call('GET', KEYS[1]) or '0')
-if current > tonumber(ARGV[1]) then return current end
+local current = redis.call('GET', KEYS[1])
+if current ~= ARGV[1] then return current or '-1' end
 "#;
 
 /// KEYS: fence, state. ARGV: token, state.
@@ -224,12 +225,12 @@ impl RedisCheckpointStore {
         let all_args: Vec<&[u8]> = std::iter::once(token_arg.as_bytes())
             .chain(args.iter().copied())
             .collect();
-        match self.script::<u64>(script, &all_keys, &all_args).await? {
+        match self.script::<i64>(script, &all_keys, &all_args).await? {
             0 => Ok(()),
             current => Err(StoreError::Fenced {
                 scope: scope.to_string(),
                 token,
-                current,
+                current: current.max(0) as u64,
             }),
         }
     }
@@ -348,6 +349,22 @@ impl CheckpointStore for RedisCheckpointStore {
 
     fn fence(&self, scope: &str) -> Option<u64> {
         self.tokens.get(scope)
+    }
+
+    async fn check_lease(&self, scope: &str) -> StoreResult<()> {
+        let Some(token) = self.tokens.get(scope) else {
+            return Ok(());
+        };
+        let key = Self::fence_key(scope);
+        let current: Option<u64> = self.q(&key, redis::cmd("GET").arg(&key).clone()).await?;
+        if current == Some(token) {
+            return Ok(());
+        }
+        Err(StoreError::Fenced {
+            scope: scope.to_string(),
+            token,
+            current: current.unwrap_or(0),
+        })
     }
 
     async fn renew_lease(&self, lease: &Lease, ttl: Duration) -> StoreResult<()> {

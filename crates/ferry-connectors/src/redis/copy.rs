@@ -5,7 +5,9 @@ use std::collections::BTreeSet;
 
 use redis::{Cmd, FromRedisValue, Value};
 
-use super::{ConnError, RedisEndpoint, key_slot};
+use std::sync::LazyLock;
+
+use super::{ConnError, LuaScript, RedisEndpoint, key_slot};
 
 /// The Redis data type of a key, as `TYPE` reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -527,6 +529,63 @@ pub async fn copy_in_chunks(
     chunk: usize,
     tmp_tag: &str,
 ) -> Result<ChunkedCopy, ChunkError> {
+    copy_in_chunks_fenced(
+        from,
+        src,
+        to,
+        dst,
+        expire_at_ms,
+        replace,
+        chunk,
+        tmp_tag,
+        None,
+    )
+    .await
+}
+
+/// A run's fence on the target server: the final rename of a chunked copy happens only while
+/// the key `key` (on the same server and database as the new key) holds `token`.
+#[derive(Debug, Clone, Copy)]
+pub struct ChunkFence<'a> {
+    /// The fence key (`ferry:{<scope>}:fence`).
+    pub key: &'a [u8],
+    /// The run's fencing token.
+    pub token: u64,
+}
+
+/// KEYS: temporary key, new name, fence. ARGV: token, `1` to replace, expire-at in ms (empty:
+/// none). Gives the temporary key its expiry and renames it into place, only while the fence
+/// holds the token.
+static FENCED_RENAME: LazyLock<LuaScript> = LazyLock::new(|| {
+    LuaScript::new(
+        r#"
+if redis.call('GET', KEYS[3]) ~= ARGV[1] then
+  return redis.error_reply('FENCED the run lease was taken over by a newer run; the copy was not put in place')
+end
+if ARGV[3] ~= '' then redis.call('PEXPIREAT', KEYS[1], ARGV[3]) end
+if ARGV[2] == '1' then
+  redis.call('RENAME', KEYS[1], KEYS[2])
+  return 1
+end
+return redis.call('RENAMENX', KEYS[1], KEYS[2])
+"#,
+    )
+});
+
+/// [`copy_in_chunks`], with the final rename checking the run's `fence` in the same script
+/// (a run that lost its lease while copying never puts its copy in place).
+#[allow(clippy::too_many_arguments)]
+pub async fn copy_in_chunks_fenced(
+    from: &RedisEndpoint,
+    src: &[u8],
+    to: &RedisEndpoint,
+    dst: &[u8],
+    expire_at_ms: Option<i64>,
+    replace: bool,
+    chunk: usize,
+    tmp_tag: &str,
+    fence: Option<ChunkFence<'_>>,
+) -> Result<ChunkedCopy, ChunkError> {
     let tmp = chunk_tmp_key(dst, tmp_tag, to.is_cluster());
     let direct = tmp.is_none();
     let mut ctx = Ctx {
@@ -585,17 +644,33 @@ pub async fn copy_in_chunks(
     };
     let finish = async {
         result?;
-        if let Some(at) = expire_at_ms {
-            let mut c = redis::cmd("PEXPIREAT");
-            c.arg(&ctx.tmp).arg(at);
-            ctx.write(c).await?;
-        }
-        if direct {
-            return Ok(ChunkedCopy::Copied { bytes: ctx.bytes });
-        }
-        let mut c = redis::cmd(if replace { "RENAME" } else { "RENAMENX" });
-        c.arg(&ctx.tmp).arg(dst);
-        let moved = ctx.write(c).await?;
+        let moved = match fence.filter(|_| !direct) {
+            Some(fence) => {
+                let token = fence.token.to_string();
+                let at = expire_at_ms.map(|a| a.to_string()).unwrap_or_default();
+                let flag: &[u8] = if replace { b"1" } else { b"0" };
+                to.eval(
+                    &FENCED_RENAME,
+                    &[&ctx.tmp, dst, fence.key],
+                    &[token.as_bytes(), flag, at.as_bytes()],
+                )
+                .await?
+                .map_err(|e| ChunkError::Key(format!("writing the target: {e}")))?
+            }
+            None => {
+                if let Some(at) = expire_at_ms {
+                    let mut c = redis::cmd("PEXPIREAT");
+                    c.arg(&ctx.tmp).arg(at);
+                    ctx.write(c).await?;
+                }
+                if direct {
+                    return Ok(ChunkedCopy::Copied { bytes: ctx.bytes });
+                }
+                let mut c = redis::cmd(if replace { "RENAME" } else { "RENAMENX" });
+                c.arg(&ctx.tmp).arg(dst);
+                ctx.write(c).await?
+            }
+        };
         if moved == Value::Int(0) {
             return Ok(ChunkedCopy::Exists);
         }

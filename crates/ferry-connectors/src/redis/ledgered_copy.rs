@@ -184,14 +184,12 @@ struct ScriptFrame {
 
 impl ScriptFrame {
     fn new(to: &LedgerWrite<'_>) -> Self {
-        let mut fence = RedisCheckpointStore::prefix(to.scope);
-        fence.extend_from_slice(b"fence");
         Self {
             keys: [
                 RedisCheckpointStore::journal_key(to.scope, to.ledger),
                 RedisCheckpointStore::ledger_key(to.scope, to.ledger),
                 RedisCheckpointStore::registry_key(to.scope),
-                fence,
+                RedisCheckpointStore::fence_key(to.scope),
             ],
             token: to.fence.to_string(),
         }

@@ -9,7 +9,10 @@ mod moves;
 mod url;
 
 pub use checkpoint::RedisCheckpointStore;
-pub use copy::{ChunkError, ChunkedCopy, KeyKind, chunk_tmp_key, copy_in_chunks};
+pub use copy::{
+    ChunkError, ChunkFence, ChunkedCopy, KeyKind, chunk_tmp_key, copy_in_chunks,
+    copy_in_chunks_fenced,
+};
 pub use endpoint::{LuaScript, Node, RedisEndpoint, key_slot};
 pub use error::ConnError;
 pub use ledgered_copy::{

@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use ferry_connectors::redis::{
-    ChunkError, ChunkedCopy, Cmd, DeleteIfUnchanged, LedgerWrite, LedgeredCopy, LedgeredRestore,
-    Moved, RedisEndpoint, RedisError, SourceDelete, Value, Witness, chunk_tmp_key, cmd,
-    copy_in_chunks, copy_with_ledger, delete_if_unchanged, key_slot, move_on_server,
-    restore_with_ledger, source_digest,
+    ChunkError, ChunkFence, ChunkedCopy, Cmd, DeleteIfUnchanged, LedgerWrite, LedgeredCopy,
+    LedgeredRestore, Moved, RedisCheckpointStore, RedisEndpoint, RedisError, SourceDelete, Value,
+    Witness, chunk_tmp_key, cmd, copy_in_chunks_fenced, copy_with_ledger, delete_if_unchanged,
+    key_slot, move_on_server, restore_with_ledger, source_digest,
 };
 use ferry_core::checkpoint::{CheckpointStore, now_ms};
 use ferry_core::rules::RuleSet;
@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::clash::{ClashResolution, HeldBack, OnCollision, find_clashes, refuse};
 use super::scan::{ScanBatch, estimate_keys, scan_batches};
+use super::verify::same_in_chunks;
 use super::{
     BACKUP_BY_KEY, CREATED, KeysContext, KeysError, KeysOptions, KeysState, LEDGER_BACKUP,
     LEDGER_CREATED, LEDGER_TMP, OVERWROTE, OnConflict, PerRule, SOURCE_DELETED, Stats,
@@ -27,7 +28,7 @@ use super::{
 };
 use crate::observe::Progress;
 use crate::report::{ErrorLog, display_key, rfc3339};
-use crate::runtime::LeaseGuard;
+use crate::runtime::{LeaseGuard, pausepoint};
 use crate::store::AnyStore;
 
 /// What an apply run did.
@@ -391,6 +392,9 @@ struct Batcher {
     clashes: Arc<ClashResolution>,
     /// The run lease's fencing token, checked by the ledgered scripts.
     fence: u64,
+    /// The fence key, when it lives on the target's (standalone) server and database: a
+    /// chunked copy's final rename checks it in the same script.
+    target_fence: Option<Arc<[u8]>>,
     /// New names being written on the regular path by the batches in flight, with their
     /// sources: two old keys never race for one name between its check and its write.
     in_flight: Arc<Mutex<HashMap<Vec<u8>, Vec<u8>>>>,
@@ -454,6 +458,13 @@ impl Batcher {
             skip_prefix: ctx.skip_prefix.as_deref().map(Arc::from),
             clashes: Arc::new(clashes),
             fence,
+            target_fence: (fence != 0
+                && !ctx.target.is_cluster()
+                && ctx
+                    .store
+                    .redis_endpoint()
+                    .is_some_and(|s| s.same_server(&ctx.target) && s.db() == ctx.target.db()))
+            .then(|| RedisCheckpointStore::fence_key(&ctx.scope).into()),
             in_flight: Arc::default(),
         }
     }
@@ -1056,6 +1067,7 @@ impl Batcher {
                 )
             })
             .collect();
+        self.store.check_lease(&self.scope).await?;
         let replies = move_on_server(&self.source, &moves, self.target_db()).await?;
         for (&i, reply) in which.iter().zip(replies) {
             out[i] = Some(match reply {
@@ -1244,6 +1256,7 @@ impl Batcher {
         self.store
             .ledger_put(&self.scope, LEDGER_CREATED, &intents)
             .await?;
+        self.store.check_lease(&self.scope).await?;
         let checks: Vec<DeleteIfUnchanged> = copied
             .iter()
             .map(|d| DeleteIfUnchanged {
@@ -1330,6 +1343,7 @@ impl Batcher {
                 expire_at: d.expire_at,
             })
             .collect();
+        self.store.check_lease(&self.scope).await?;
         let mut changed = Vec::new();
         for (d, deleted) in restored
             .iter()
@@ -1360,8 +1374,11 @@ impl Batcher {
 
     /// Copies one item element by element; `expire_at` is read from the source when `None`.
     /// The temporary key is recorded in the `tmp` ledger while the copy runs. With
-    /// `--delete-source` the source is deleted only if its DUMP digest is unchanged since the
-    /// copy started; a changed one is copied once more, then kept.
+    /// `--delete-source` the source is deleted only if, after the copy, it still equals the new
+    /// key element by element (a chunked copy is no snapshot: a value changed and changed back
+    /// meanwhile must not pass) and is unchanged from that comparison to the delete (its DUMP
+    /// digest, taken before the comparison, checked in the deleting script); a changed one is
+    /// copied once more, then kept.
     async fn copy_chunked(
         &self,
         item: &Item,
@@ -1371,15 +1388,6 @@ impl Batcher {
         let mut replace = item.action != Action::Create;
         let mut expire_at = expire_at;
         for attempt in 0..2 {
-            let digest = if self.opts.delete_source {
-                match source_digest(&self.source, &item.src).await? {
-                    Ok(Some(d)) => Some(d),
-                    Ok(None) => return Ok(Written::Vanished),
-                    Err(e) => return Ok(Written::Failed(format!("reading the source: {e}"))),
-                }
-            } else {
-                None
-            };
             let at = match expire_at.take() {
                 Some(e) => e,
                 None => {
@@ -1398,16 +1406,50 @@ impl Batcher {
                 }
             };
             let written = self.copy_chunked_once(item, at, replace, stats).await?;
-            let Some(digest) = digest.filter(|_| written == Written::Done) else {
+            if !self.opts.delete_source || written != Written::Done {
                 return Ok(written);
+            }
+            pausepoint("keys-after-chunked-copy");
+            let digest = match source_digest(&self.source, &item.src).await? {
+                Ok(Some(d)) => d,
+                Ok(None) => return Ok(Written::Done),
+                Err(e) => {
+                    return Ok(Written::Kept {
+                        changed: false,
+                        why: format!("copied, but reading the source failed: {e}"),
+                    });
+                }
             };
-            let check = DeleteIfUnchanged {
-                key: &item.src,
-                witness: Witness::Sha1(&digest),
-                expire_at: at,
+            let kind = match self
+                .source
+                .query(&item.src, cmd("TYPE").arg(&item.src).clone())
+                .await?
+            {
+                Ok(Value::SimpleString(t)) => t,
+                Ok(Value::BulkString(t)) => String::from_utf8_lossy(&t).into_owned(),
+                _ => String::new(),
             };
-            let deleted = delete_if_unchanged(&self.source, &[check]).await?;
-            match deleted.into_iter().next() {
+            let same = same_in_chunks(
+                &self.source,
+                &self.target,
+                self.opts.chunk_size,
+                &item.src,
+                &item.dst,
+                &kind,
+            )
+            .await?;
+            let deleted = if same {
+                let check = DeleteIfUnchanged {
+                    key: &item.src,
+                    witness: Witness::Sha1(&digest),
+                    expire_at: at,
+                };
+                self.store.check_lease(&self.scope).await?;
+                delete_if_unchanged(&self.source, &[check]).await?.pop()
+            } else {
+                Some(SourceDelete::Changed)
+            };
+            match deleted {
                 Some(SourceDelete::Deleted) => return Ok(Written::Moved),
                 Some(SourceDelete::Changed) if attempt == 0 => replace = true,
                 Some(SourceDelete::Changed) => {
@@ -1435,14 +1477,20 @@ impl Batcher {
         replace: bool,
         stats: &mut Stats,
     ) -> Result<Written, KeysError> {
-        let tag = &self.opts.run_name;
-        let tmp = chunk_tmp_key(&item.dst, tag, self.target.is_cluster());
+        // The token in the name: a run that lost its lease never writes into the temporary
+        // key of the run that took over.
+        let tag = format!("{}-{}", self.opts.run_name, self.fence);
+        let tmp = chunk_tmp_key(&item.dst, &tag, self.target.is_cluster());
         if let Some(tmp) = &tmp {
             self.store
                 .ledger_put(&self.scope, LEDGER_TMP, &[(tmp.clone(), item.dst.clone())])
                 .await?;
         }
-        let copied = copy_in_chunks(
+        let fence = self.target_fence.as_deref().map(|key| ChunkFence {
+            key,
+            token: self.fence,
+        });
+        let copied = copy_in_chunks_fenced(
             &self.source,
             &item.src,
             &self.target,
@@ -1450,7 +1498,8 @@ impl Batcher {
             expire_at,
             replace,
             self.opts.chunk_size,
-            tag,
+            &tag,
+            fence,
         )
         .await;
         let written = match copied {

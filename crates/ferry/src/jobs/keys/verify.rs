@@ -31,6 +31,9 @@ pub struct VerifyOutcome {
     pub mismatched_ttl: u64,
     /// Source keys gone since the copy (only existence of the new key is checked).
     pub source_gone: u64,
+    /// New keys whose source `--delete-source` removed: there is nothing left to compare
+    /// them with, so only their existence is checked (not counted `ok`).
+    pub moved_unchecked: u64,
     /// The differences found.
     #[serde(skip)]
     pub errors: ErrorLog,
@@ -257,7 +260,15 @@ async fn check(
         if let (Seen::Compare { kind }, None) = (&seen[n], same[n]) {
             let (_, old) = parse_ledger_value(value);
             same[n] = Some(if chunkable(kind) {
-                same_in_chunks(ctx, old, new, kind).await?
+                same_in_chunks(
+                    &ctx.source,
+                    &ctx.target,
+                    ctx.opts.chunk_size,
+                    old,
+                    new,
+                    kind,
+                )
+                .await?
             } else {
                 false
             });
@@ -280,7 +291,7 @@ async fn check(
                 continue;
             }
             Seen::SourceGone { deleted: true } => {
-                out.ok += 1;
+                out.moved_unchecked += 1;
                 continue;
             }
             Seen::TypeDiffers { src, dst } => {
@@ -387,14 +398,15 @@ fn parse_score(b: &[u8]) -> Option<f64> {
 /// Compares the value of `old` on the source with `new` on the target element by element, in
 /// windows of `--chunk-size` elements (1 MiB of a string): first their lengths, then each
 /// window of the source against the same elements of the target.
-async fn same_in_chunks(
-    ctx: &KeysContext,
+pub(super) async fn same_in_chunks(
+    a: &RedisEndpoint,
+    b: &RedisEndpoint,
+    chunk: usize,
     old: &[u8],
     new: &[u8],
     kind: &str,
 ) -> Result<bool, KeysError> {
-    let (a, b) = (&*ctx.source, &*ctx.target);
-    let chunk = ctx.opts.chunk_size.max(1);
+    let chunk = chunk.max(1);
     let len_cmd = match kind {
         "string" => "STRLEN",
         "hash" => "HLEN",

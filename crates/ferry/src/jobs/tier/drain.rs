@@ -3,7 +3,7 @@
 use std::collections::VecDeque;
 use std::mem;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use ferry_core::checkpoint::StoreError;
 use ferry_core::telemetry::Metric;
@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::similarity::Backend;
 use super::{TierContext, TierError, check_camera, now_ms};
-use crate::runtime::{LeaseGuard, failpoint};
+use crate::runtime::{LeaseGuard, failpoint, pausepoint};
 use crate::store::AnyStore;
 
 /// What one pass should do.
@@ -299,23 +299,6 @@ impl Drain<'_> {
             failpoint("tier-after-delete");
         }
         Ok(())
-    }
-}
-
-/// Fencing-test hook: the first time `FERRY_PAUSEPOINT` names this point, says so on stderr
-/// and stops the whole process (SIGSTOP) until something sends it SIGCONT. Unlike
-/// [`failpoint`], the process goes on afterwards, as after a long GC or VM pause: its lease
-/// renewal was frozen too, so another run may have taken its camera over meanwhile.
-fn pausepoint(name: &str) {
-    static PAUSED: AtomicBool = AtomicBool::new(false);
-    if std::env::var("FERRY_PAUSEPOINT").is_ok_and(|p| p == name)
-        && !PAUSED.swap(true, Ordering::SeqCst)
-    {
-        eprintln!("pausepoint {name} reached");
-        let stopped = std::process::Command::new("kill")
-            .args(["-STOP", &std::process::id().to_string()])
-            .status();
-        eprintln!("pausepoint {name} continued ({stopped:?})");
     }
 }
 
