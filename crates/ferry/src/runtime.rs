@@ -245,6 +245,24 @@ pub fn failpoint(name: &str) {
     }
 }
 
+/// Fencing-test hook: the first time `FERRY_PAUSEPOINT` names this point, says so on stderr
+/// and stops the whole process (SIGSTOP) until something sends it SIGCONT. Unlike
+/// [`failpoint`], the process goes on afterwards, as after a long GC or VM pause: its lease
+/// renewal was frozen too, so another run may have taken its work over meanwhile, or an
+/// application may have written what it is working on.
+pub fn pausepoint(name: &str) {
+    static PAUSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if std::env::var("FERRY_PAUSEPOINT").is_ok_and(|p| p == name)
+        && !PAUSED.swap(true, std::sync::atomic::Ordering::SeqCst)
+    {
+        eprintln!("pausepoint {name} reached");
+        let stopped = std::process::Command::new("kill")
+            .args(["-STOP", &std::process::id().to_string()])
+            .status();
+        eprintln!("pausepoint {name} continued ({stopped:?})");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -309,23 +327,5 @@ mod tests {
         assert!(!holder_process_gone(&h, "fe80::1"));
         let h = holder("fe80::1", std::process::id(), 1000);
         assert!(holder_process_gone(&h, "fe80::1"));
-    }
-}
-
-/// Fencing-test hook: the first time `FERRY_PAUSEPOINT` names this point, says so on stderr
-/// and stops the whole process (SIGSTOP) until something sends it SIGCONT. Unlike
-/// [`failpoint`], the process goes on afterwards, as after a long GC or VM pause: its lease
-/// renewal was frozen too, so another run may have taken its work over meanwhile, or an
-/// application may have written what it is working on.
-pub fn pausepoint(name: &str) {
-    static PAUSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-    if std::env::var("FERRY_PAUSEPOINT").is_ok_and(|p| p == name)
-        && !PAUSED.swap(true, std::sync::atomic::Ordering::SeqCst)
-    {
-        eprintln!("pausepoint {name} reached");
-        let stopped = std::process::Command::new("kill")
-            .args(["-STOP", &std::process::id().to_string()])
-            .status();
-        eprintln!("pausepoint {name} continued ({stopped:?})");
     }
 }
