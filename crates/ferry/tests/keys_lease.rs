@@ -195,7 +195,7 @@ fn paused_chunked_copy_then(second: &str) {
         c.env("FERRY_LEASE_TTL_MS", "1000");
         c
     };
-    let mut first = spawn(command("apply", &apply_args));
+    let first = spawn(command("apply", &apply_args));
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let tmp = common::keys::keys_matching(&mut t, "new:h:1:ferry-tmp:*");
@@ -213,7 +213,7 @@ fn paused_chunked_copy_then(second: &str) {
     } else {
         &apply_args
     };
-    let mut other = spawn(command(second, args));
+    let other = spawn(command(second, args));
     if second == "apply" {
         // Resume the first while the second is copying into its own temporary key.
         let deadline = Instant::now() + Duration::from_secs(60);
