@@ -348,3 +348,51 @@ async fn keys_of_a_migrating_slot_are_reached_through_ask() {
     let h: BTreeMap<String, String> = owner.hgetall(dst).unwrap();
     assert_eq!(h, copied);
 }
+
+/// A key deleted while it is copied in chunks (a scan of a deleted key just ends) or whose
+/// expiry passed meanwhile is `Vanished`: never a partial value under the new name.
+#[tokio::test]
+async fn a_source_deleted_or_expired_during_the_copy_is_vanished() {
+    let a = RedisServer::start();
+    let b = RedisServer::start();
+    let (mut s, mut t) = (a.conn(), b.conn());
+    for j in (0..100_000).step_by(1000) {
+        let fields: Vec<(String, String)> = (j..j + 1000)
+            .map(|i| (format!("f{i}"), format!("v{i}")))
+            .collect();
+        let () = s.hset_multiple("big", &fields).unwrap();
+    }
+    let (from, to) = (endpoint(&a.url()).await, endpoint(&b.url()).await);
+    let deleter = {
+        let mut c = a.conn();
+        let mut watch = b.conn();
+        std::thread::spawn(move || {
+            // Once the copy is under way, the application deletes the key.
+            let deadline = Instant::now() + std::time::Duration::from_secs(30);
+            loop {
+                let tmp: Vec<String> = watch.keys("copied:ferry-tmp:*").unwrap();
+                if tmp
+                    .first()
+                    .is_some_and(|k| watch.hlen::<_, usize>(k).unwrap_or(0) > 1000)
+                {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "the copy did not start");
+            }
+            let () = c.del("big").unwrap();
+        })
+    };
+    let out = copy_in_chunks(&from, b"big", &to, b"copied", None, false, 10, TAG).await;
+    deleter.join().unwrap();
+    assert!(matches!(out, Ok(ChunkedCopy::Vanished)), "{out:?}");
+    assert!(!t.exists::<_, bool>("copied").unwrap(), "no partial value");
+    let left: Vec<String> = t.keys("*ferry-tmp*").unwrap();
+    assert!(left.is_empty(), "{left:?}");
+
+    // An expiry that passed while copying.
+    let () = s.hset("short", "f", "v").unwrap();
+    let past = ferry_core::checkpoint::now_ms() - 1;
+    let out = copy_in_chunks(&from, b"short", &to, b"copied", Some(past), false, 10, TAG).await;
+    assert!(matches!(out, Ok(ChunkedCopy::Vanished)), "{out:?}");
+    assert!(!t.exists::<_, bool>("copied").unwrap());
+}

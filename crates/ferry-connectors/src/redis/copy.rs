@@ -543,14 +543,43 @@ pub async fn copy_in_chunks(
     .await
 }
 
-/// A run's fence on the target server: the final rename of a chunked copy happens only while
-/// the key `key` (on the same server and database as the new key) holds `token`.
+/// A run's fence: the final rename of a chunked copy happens only while the key `key` on
+/// `endpoint` holds `token` — checked in the renaming script itself when `endpoint` is the
+/// target (a standalone server, same database), else read just before the rename.
 #[derive(Debug, Clone, Copy)]
 pub struct ChunkFence<'a> {
+    /// Where the fence lives (the checkpoint store's server).
+    pub endpoint: &'a RedisEndpoint,
     /// The fence key (`ferry:{<scope>}:fence`).
     pub key: &'a [u8],
     /// The run's fencing token.
     pub token: u64,
+}
+
+impl ChunkFence<'_> {
+    /// Whether the fence lives next to keys of `to`, so one script can check it and rename.
+    fn beside(&self, to: &RedisEndpoint) -> bool {
+        !to.is_cluster() && self.endpoint.same_server(to) && self.endpoint.db() == to.db()
+    }
+
+    /// Reads the fence: a key error when it no longer holds the token.
+    async fn check(&self) -> Result<(), ChunkError> {
+        let mut c = redis::cmd("GET");
+        c.arg(self.key);
+        let current = self
+            .endpoint
+            .query(self.key, c)
+            .await?
+            .map_err(|e| ChunkError::Key(format!("reading the run's fence: {e}")))?;
+        let current: Option<String> = redis::from_redis_value(current).unwrap_or(None);
+        if current.as_deref() == Some(self.token.to_string().as_str()) {
+            return Ok(());
+        }
+        Err(ChunkError::Key(
+            "FENCED the run lease was taken over by a newer run; the copy was not put in place"
+                .to_string(),
+        ))
+    }
 }
 
 /// KEYS: temporary key, new name, fence. ARGV: token, `1` to replace, expire-at in ms (empty:
@@ -644,7 +673,19 @@ pub async fn copy_in_chunks_fenced(
     };
     let finish = async {
         result?;
-        let moved = match fence.filter(|_| !direct) {
+        // The source may have gone while it was read (a scan of a deleted key just ends), or
+        // expired: then there is nothing complete to put in place.
+        let mut exists = redis::cmd("EXISTS");
+        exists.arg(src);
+        let gone = matches!(from.query(src, exists).await?, Ok(Value::Int(0)))
+            || expire_at_ms.is_some_and(|at| at <= ferry_core::checkpoint::now_ms());
+        if gone {
+            return Ok(ChunkedCopy::Vanished);
+        }
+        if let Some(fence) = fence.filter(|f| !f.beside(to)) {
+            fence.check().await?;
+        }
+        let moved = match fence.filter(|f| !direct && f.beside(to)) {
             Some(fence) => {
                 let token = fence.token.to_string();
                 let at = expire_at_ms.map(|a| a.to_string()).unwrap_or_default();

@@ -392,9 +392,6 @@ struct Batcher {
     clashes: Arc<ClashResolution>,
     /// The run lease's fencing token, checked by the ledgered scripts.
     fence: u64,
-    /// The fence key, when it lives on the target's (standalone) server and database: a
-    /// chunked copy's final rename checks it in the same script.
-    target_fence: Option<Arc<[u8]>>,
     /// New names being written on the regular path by the batches in flight, with their
     /// sources: two old keys never race for one name between its check and its write.
     in_flight: Arc<Mutex<HashMap<Vec<u8>, Vec<u8>>>>,
@@ -458,13 +455,6 @@ impl Batcher {
             skip_prefix: ctx.skip_prefix.as_deref().map(Arc::from),
             clashes: Arc::new(clashes),
             fence,
-            target_fence: (fence != 0
-                && !ctx.target.is_cluster()
-                && ctx
-                    .store
-                    .redis_endpoint()
-                    .is_some_and(|s| s.same_server(&ctx.target) && s.db() == ctx.target.db()))
-            .then(|| RedisCheckpointStore::fence_key(&ctx.scope).into()),
             in_flight: Arc::default(),
         }
     }
@@ -1437,7 +1427,10 @@ impl Batcher {
                 &item.dst,
                 &kind,
             )
-            .await?;
+            .await?
+                && (kind != "stream"
+                    || stream_groups(&self.source, &item.src).await?
+                        == stream_groups(&self.target, &item.dst).await?);
             let deleted = if same {
                 let check = DeleteIfUnchanged {
                     key: &item.src,
@@ -1486,10 +1479,19 @@ impl Batcher {
                 .ledger_put(&self.scope, LEDGER_TMP, &[(tmp.clone(), item.dst.clone())])
                 .await?;
         }
-        let fence = self.target_fence.as_deref().map(|key| ChunkFence {
-            key,
-            token: self.fence,
-        });
+        // Checked in the renaming script when the store lives on the target, else read just
+        // before the rename (a file store: checked before the copy starts).
+        self.store.check_lease(&self.scope).await?;
+        let fence_key = RedisCheckpointStore::fence_key(&self.scope);
+        let fence = self
+            .store
+            .redis_endpoint()
+            .filter(|_| self.fence != 0)
+            .map(|endpoint| ChunkFence {
+                endpoint,
+                key: &fence_key,
+                token: self.fence,
+            });
         let copied = copy_in_chunks_fenced(
             &self.source,
             &item.src,
@@ -1520,6 +1522,53 @@ impl Batcher {
         }
         Ok(written)
     }
+}
+
+/// What the consumer groups of a stream have reached (name, consumers, pending entries, last
+/// delivered id, entries read), for comparing a copy with its source: the entries alone do not
+/// show a group created, an acknowledgement or a delivery.
+async fn stream_groups(endpoint: &RedisEndpoint, key: &[u8]) -> Result<Vec<String>, KeysError> {
+    const FIELDS: [&str; 5] = [
+        "name",
+        "consumers",
+        "pending",
+        "last-delivered-id",
+        "entries-read",
+    ];
+    let reply = endpoint
+        .query(key, cmd("XINFO").arg("GROUPS").arg(key).clone())
+        .await?;
+    let groups = match reply {
+        Ok(Value::Array(groups)) => groups,
+        _ => return Ok(Vec::new()),
+    };
+    let mut out: Vec<String> = groups
+        .into_iter()
+        .map(|group| {
+            let pairs: Vec<(Value, Value)> = match group {
+                Value::Map(m) => m,
+                Value::Array(a) => {
+                    let mut it = a.into_iter();
+                    std::iter::from_fn(|| Some((it.next()?, it.next()?))).collect()
+                }
+                _ => Vec::new(),
+            };
+            let text = |v: &Value| match v {
+                Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+                Value::SimpleString(s) => s.clone(),
+                other => format!("{other:?}"),
+            };
+            let mut fields: Vec<String> = pairs
+                .iter()
+                .filter(|(k, _)| FIELDS.contains(&text(k).as_str()))
+                .map(|(k, v)| format!("{}={}", text(k), text(v)))
+                .collect();
+            fields.sort();
+            fields.join(" ")
+        })
+        .collect();
+    out.sort();
+    Ok(out)
 }
 
 fn changed_while_moved() -> String {
