@@ -1,13 +1,13 @@
 //! Copying one key element by element, for values too big for one DUMP payload or refused by
 //! the target (e.g. a DUMP from a newer Redis). Memory stays bounded by one chunk.
 
-use std::collections::BTreeSet;
-
 use redis::{Cmd, FromRedisValue, Value};
 
 use std::sync::LazyLock;
 
 use super::{ConnError, LuaScript, RedisEndpoint, key_slot};
+
+mod stream;
 
 /// The Redis data type of a key, as `TYPE` reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,6 +146,64 @@ impl Ctx<'_> {
         self.bytes += items.iter().map(|i| i.len() as u64).sum::<u64>();
     }
 
+    /// Gives the copy its expiry and renames it to `dst` (`RENAMENX` unless `replace`; a
+    /// `direct` copy already is `dst`), unless the source went or expired while it was read;
+    /// the rename checks the run's `fence` in the same script when the fence lives beside it,
+    /// else just before.
+    async fn put_in_place(
+        &self,
+        dst: &[u8],
+        expire_at_ms: Option<i64>,
+        replace: bool,
+        direct: bool,
+        fence: Option<ChunkFence<'_>>,
+    ) -> Result<ChunkedCopy, ChunkError> {
+        // The source may have gone while it was read (a scan of a deleted key just ends), or
+        // expired: then there is nothing complete to put in place.
+        let mut exists = redis::cmd("EXISTS");
+        exists.arg(self.src);
+        let gone = matches!(self.from.query(self.src, exists).await?, Ok(Value::Int(0)))
+            || expire_at_ms.is_some_and(|at| at <= ferry_core::checkpoint::now_ms());
+        if gone {
+            return Ok(ChunkedCopy::Vanished);
+        }
+        if let Some(fence) = fence.filter(|f| !f.beside(self.to)) {
+            fence.check().await?;
+        }
+        let moved = match fence.filter(|f| !direct && f.beside(self.to)) {
+            Some(fence) => {
+                let token = fence.token.to_string();
+                let at = expire_at_ms.map(|a| a.to_string()).unwrap_or_default();
+                let flag: &[u8] = if replace { b"1" } else { b"0" };
+                self.to
+                    .eval(
+                        &FENCED_RENAME,
+                        &[&self.tmp, dst, fence.key],
+                        &[token.as_bytes(), flag, at.as_bytes()],
+                    )
+                    .await?
+                    .map_err(|e| ChunkError::Key(format!("writing the target: {e}")))?
+            }
+            None => {
+                if let Some(at) = expire_at_ms {
+                    let mut c = redis::cmd("PEXPIREAT");
+                    c.arg(&self.tmp).arg(at);
+                    self.write(c).await?;
+                }
+                if direct {
+                    return Ok(ChunkedCopy::Copied { bytes: self.bytes });
+                }
+                let mut c = redis::cmd(if replace { "RENAME" } else { "RENAMENX" });
+                c.arg(&self.tmp).arg(dst);
+                self.write(c).await?
+            }
+        };
+        if moved == Value::Int(0) {
+            return Ok(ChunkedCopy::Exists);
+        }
+        Ok(ChunkedCopy::Copied { bytes: self.bytes })
+    }
+
     async fn copy_scanned(
         &mut self,
         scan: &str,
@@ -223,293 +281,6 @@ impl Ctx<'_> {
             w.arg(&self.tmp).arg(&items);
             self.write(w).await?;
         }
-    }
-
-    /// The ids of every pending entry of every consumer group of the source stream, in order:
-    /// `XCLAIM … FORCE` skips ids no longer in the stream (deleted or trimmed messages that
-    /// are still pending), so the copy adds a placeholder entry for each while it runs.
-    async fn pending_ids(&self) -> Result<BTreeSet<StreamId>, ChunkError> {
-        let groups: Vec<HashMapValue> = self
-            .read({
-                let mut c = redis::cmd("XINFO");
-                c.arg("GROUPS").arg(self.src);
-                c
-            })
-            .await?;
-        let mut ids = BTreeSet::new();
-        for group in groups {
-            let name = group.get("name").unwrap_or_default();
-            let mut start = "-".to_string();
-            loop {
-                let mut c = redis::cmd("XPENDING");
-                c.arg(self.src)
-                    .arg(&name)
-                    .arg(&start)
-                    .arg("+")
-                    .arg(self.chunk);
-                let pending: Vec<(String, String, i64, i64)> = self.read(c).await?;
-                let Some(last) = pending.last() else { break };
-                start = format!("({}", last.0);
-                ids.extend(pending.iter().filter_map(|p| StreamId::parse(&p.0)));
-                if pending.len() < self.chunk {
-                    break;
-                }
-            }
-        }
-        Ok(ids)
-    }
-
-    async fn add_placeholder(&self, id: StreamId) -> Result<(), ChunkError> {
-        let mut w = redis::cmd("XADD");
-        w.arg(&self.tmp)
-            .arg(id.to_string())
-            .arg("ferry")
-            .arg("pending");
-        self.write(w).await.map(drop)
-    }
-
-    async fn copy_stream(&mut self) -> Result<(), ChunkError> {
-        let mut pending = self.pending_ids().await?;
-        // Placeholders before the first entry (trimmed messages) and after it (deleted ones).
-        let (mut below_first, mut between) = (Vec::new(), Vec::new());
-        let mut start = b"-".to_vec();
-        let mut copied = 0usize;
-        loop {
-            let mut c = redis::cmd("XRANGE");
-            c.arg(self.src)
-                .arg(&start)
-                .arg("+")
-                .arg("COUNT")
-                .arg(self.chunk);
-            let entries: Vec<(Vec<u8>, Vec<Vec<u8>>)> = self.read(c).await?;
-            let Some((last, _)) = entries.last() else {
-                break;
-            };
-            let mut next = b"(".to_vec();
-            next.extend_from_slice(last);
-            start = next;
-            for (id, fields) in &entries {
-                if let Some(entry) = StreamId::parse(&String::from_utf8_lossy(id)) {
-                    while let Some(&p) = pending.first().filter(|&&p| p <= entry) {
-                        pending.pop_first();
-                        if p < entry {
-                            self.add_placeholder(p).await?;
-                            if copied == 0 {
-                                below_first.push(p);
-                            } else {
-                                between.push(p);
-                            }
-                        }
-                    }
-                }
-                self.count(fields);
-                let mut w = redis::cmd("XADD");
-                w.arg(&self.tmp).arg(id).arg(fields);
-                self.write(w).await?;
-                copied += 1;
-            }
-        }
-        for p in std::mem::take(&mut pending) {
-            self.add_placeholder(p).await?;
-            if copied == 0 {
-                below_first.push(p);
-            } else {
-                between.push(p);
-            }
-        }
-        let info: Vec<Value> = self
-            .read({
-                let mut c = redis::cmd("XINFO");
-                c.arg("STREAM").arg(self.src);
-                c
-            })
-            .await?;
-        let field = |name: &str| -> Option<Value> {
-            info.chunks(2).find_map(|kv| match &kv[0] {
-                Value::BulkString(k) if k == name.as_bytes() => Some(kv[1].clone()),
-                Value::SimpleString(k) if k == name => Some(kv[1].clone()),
-                _ => None,
-            })
-        };
-        let text = |v: Option<Value>| -> Option<String> {
-            v.and_then(|v| redis::from_redis_value(v).ok())
-        };
-        let last_id = text(field("last-generated-id")).unwrap_or_else(|| "0-0".into());
-        if copied == 0 && below_first.is_empty() {
-            // An empty stream still exists: create it with an entry trimmed at once (a trim,
-            // unlike XDEL, leaves max-deleted-entry-id alone).
-            let mut w = redis::cmd("XADD");
-            w.arg(&self.tmp)
-                .arg("MAXLEN")
-                .arg(0)
-                .arg("0-1")
-                .arg("f")
-                .arg("v");
-            self.write(w).await?;
-        }
-        let mut setid = redis::cmd("XSETID");
-        setid.arg(&self.tmp).arg(&last_id);
-        if self.to.version() >= (7, 0) && self.from.version() >= (7, 0) {
-            if let Some(added) = text(field("entries-added")) {
-                setid.arg("ENTRIESADDED").arg(added);
-            }
-            if let Some(maxdel) = text(field("max-deleted-entry-id")) {
-                setid.arg("MAXDELETEDID").arg(maxdel);
-            }
-        }
-        self.write(setid.clone()).await?;
-        self.copy_groups().await?;
-        if below_first.is_empty() && between.is_empty() {
-            return Ok(());
-        }
-        // The placeholders go: trimmed below the first entry, deleted after it; then the
-        // stream's counters are set again.
-        if let Some(&top) = below_first.last() {
-            let mut t = redis::cmd("XTRIM");
-            t.arg(&self.tmp).arg("MINID").arg(top.next().to_string());
-            self.write(t).await?;
-        }
-        for ids in between.chunks(self.chunk) {
-            let mut d = redis::cmd("XDEL");
-            d.arg(&self.tmp);
-            for id in ids {
-                d.arg(id.to_string());
-            }
-            self.write(d).await?;
-        }
-        self.write(setid).await.map(drop)
-    }
-
-    async fn copy_groups(&mut self) -> Result<(), ChunkError> {
-        let groups: Vec<HashMapValue> = self
-            .read({
-                let mut c = redis::cmd("XINFO");
-                c.arg("GROUPS").arg(self.src);
-                c
-            })
-            .await?;
-        for group in groups {
-            let name = group.get("name").unwrap_or_default();
-            let last = group
-                .get("last-delivered-id")
-                .unwrap_or_else(|| "0-0".into());
-            let mut w = redis::cmd("XGROUP");
-            w.arg("CREATE").arg(&self.tmp).arg(&name).arg(&last);
-            if let Some(read) = group.get("entries-read")
-                && self.to.version() >= (7, 0)
-            {
-                w.arg("ENTRIESREAD").arg(read);
-            }
-            self.write(w).await?;
-            // Consumers, then their pending entries with idle time and delivery count.
-            let consumers: Vec<HashMapValue> = self
-                .read({
-                    let mut c = redis::cmd("XINFO");
-                    c.arg("CONSUMERS").arg(self.src).arg(&name);
-                    c
-                })
-                .await?;
-            for consumer in consumers {
-                let cname = consumer.get("name").unwrap_or_default();
-                if self.to.version() >= (6, 2) {
-                    let mut w = redis::cmd("XGROUP");
-                    w.arg("CREATECONSUMER")
-                        .arg(&self.tmp)
-                        .arg(&name)
-                        .arg(&cname);
-                    self.write(w).await?;
-                }
-                let mut start = "-".to_string();
-                loop {
-                    let mut c = redis::cmd("XPENDING");
-                    c.arg(self.src)
-                        .arg(&name)
-                        .arg(&start)
-                        .arg("+")
-                        .arg(self.chunk)
-                        .arg(&cname);
-                    let pending: Vec<(String, String, i64, i64)> = self.read(c).await?;
-                    let Some(last) = pending.last() else { break };
-                    start = format!("({}", last.0);
-                    for (id, _, idle, deliveries) in &pending {
-                        let mut w = redis::cmd("XCLAIM");
-                        w.arg(&self.tmp)
-                            .arg(&name)
-                            .arg(&cname)
-                            .arg(0)
-                            .arg(id)
-                            .arg("IDLE")
-                            .arg(idle)
-                            .arg("RETRYCOUNT")
-                            .arg(deliveries)
-                            .arg("FORCE")
-                            .arg("JUSTID");
-                        self.write(w).await?;
-                    }
-                    if pending.len() < self.chunk {
-                        break;
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-/// A stream entry id, `ms-seq`, ordered as Redis orders them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct StreamId(u64, u64);
-
-impl StreamId {
-    fn parse(s: &str) -> Option<Self> {
-        let (ms, seq) = s.split_once('-')?;
-        Some(Self(ms.parse().ok()?, seq.parse().ok()?))
-    }
-
-    /// The smallest id after this one.
-    fn next(self) -> Self {
-        match self.1.checked_add(1) {
-            Some(seq) => Self(self.0, seq),
-            None => Self(self.0 + 1, 0),
-        }
-    }
-}
-
-impl std::fmt::Display for StreamId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}-{}", self.0, self.1)
-    }
-}
-
-/// A reply of field/value pairs (`XINFO GROUPS`, `XINFO CONSUMERS`) read as text.
-struct HashMapValue(Vec<(String, Value)>);
-
-impl HashMapValue {
-    fn get(&self, name: &str) -> Option<String> {
-        self.0
-            .iter()
-            .find(|(k, _)| k == name)
-            .and_then(|(_, v)| redis::from_redis_value::<String>(v.clone()).ok())
-    }
-}
-
-impl FromRedisValue for HashMapValue {
-    fn from_redis_value(v: Value) -> Result<Self, redis::ParsingError> {
-        let pairs: Vec<(String, Value)> = match v {
-            Value::Map(m) => m
-                .into_iter()
-                .filter_map(|(k, v)| redis::from_redis_value::<String>(k).ok().map(|k| (k, v)))
-                .collect(),
-            Value::Array(items) => items
-                .chunks(2)
-                .filter_map(|kv| {
-                    let k = redis::from_redis_value::<String>(kv.first()?.clone()).ok()?;
-                    Some((k, kv.get(1)?.clone()))
-                })
-                .collect(),
-            _ => Vec::new(),
-        };
-        Ok(HashMapValue(pairs))
     }
 }
 
@@ -673,49 +444,8 @@ pub async fn copy_in_chunks_fenced(
     };
     let finish = async {
         result?;
-        // The source may have gone while it was read (a scan of a deleted key just ends), or
-        // expired: then there is nothing complete to put in place.
-        let mut exists = redis::cmd("EXISTS");
-        exists.arg(src);
-        let gone = matches!(from.query(src, exists).await?, Ok(Value::Int(0)))
-            || expire_at_ms.is_some_and(|at| at <= ferry_core::checkpoint::now_ms());
-        if gone {
-            return Ok(ChunkedCopy::Vanished);
-        }
-        if let Some(fence) = fence.filter(|f| !f.beside(to)) {
-            fence.check().await?;
-        }
-        let moved = match fence.filter(|f| !direct && f.beside(to)) {
-            Some(fence) => {
-                let token = fence.token.to_string();
-                let at = expire_at_ms.map(|a| a.to_string()).unwrap_or_default();
-                let flag: &[u8] = if replace { b"1" } else { b"0" };
-                to.eval(
-                    &FENCED_RENAME,
-                    &[&ctx.tmp, dst, fence.key],
-                    &[token.as_bytes(), flag, at.as_bytes()],
-                )
-                .await?
-                .map_err(|e| ChunkError::Key(format!("writing the target: {e}")))?
-            }
-            None => {
-                if let Some(at) = expire_at_ms {
-                    let mut c = redis::cmd("PEXPIREAT");
-                    c.arg(&ctx.tmp).arg(at);
-                    ctx.write(c).await?;
-                }
-                if direct {
-                    return Ok(ChunkedCopy::Copied { bytes: ctx.bytes });
-                }
-                let mut c = redis::cmd(if replace { "RENAME" } else { "RENAMENX" });
-                c.arg(&ctx.tmp).arg(dst);
-                ctx.write(c).await?
-            }
-        };
-        if moved == Value::Int(0) {
-            return Ok(ChunkedCopy::Exists);
-        }
-        Ok(ChunkedCopy::Copied { bytes: ctx.bytes })
+        ctx.put_in_place(dst, expire_at_ms, replace, direct, fence)
+            .await
     };
     let outcome = finish.await;
     if !matches!(outcome, Ok(ChunkedCopy::Copied { .. })) && !direct {
