@@ -363,12 +363,23 @@ impl Action {
     }
 }
 
+/// One old key of a batch on its way to its new name.
 #[derive(Debug)]
 struct Item {
     src: Vec<u8>,
     dst: Vec<u8>,
     rule: usize,
     action: Action,
+}
+
+impl Item {
+    /// Its `created` ledger entry: new name → flags + source name.
+    fn ledger_entry(&self, delete_source: bool) -> (Vec<u8>, Vec<u8>) {
+        (
+            self.dst.clone(),
+            ledger_value(self.action.flags(delete_source), &self.src),
+        )
+    }
 }
 
 /// What happened to one item's write.
@@ -578,12 +589,7 @@ impl Batcher {
         let intents: Vec<_> = items
             .iter()
             .filter(|i| delete_source || !matches!(i.action, Action::Redo(_)))
-            .map(|i| {
-                (
-                    i.dst.clone(),
-                    ledger_value(i.action.flags(delete_source), &i.src),
-                )
-            })
+            .map(|i| i.ledger_entry(delete_source))
             .collect();
         self.store
             .ledger_put(&self.scope, LEDGER_CREATED, &intents)

@@ -353,13 +353,7 @@ impl Batcher {
     ) -> Result<Vec<SourceDelete>, KeysError> {
         let intents: Vec<_> = copied
             .iter()
-            .map(|d| {
-                let item = &items[d.idx];
-                (
-                    item.dst.clone(),
-                    ledger_value(item.action.flags(true), &item.src),
-                )
-            })
+            .map(|d| items[d.idx].ledger_entry(true))
             .collect();
         self.store
             .ledger_put(&self.scope, LEDGER_CREATED, &intents)
