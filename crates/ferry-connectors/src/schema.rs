@@ -224,15 +224,11 @@ pub fn cypher_commit(fenced: bool) -> String {
 /// The event columns the graph stores return, in [`EventRow`] order.
 pub const CYPHER_EVENT_RETURN: &str = "e.id AS id, e.camera_id AS camera_id, e.caption AS caption, e.start_ms AS start_ms, e.end_ms AS end_ms, e.frame_count AS frame_count, e.captions AS captions, e.centroid_json AS centroid_json, e.previous_event_id AS previous_event_id, e.run_id AS run_id, e.status AS status, e.first_entry AS first_entry, e.last_entry AS last_entry";
 
-/// A store URL with its password replaced by `***`, for messages and logs.
+/// A store URL (or PostgreSQL `key=value` string) with its passwords replaced by `***`, for
+/// messages and logs; never the raw string, even when it does not parse as a URL (see
+/// [`crate::secret::redact`]).
 pub fn redact_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        _ => url.to_string(),
-    }
+    crate::secret::redact(url)
 }
 
 /// Unix time in ms.

@@ -9,6 +9,16 @@ use serde::{Deserialize, Serialize};
 pub const MAX_EVENT_TYPE_LEN: usize = 64;
 /// Longest `camera_id`, in bytes.
 pub const MAX_CAMERA_ID_LEN: usize = 128;
+/// Longest `idempotency_key`, in bytes: it is stored in a uniquely indexed column, and
+/// PostgreSQL refuses an index entry larger than about 2.7 kB.
+pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 1024;
+
+/// Microseconds from 2000-01-01 (PostgreSQL's epoch) to the earliest `timestamptz`,
+/// 4714-11-24 00:00:00 BC (Julian day 0; written 4713 BC in PostgreSQL's documentation).
+const PG_MIN_TIMESTAMP_US: i64 = -211_813_488_000_000_000;
+/// Microseconds from 2000-01-01 to the first instant after the latest `timestamptz`,
+/// 294277-01-01 00:00:00 (later than any time chrono can hold).
+const PG_END_TIMESTAMP_US: i64 = 9_223_371_331_200_000_000;
 
 /// An event as a producer sends it (the API body, a library call, a Stream entry's `data`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -125,20 +135,140 @@ impl NewEvent {
                 message: "frame_number must not be negative".into(),
             });
         }
+        if let Some(t) = self.timestamp
+            && !fits_postgres(t)
+        {
+            return Err(InvalidEvent {
+                field: "timestamp",
+                message: format!(
+                    "timestamp {} is outside what PostgreSQL can store (4713 BC to 294276 AD)",
+                    t.to_rfc3339()
+                ),
+            });
+        }
+        if let Some(path) = &self.snapshot_path {
+            check_text("snapshot_path", path)?;
+        }
         if !self.event_data.is_object() {
             return Err(InvalidEvent {
                 field: "event_data",
                 message: "event_data must be a JSON object".into(),
             });
         }
-        if self.idempotency_key.as_ref().is_some_and(|k| k.is_empty()) {
+        if let Some(at) = nul_in_json(&self.event_data) {
             return Err(InvalidEvent {
-                field: "idempotency_key",
-                message: "idempotency_key must not be empty".into(),
+                field: "event_data",
+                message: format!(
+                    "event_data has a NUL character (U+0000) in {at}, which PostgreSQL cannot store"
+                ),
             });
+        }
+        if let Some(key) = &self.idempotency_key {
+            if key.is_empty() {
+                return Err(InvalidEvent {
+                    field: "idempotency_key",
+                    message: "idempotency_key must not be empty".into(),
+                });
+            }
+            if key.len() > MAX_IDEMPOTENCY_KEY_LEN {
+                return Err(InvalidEvent {
+                    field: "idempotency_key",
+                    message: format!(
+                        "idempotency_key is longer than {MAX_IDEMPOTENCY_KEY_LEN} bytes"
+                    ),
+                });
+            }
+            check_text("idempotency_key", key)?;
         }
         Ok(())
     }
+}
+
+/// Whether PostgreSQL's `timestamptz` holds `t`, computed as the driver sends it: whole
+/// microseconds since 2000-01-01, truncated towards zero.
+pub fn fits_postgres(t: DateTime<Utc>) -> bool {
+    let epoch = chrono::NaiveDate::from_ymd_opt(2000, 1, 1)
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .expect("a valid date");
+    t.naive_utc()
+        .signed_duration_since(epoch)
+        .num_microseconds()
+        .is_some_and(|us| (PG_MIN_TIMESTAMP_US..PG_END_TIMESTAMP_US).contains(&us))
+}
+
+/// PostgreSQL's `text` cannot hold U+0000.
+fn check_text(field: &'static str, value: &str) -> Result<(), InvalidEvent> {
+    if value.contains('\0') {
+        return Err(InvalidEvent {
+            field,
+            message: format!("{field} has a NUL character (U+0000), which PostgreSQL cannot store"),
+        });
+    }
+    Ok(())
+}
+
+/// One step of a path into a JSON value.
+#[derive(Clone, Copy)]
+enum Step<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+type Node<'a> = (&'a serde_json::Value, usize, Option<Step<'a>>);
+
+/// The path of `nodes[at]` from the root, `event_data.plates[2].text`.
+fn json_path(nodes: &[Node<'_>], mut at: usize) -> String {
+    let mut steps = Vec::new();
+    while let (_, parent, Some(step)) = nodes[at] {
+        steps.push(step);
+        at = parent;
+    }
+    let mut out = String::from("event_data");
+    for step in steps.iter().rev() {
+        match step {
+            Step::Key(k)
+                if !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') =>
+            {
+                out.push('.');
+                out.push_str(k);
+            }
+            Step::Key(k) => out.push_str(&format!("[{}]", serde_json::Value::from(*k))),
+            Step::Index(i) => out.push_str(&format!("[{i}]")),
+        }
+    }
+    out
+}
+
+/// Where the first key or string holding U+0000 is in `value` (`jsonb` refuses `\u0000`);
+/// walks without recursion, so any depth is fine.
+fn nul_in_json(value: &serde_json::Value) -> Option<String> {
+    // Every node visited, with its parent's position and the step from the parent.
+    let mut nodes: Vec<Node<'_>> = vec![(value, 0, None)];
+    let mut next = 0;
+    while next < nodes.len() {
+        let at = next;
+        next += 1;
+        match nodes[at].0 {
+            serde_json::Value::String(s) if s.contains('\0') => {
+                return Some(format!("the value at {}", json_path(&nodes, at)));
+            }
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    if k.contains('\0') {
+                        return Some(format!("a key of {}", json_path(&nodes, at)));
+                    }
+                    nodes.push((v, at, Some(Step::Key(k))));
+                }
+            }
+            serde_json::Value::Array(items) => {
+                for (i, v) in items.iter().enumerate() {
+                    nodes.push((v, at, Some(Step::Index(i))));
+                }
+            }
+            _ => {}
+        }
+    }
+    None
 }
 
 fn check_name(field: &'static str, value: &str, max: usize) -> Result<(), InvalidEvent> {
@@ -256,6 +386,97 @@ mod tests {
         e.event_data = serde_json::json!({});
         e.idempotency_key = Some(String::new());
         assert_eq!(e.validate(&[]).unwrap_err().field, "idempotency_key");
+    }
+
+    #[test]
+    fn what_postgresql_would_refuse_is_invalid_and_names_the_field() {
+        let ok = NewEvent::new("motion", "cam-1");
+        let field = |f: &dyn Fn(&mut NewEvent)| {
+            let mut e = ok.clone();
+            f(&mut e);
+            e.validate(&[]).map_err(|e| (e.field, e.message))
+        };
+        let nul = "a\0b".to_string();
+        for (name, change) in [
+            (
+                "event_type",
+                &(|e: &mut NewEvent| e.event_type = nul.clone()) as &dyn Fn(&mut NewEvent),
+            ),
+            ("camera_id", &|e: &mut NewEvent| e.camera_id = nul.clone()),
+            ("snapshot_path", &|e: &mut NewEvent| {
+                e.snapshot_path = Some(nul.clone())
+            }),
+            ("idempotency_key", &|e: &mut NewEvent| {
+                e.idempotency_key = Some(nul.clone())
+            }),
+            ("idempotency_key", &|e: &mut NewEvent| {
+                e.idempotency_key = Some("k".repeat(MAX_IDEMPOTENCY_KEY_LEN + 1))
+            }),
+            ("event_data", &|e: &mut NewEvent| {
+                e.event_data = serde_json::json!({"a": nul})
+            }),
+            ("event_data", &|e: &mut NewEvent| {
+                e.event_data = serde_json::json!({"a": {"x\0": 1}})
+            }),
+            ("event_data", &|e: &mut NewEvent| {
+                e.event_data = serde_json::json!({"a": [1, {"b": ["ok", "x\0"]}]})
+            }),
+        ] {
+            let (f, message) = field(change).unwrap_err();
+            assert_eq!(f, name, "{message}");
+        }
+        let (_, message) = field(&|e: &mut NewEvent| {
+            e.event_data = serde_json::json!({"plates": [{"text": "ok"}, {"text": "A\0"}]})
+        })
+        .unwrap_err();
+        assert!(message.contains("event_data.plates[1].text"), "{message}");
+        let (_, message) =
+            field(&|e: &mut NewEvent| e.event_data = serde_json::json!({"a b": {"\0": 1}}))
+                .unwrap_err();
+        assert!(
+            message.contains(r#"a key of event_data["a b"]"#),
+            "{message}"
+        );
+        // Other control characters are stored fine by PostgreSQL.
+        assert!(
+            field(&|e: &mut NewEvent| {
+                e.snapshot_path = Some("a\tb".into());
+                e.event_data = serde_json::json!({"a\u{1}": "\u{1}"});
+            })
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn timestamps_postgresql_cannot_hold_are_invalid() {
+        let at = |t: DateTime<Utc>| {
+            let mut e = NewEvent::new("motion", "cam-1");
+            e.timestamp = Some(t);
+            e.validate(&[]).map_err(|e| e.field)
+        };
+        // 4714-11-24 00:00:00 BC (ISO year -4713) is PostgreSQL's first instant.
+        let first = parse_timestamp("-4713-11-24T00:00:00").unwrap();
+        assert_eq!(first.timestamp(), -210_866_803_200);
+        assert_eq!(at(first), Ok(()));
+        // The driver truncates to whole microseconds towards zero: 1 ns earlier is still sent
+        // as the first instant, 1 µs earlier is not.
+        assert_eq!(at(first - chrono::TimeDelta::nanoseconds(1)), Ok(()));
+        assert_eq!(
+            at(first - chrono::TimeDelta::microseconds(1)),
+            Err("timestamp")
+        );
+        assert_eq!(
+            at(parse_timestamp("-4713-11-23T23:59:59.999999").unwrap()),
+            Err("timestamp")
+        );
+        assert_eq!(
+            at(parse_timestamp("-300000000000").unwrap()),
+            Err("timestamp")
+        );
+        assert_eq!(at(DateTime::<Utc>::MIN_UTC), Err("timestamp"));
+        // chrono's latest time is still within PostgreSQL's range (up to 294276 AD).
+        assert_eq!(at(DateTime::<Utc>::MAX_UTC), Ok(()));
+        assert_eq!(at(DateTime::UNIX_EPOCH), Ok(()));
     }
 
     #[test]

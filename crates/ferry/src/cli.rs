@@ -6,6 +6,7 @@ use clap::{Args, Parser, Subcommand};
 use ferry::jobs::keys::{OnCollision, OnConflict};
 use ferry::observe::LogFormat;
 use ferry::report::ReportFormat;
+use ferry_connectors::secret::{Secret, SecretUrl};
 
 /// Ferry moves live data in and around Redis without losing any of it.
 #[derive(Debug, Parser)]
@@ -53,27 +54,20 @@ pub enum Command {
         #[command(flatten)]
         tier: TierArgs,
         /// Run the events job on this PostgreSQL (API, relay).
-        #[arg(long, env = "FERRY_EVENTS_POSTGRES")]
-        events_postgres: Option<String>,
+        #[arg(long, env = "FERRY_EVENTS_POSTGRES", hide_env_values = true)]
+        events_postgres: Option<SecretUrl>,
         /// The Redis the events job publishes on.
-        #[arg(long, env = "FERRY_EVENTS_REDIS")]
-        events_redis: Option<String>,
-        /// Address of the HTTP API.
-        #[arg(long, env = "FERRY_LISTEN")]
-        listen: Option<std::net::SocketAddr>,
-        /// Bearer token required by mutating endpoints.
-        #[arg(long, env = "FERRY_SERVE_TOKEN", hide_env_values = true)]
-        token: Option<String>,
-        /// Seconds between tier passes.
-        #[arg(long, value_name = "SECONDS")]
-        interval: Option<f64>,
+        #[arg(long, env = "FERRY_EVENTS_REDIS", hide_env_values = true)]
+        events_redis: Option<SecretUrl>,
+        #[command(flatten)]
+        serve: ServeArgs,
     },
     /// Run the keys, tier and events jobs end to end on generated data in a throwaway
     /// redis-server (and a throwaway PostgreSQL database).
     Demo {
         /// Use this Redis instead of starting one (demo keys are written to it).
-        #[arg(long, env = "FERRY_DEMO_REDIS")]
-        redis: Option<String>,
+        #[arg(long, env = "FERRY_DEMO_REDIS", hide_env_values = true)]
+        redis: Option<SecretUrl>,
         /// Keys to generate.
         #[arg(long, default_value_t = 20_000)]
         keys: usize,
@@ -84,9 +78,10 @@ pub enum Command {
         #[arg(
             long,
             env = "FERRY_DEMO_POSTGRES",
-            default_value = "postgres://postgres@127.0.0.1:5432"
+            default_value = "postgres://postgres@127.0.0.1:5432",
+            hide_env_values = true
         )]
-        postgres: String,
+        postgres: SecretUrl,
     },
 }
 
@@ -143,7 +138,7 @@ pub enum KeysAction {
         #[arg(long)]
         sample: Option<u64>,
         /// Allowed TTL difference in seconds.
-        #[arg(long, value_name = "SECONDS")]
+        #[arg(long, value_name = "SECONDS", value_parser = seconds)]
         ttl_tolerance: Option<f64>,
         #[command(flatten)]
         values: ValueOpts,
@@ -279,7 +274,7 @@ pub enum EventsAction {
         #[arg(long, default_value_t = 500)]
         batch: usize,
         /// Take over entries another consumer left pending this many seconds.
-        #[arg(long, default_value_t = 60.0, value_name = "SECONDS")]
+        #[arg(long, default_value_t = 60.0, value_name = "SECONDS", value_parser = claim_idle_seconds)]
         claim_idle: f64,
         /// Stream that receives entries that are not events (default STREAM:dead).
         #[arg(long)]
@@ -324,26 +319,81 @@ pub enum EventsAction {
     },
 }
 
+/// Options of `ferry serve` (over `[serve]` of the config file).
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address of the HTTP API.
+    #[arg(long, env = "FERRY_LISTEN")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Admin bearer token: may call every endpoint. With a token set, every endpoint but
+    /// /healthz needs one.
+    #[arg(long, env = "FERRY_SERVE_TOKEN", hide_env_values = true, value_parser = secret)]
+    pub token: Option<Secret>,
+    /// Read-only bearer token: GET and HEAD endpoints only (needs an admin token too).
+    #[arg(long, env = "FERRY_SERVE_READ_TOKEN", hide_env_values = true, value_parser = secret)]
+    pub read_token: Option<Secret>,
+    /// Serve the API without any token on an address other than loopback (refused otherwise).
+    #[arg(long)]
+    pub insecure: bool,
+    /// Seconds between tier passes.
+    #[arg(long, value_name = "SECONDS", value_parser = interval_seconds)]
+    pub interval: Option<f64>,
+}
+
+impl ServeArgs {
+    /// Overrides `o` with the flags and `FERRY_*` variables given; an empty token, from a flag
+    /// or a variable, is an error naming it.
+    pub fn apply_to(&self, o: &mut ferry::server::ServeOptions) -> Result<(), String> {
+        use ferry_connectors::secret::ExposeSecret;
+        for (flag, var, given) in [
+            ("--token", "FERRY_SERVE_TOKEN", &self.token),
+            ("--read-token", "FERRY_SERVE_READ_TOKEN", &self.read_token),
+        ] {
+            let empty_var = std::env::var_os(var).is_some_and(|v| v.is_empty());
+            if empty_var || given.as_ref().is_some_and(|t| t.expose_secret().is_empty()) {
+                return Err(format!(
+                    "{flag} (or {var}) is empty: an empty token is refused rather than taken as \
+                     \"no authentication\"; set a token or unset it"
+                ));
+            }
+        }
+        if let Some(l) = self.listen {
+            o.listen = l;
+        }
+        if let Some(t) = &self.token {
+            o.token = Some(t.clone());
+        }
+        if let Some(t) = &self.read_token {
+            o.read_token = Some(t.clone());
+        }
+        o.insecure |= self.insecure;
+        if let Some(i) = self.interval {
+            o.interval = std::time::Duration::from_secs_f64(i);
+        }
+        Ok(())
+    }
+}
+
 /// Options of every events action (over `[events]` of the config file).
 #[derive(Debug, Args)]
 pub struct EventsArgs {
     /// PostgreSQL of the event log.
-    #[arg(long, env = "FERRY_EVENTS_POSTGRES")]
-    pub postgres: Option<String>,
+    #[arg(long, env = "FERRY_EVENTS_POSTGRES", hide_env_values = true)]
+    pub postgres: Option<SecretUrl>,
     /// The Redis to publish on (and, for ingest, to read from).
-    #[arg(long, env = "FERRY_EVENTS_REDIS")]
-    pub redis: Option<String>,
+    #[arg(long, env = "FERRY_EVENTS_REDIS", hide_env_values = true)]
+    pub redis: Option<SecretUrl>,
 }
 
 /// Options of every tier action (over `[tier]` of the config file).
 #[derive(Debug, Args)]
 pub struct TierArgs {
     /// The Redis holding the captions.
-    #[arg(long, env = "FERRY_REDIS")]
-    pub redis: Option<String>,
+    #[arg(long, env = "FERRY_REDIS", hide_env_values = true)]
+    pub redis: Option<SecretUrl>,
     /// Durable store: sqlite://PATH, postgres://…, falkordb://host:port/graph, neo4j://….
-    #[arg(long, env = "FERRY_STORE")]
-    pub store: Option<String>,
+    #[arg(long, env = "FERRY_STORE", hide_env_values = true)]
+    pub store: Option<SecretUrl>,
     /// Input layout.
     #[arg(long, value_enum)]
     pub layout: Option<ferry::jobs::tier::Layout>,
@@ -354,19 +404,19 @@ pub struct TierArgs {
     #[arg(long)]
     pub threshold: Option<f32>,
     /// Where per-camera leases live (default: the caption Redis).
-    #[arg(long, env = "FERRY_CHECKPOINT")]
-    pub checkpoint: Option<String>,
+    #[arg(long, env = "FERRY_CHECKPOINT", hide_env_values = true)]
+    pub checkpoint: Option<SecretUrl>,
 }
 
 /// Options every Redis-facing keys action takes.
 #[derive(Debug, Args)]
 pub struct Common {
     /// Source Redis: redis://[user:pass@]host:port/db, rediss://, redis+cluster://host:port.
-    #[arg(long, env = "FERRY_SOURCE")]
-    pub source: Option<String>,
+    #[arg(long, env = "FERRY_SOURCE", hide_env_values = true)]
+    pub source: Option<SecretUrl>,
     /// Target Redis (default: the source).
-    #[arg(long, env = "FERRY_TARGET")]
-    pub target: Option<String>,
+    #[arg(long, env = "FERRY_TARGET", hide_env_values = true)]
+    pub target: Option<SecretUrl>,
     /// The rules file.
     #[arg(long, env = "FERRY_RULES")]
     pub rules: Option<PathBuf>,
@@ -374,8 +424,8 @@ pub struct Common {
     #[arg(long = "match", value_name = "GLOB")]
     pub match_glob: Option<String>,
     /// Checkpoint store: redis://…, redis+cluster://… or file://DIR (default: the target).
-    #[arg(long, env = "FERRY_CHECKPOINT")]
-    pub checkpoint: Option<String>,
+    #[arg(long, env = "FERRY_CHECKPOINT", hide_env_values = true)]
+    pub checkpoint: Option<SecretUrl>,
     /// Names this migration so several can run side by side.
     #[arg(long, env = "FERRY_RUN_NAME")]
     pub run_name: Option<String>,
@@ -431,4 +481,130 @@ pub struct WriteOpts {
     /// Delete each source key after its copy is written.
     #[arg(long)]
     pub delete_source: bool,
+}
+
+/// A secret flag (`--token`): held as [`Secret`], so `{:?}` of the parsed command line never
+/// shows it.
+fn secret(value: &str) -> Result<Secret, std::convert::Infallible> {
+    Ok(Secret::from(value))
+}
+
+/// `--ttl-tolerance`: a number of seconds, finite, not negative, at most 100 years (see
+/// [`ferry::config::check_seconds`]); clap reports a bad value with the flag and exits with 2.
+fn seconds(value: &str) -> Result<f64, String> {
+    parse_seconds("--ttl-tolerance", value, None)
+}
+
+/// `--interval`: as [`seconds`], and not 0 (the pass loop would spin).
+fn interval_seconds(value: &str) -> Result<f64, String> {
+    parse_seconds(
+        "--interval",
+        value,
+        Some("the tier pass loop of `ferry serve` would run without pause"),
+    )
+}
+
+/// `--claim-idle`: as [`seconds`], and not 0.
+fn claim_idle_seconds(value: &str) -> Result<f64, String> {
+    parse_seconds(
+        "--claim-idle",
+        value,
+        Some(
+            "the claim loop would run without pause, taking over entries other consumers are still working on",
+        ),
+    )
+}
+
+fn parse_seconds(flag: &str, value: &str, positive: Option<&str>) -> Result<f64, String> {
+    let v: f64 = value
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{value}` is not a number of seconds"))?;
+    ferry::config::check_seconds(flag, v, positive)?;
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("ferry").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn parsed_command_lines_debug_without_secrets() {
+        let pw = "Zq9/h#s?x@y";
+        let cases: [Vec<String>; 4] = [
+            vec![
+                "serve".into(),
+                "--token=tokZq9".into(),
+                format!("--events-postgres=postgres://u:{pw}@db/app?sslmode=require"),
+                format!("--events-redis=redis://:{pw}@r:6379"),
+                format!("--redis=redis://:{pw}@r:6379"),
+                format!("--store=host=db password='{pw}' dbname=t"),
+                format!("--checkpoint=redis://u:{pw}@c:1"),
+            ],
+            vec![
+                "keys".into(),
+                "plan".into(),
+                format!("--source=redis://u:{pw}@s:6379"),
+                format!("--target=redis+cluster://u:{pw}@t:7000"),
+                format!("--checkpoint=redis://:{pw}@c:1"),
+            ],
+            vec![
+                "events".into(),
+                "query".into(),
+                format!("--postgres=postgres://u:{pw}@db/app"),
+                format!("--redis=redis://:{pw}@r:6379"),
+            ],
+            vec![
+                "demo".into(),
+                format!("--redis=redis://:{pw}@r:6379"),
+                format!("--postgres=postgres://postgres:{pw}@127.0.0.1:5432"),
+            ],
+        ];
+        for args in cases {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let cli = parse(&args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+            let shown = format!("{cli:?}");
+            assert!(!shown.contains("Zq9"), "{shown}");
+        }
+    }
+
+    #[test]
+    fn duration_flags_refuse_negative_infinite_nan_huge_and_zero_loops() {
+        let cases: [(&[&str], &str, bool); 3] = [
+            (&["serve"], "--interval", true),
+            (&["events", "ingest"], "--claim-idle", true),
+            (&["keys", "verify"], "--ttl-tolerance", false),
+        ];
+        for (head, flag, zero_refused) in cases {
+            for bad in ["-1", "inf", "NaN", "-inf", "1e300", "soon"] {
+                let arg = format!("{flag}={bad}");
+                let mut args = head.to_vec();
+                args.push(&arg);
+                let err = parse(&args).expect_err(&arg);
+                assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation, "{arg}");
+                assert_eq!(err.exit_code(), 2, "{arg}");
+                let text = err.to_string();
+                assert!(text.contains(flag) && text.contains(bad), "{arg}: {text}");
+            }
+            let arg = format!("{flag}=0");
+            let mut args = head.to_vec();
+            args.push(&arg);
+            match parse(&args) {
+                Err(e) => {
+                    assert!(zero_refused, "{arg}: {e}");
+                    assert!(e.to_string().contains("positive"), "{e}");
+                }
+                Ok(_) => assert!(!zero_refused, "{arg} was accepted"),
+            }
+            let arg = format!("{flag}=0.5");
+            let mut args = head.to_vec();
+            args.push(&arg);
+            assert!(parse(&args).is_ok(), "{arg}");
+        }
+    }
 }

@@ -11,6 +11,7 @@ use crate::jobs::keys::{KeysOptions, OnCollision, OnConflict};
 use crate::jobs::tier::{Backend, Layout, TierOptions};
 use crate::observe::LogFormat;
 use crate::server::ServeOptions;
+use ferry_connectors::secret::{ExposeSecret, Secret, SecretUrl};
 use ferry_core::events::Channels;
 
 /// The whole file.
@@ -42,9 +43,9 @@ pub struct FileConfig {
 #[serde(deny_unknown_fields)]
 pub struct EventsSection {
     /// PostgreSQL URL of the event log; `ferry serve` runs the events job when it is set.
-    pub postgres: Option<String>,
+    pub postgres: Option<SecretUrl>,
     /// Redis URL to publish on.
-    pub redis: Option<String>,
+    pub redis: Option<SecretUrl>,
     /// The Pub/Sub channel of every event.
     pub channel: Option<String>,
     /// Also publish on `{channel}:{camera_id}`.
@@ -74,9 +75,9 @@ pub struct EventsSection {
 #[serde(deny_unknown_fields)]
 pub struct TierSection {
     /// The Redis holding the captions.
-    pub redis: Option<String>,
+    pub redis: Option<SecretUrl>,
     /// The durable store URL.
-    pub store: Option<String>,
+    pub store: Option<SecretUrl>,
     /// `stream` or `keys`.
     pub layout: Option<Layout>,
     /// Stream or key prefix; empty: the layout's default.
@@ -95,7 +96,7 @@ pub struct TierSection {
     pub split_confirm: Option<usize>,
     /// A longer gap closes an event.
     pub max_gap_s: Option<f64>,
-    /// No split on similarity before this.
+    /// A split of a younger event is undone when the next event is alike.
     pub min_duration_s: Option<f64>,
     /// Longest event.
     pub max_duration_s: Option<f64>,
@@ -115,8 +116,12 @@ pub struct TierSection {
 pub struct ServeSection {
     /// Address of the HTTP API.
     pub listen: Option<String>,
-    /// Bearer token for mutating endpoints; empty: none (prefer FERRY_SERVE_TOKEN).
-    pub token: Option<String>,
+    /// Admin bearer token: every endpoint (prefer FERRY_SERVE_TOKEN); an empty one is refused.
+    pub token: Option<Secret>,
+    /// Read-only bearer token: GET and HEAD endpoints (prefer FERRY_SERVE_READ_TOKEN).
+    pub read_token: Option<Secret>,
+    /// `/metrics` answers without a token (default false).
+    pub metrics_public: Option<bool>,
     /// Seconds between tier passes.
     pub interval_s: Option<f64>,
     /// Seconds between statistics samples.
@@ -125,8 +130,66 @@ pub struct ServeSection {
     pub max_body_bytes: Option<usize>,
 }
 
+/// The longest duration accepted from a config file or a flag: 100 years, in seconds.
+pub const MAX_SECONDS: f64 = 100.0 * 365.25 * 86_400.0;
+
+/// Checks a number of seconds given as `option` (a config key or a flag): it must be finite,
+/// not negative and at most [`MAX_SECONDS`]; when `positive` says what 0 would do (a loop that
+/// would spin), 0 is refused too. The error names the option and the value.
+pub fn check_seconds(
+    option: &str,
+    value: f64,
+    positive: Option<&str>,
+) -> Result<std::time::Duration, String> {
+    if !value.is_finite() {
+        return Err(format!(
+            "{option} = {value} is not a number of seconds: give a finite number such as 60 or 0.5"
+        ));
+    }
+    if value < 0.0 {
+        return Err(format!(
+            "{option} = {value} is negative: give 0 or more seconds"
+        ));
+    }
+    if value > MAX_SECONDS {
+        return Err(format!(
+            "{option} = {value} is more than 100 years ({MAX_SECONDS} seconds): give a shorter time"
+        ));
+    }
+    if value == 0.0
+        && let Some(why) = positive
+    {
+        return Err(format!(
+            "{option} = 0 is refused: {why}; give a positive number of seconds"
+        ));
+    }
+    Ok(std::time::Duration::from_secs_f64(value))
+}
+
+/// `seconds` in ms (`default_ms` when absent); never panics (values are checked by
+/// [`FileConfig::check`] when the file is parsed).
 fn ms(seconds: Option<f64>, default_ms: i64) -> i64 {
-    seconds.map_or(default_ms, |s| (s * 1000.0).round() as i64)
+    seconds.filter(|s| s.is_finite()).map_or(default_ms, |s| {
+        (s.clamp(0.0, MAX_SECONDS) * 1000.0).round() as i64
+    })
+}
+
+/// `seconds` as a duration (`default` when absent or not a duration); never panics.
+fn secs(seconds: Option<f64>, default: std::time::Duration) -> std::time::Duration {
+    seconds
+        .and_then(|s| std::time::Duration::try_from_secs_f64(s).ok())
+        .unwrap_or(default)
+}
+
+/// A token of `[serve]`; an empty one is an error (it is never taken as "no token").
+fn serve_token(key: &str, token: &Option<Secret>) -> Result<Option<Secret>, String> {
+    match token {
+        Some(t) if t.expose_secret().is_empty() => Err(format!(
+            "[serve] {key} is empty: an empty token is refused rather than taken as \"no \
+             authentication\"; set a token or remove the line"
+        )),
+        t => Ok(t.clone()),
+    }
 }
 
 /// `[log]`
@@ -144,7 +207,7 @@ pub struct LogSection {
 #[serde(deny_unknown_fields)]
 pub struct CheckpointSection {
     /// `redis://…`, `redis+cluster://…` or `file://DIR`; empty means the target Redis.
-    pub url: Option<String>,
+    pub url: Option<SecretUrl>,
 }
 
 /// `[keys]`
@@ -152,9 +215,9 @@ pub struct CheckpointSection {
 #[serde(deny_unknown_fields)]
 pub struct KeysSection {
     /// Source URL.
-    pub source: Option<String>,
+    pub source: Option<SecretUrl>,
     /// Target URL (default: the source).
-    pub target: Option<String>,
+    pub target: Option<SecretUrl>,
     /// Rules file, relative to the config file.
     pub rules: Option<PathBuf>,
     /// SCAN MATCH glob narrowing the keys.
@@ -222,9 +285,66 @@ impl FileConfig {
         Ok(cfg)
     }
 
-    /// Parses config text.
+    /// Parses config text and checks its durations ([`FileConfig::check`]).
     pub fn parse(text: &str) -> Result<Self, String> {
-        toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())
+        let cfg: Self = toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())?;
+        cfg.check()?;
+        Ok(cfg)
+    }
+
+    /// Checks every duration of the file with [`check_seconds`]: finite, not negative, at most
+    /// 100 years, and positive where a loop or an interval repeats with it.
+    pub fn check(&self) -> Result<(), String> {
+        let t = &self.tier;
+        let s = &self.serve;
+        let e = &self.events;
+        if let Some(ms) = self.keys.ttl_tolerance_ms
+            && ms < 0
+        {
+            return Err(format!(
+                "[keys] ttl_tolerance_ms = {ms} is negative: give 0 or more milliseconds"
+            ));
+        }
+        let durations: [(&str, Option<f64>, Option<&str>); 8] = [
+            (
+                "[tier] hot_window_s",
+                t.hot_window_s,
+                Some("every caption would be due at once"),
+            ),
+            ("[tier] migrate_before_s", t.migrate_before_s, None),
+            (
+                "[tier] max_gap_s",
+                t.max_gap_s,
+                Some("every caption would close its event"),
+            ),
+            ("[tier] min_duration_s", t.min_duration_s, None),
+            (
+                "[tier] max_duration_s",
+                t.max_duration_s,
+                Some("every event would end at once"),
+            ),
+            (
+                "[serve] interval_s",
+                s.interval_s,
+                Some("the tier pass loop of `ferry serve` would run without pause"),
+            ),
+            (
+                "[serve] stats_interval_s",
+                s.stats_interval_s,
+                Some("the statistics sampler of `ferry serve` would run without pause"),
+            ),
+            (
+                "[events] rescan_interval_s",
+                e.rescan_interval_s,
+                Some("the relay would rescan the outbox without pause"),
+            ),
+        ];
+        for (option, value, positive) in durations {
+            if let Some(v) = value {
+                check_seconds(option, v, positive)?;
+            }
+        }
+        Ok(())
     }
 
     /// Tier options from this file over the defaults.
@@ -278,9 +398,7 @@ impl FileConfig {
             allowed_types: e.allowed_types.clone().unwrap_or(d.allowed_types),
             relay_batch: e.relay_batch.unwrap_or(d.relay_batch),
             relay_workers: e.relay_workers.unwrap_or(d.relay_workers),
-            rescan_interval: e
-                .rescan_interval_s
-                .map_or(d.rescan_interval, std::time::Duration::from_secs_f64),
+            rescan_interval: secs(e.rescan_interval_s, d.rescan_interval),
             connections: e.connections.unwrap_or(d.connections),
             max_batch: e.max_batch.unwrap_or(d.max_batch),
         }
@@ -297,13 +415,12 @@ impl FileConfig {
                     .map_err(|_| format!("[serve] listen = `{l}` is not HOST:PORT"))?,
                 None => d.listen,
             },
-            token: s.token.clone().filter(|t| !t.is_empty()),
-            interval: s
-                .interval_s
-                .map_or(d.interval, std::time::Duration::from_secs_f64),
-            stats_interval: s
-                .stats_interval_s
-                .map_or(d.stats_interval, std::time::Duration::from_secs_f64),
+            token: serve_token("token", &s.token)?,
+            read_token: serve_token("read_token", &s.read_token)?,
+            metrics_public: s.metrics_public.unwrap_or(d.metrics_public),
+            insecure: d.insecure,
+            interval: secs(s.interval_s, d.interval),
+            stats_interval: secs(s.stats_interval_s, d.stats_interval),
             max_body_bytes: s.max_body_bytes.unwrap_or(d.max_body_bytes),
         })
     }
@@ -360,7 +477,8 @@ mod tests {
         assert!(t.max_distinct_captions.is_some() && t.boilerplate_prefixes.is_some());
         assert!(t.chunk_size.is_some() && t.commit_events.is_some());
         let s = &cfg.serve;
-        assert!(s.listen.is_some() && s.token.is_some() && s.interval_s.is_some());
+        // Tokens have no default: the reference shows them commented out.
+        assert!(s.listen.is_some() && s.metrics_public.is_some() && s.interval_s.is_some());
         assert!(s.stats_interval_s.is_some() && s.max_body_bytes.is_some());
         let e = &cfg.events;
         assert!(e.postgres.is_some() && e.redis.is_some() && e.channel.is_some());
@@ -395,6 +513,75 @@ mod tests {
             "reference shows the defaults"
         );
         assert_eq!(opts.max_payload, d.max_payload);
+    }
+
+    #[test]
+    fn bad_durations_are_refused_naming_the_option_and_value() {
+        for (section, key, loops) in [
+            ("serve", "interval_s", true),
+            ("serve", "stats_interval_s", true),
+            ("events", "rescan_interval_s", true),
+            ("tier", "hot_window_s", true),
+            ("tier", "max_gap_s", true),
+            ("tier", "max_duration_s", true),
+            ("tier", "migrate_before_s", false),
+            ("tier", "min_duration_s", false),
+        ] {
+            for bad in ["-1", "-0.5", "inf", "-inf", "nan", "1e300"] {
+                let err = FileConfig::parse(&format!("[{section}]\n{key} = {bad}\n")).unwrap_err();
+                assert!(
+                    err.contains(&format!("[{section}] {key}")),
+                    "{section}.{key} = {bad}: {err}"
+                );
+            }
+            let zero = FileConfig::parse(&format!("[{section}]\n{key} = 0\n"));
+            assert_eq!(zero.is_err(), loops, "{section}.{key} = 0: {zero:?}");
+            if let Err(e) = zero {
+                assert!(
+                    e.contains("= 0 is refused") && e.contains("positive"),
+                    "{e}"
+                );
+            }
+            let ok = FileConfig::parse(&format!("[{section}]\n{key} = 0.25\n"));
+            assert!(ok.is_ok(), "{section}.{key} = 0.25: {ok:?}");
+        }
+        let err = FileConfig::parse("[keys]\nttl_tolerance_ms = -5\n").unwrap_err();
+        assert!(
+            err.contains("ttl_tolerance_ms") && err.contains("negative"),
+            "{err}"
+        );
+        let err = FileConfig::parse("[serve]\ninterval_s = -1\n").unwrap_err();
+        assert_eq!(
+            err,
+            "[serve] interval_s = -1 is negative: give 0 or more seconds"
+        );
+        // A huge but accepted value converts without overflow.
+        let cfg =
+            FileConfig::parse("[serve]\ninterval_s = 3e9\n[tier]\nhot_window_s = 3e9\n").unwrap();
+        assert_eq!(
+            cfg.serve_options().unwrap().interval.as_secs(),
+            3_000_000_000
+        );
+        assert_eq!(cfg.tier_options().hot_window_ms, 3_000_000_000_000);
+    }
+
+    #[test]
+    fn durations_set_in_code_never_panic() {
+        let mut cfg = FileConfig::default();
+        cfg.serve.interval_s = Some(-1.0);
+        cfg.events.rescan_interval_s = Some(f64::NAN);
+        cfg.tier.hot_window_s = Some(f64::INFINITY);
+        let serve = cfg.serve_options().unwrap();
+        assert_eq!(serve.interval, ServeOptions::default().interval);
+        assert_eq!(
+            cfg.events_options().rescan_interval,
+            EventsOptions::default().rescan_interval
+        );
+        assert_eq!(
+            cfg.tier_options().hot_window_ms,
+            TierOptions::default().hot_window_ms
+        );
+        assert!(cfg.check().is_err());
     }
 
     #[test]

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use ferry_connectors::redis::{Cmd, RedisEndpoint, cmd};
+use ferry_connectors::secret::SecretUrl;
 use tokio_util::sync::CancellationToken;
 
 use crate::jobs::keys::{self, KeysContext, KeysOptions};
@@ -161,13 +162,13 @@ pub fn seed_commands(n: usize, seed: u64) -> Vec<Cmd> {
 #[derive(Debug, Clone)]
 pub struct DemoOptions {
     /// A Redis to use instead of a throwaway one (its db gets demo keys).
-    pub redis: Option<String>,
+    pub redis: Option<SecretUrl>,
     /// Keys to generate.
     pub keys: usize,
     /// Where to write the report.
     pub report: PathBuf,
     /// PostgreSQL server (`postgres://user@host:port`) for the events part.
-    pub postgres: String,
+    pub postgres: SecretUrl,
 }
 
 /// Runs the demo and prints what each step did.
@@ -180,12 +181,13 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     };
     let url = opts
         .redis
-        .clone()
+        .as_ref()
+        .map(|r| r.expose().to_string())
         .or_else(|| local.as_ref().map(LocalRedis::url))
         .expect("a Redis URL");
     println!(
         "ferry demo: Redis at {}",
-        crate::report::display_key(url.as_bytes())
+        crate::report::display_key(ferry_connectors::secret::redact(&url).as_bytes())
     );
 
     let endpoint = RedisEndpoint::connect(&url, None).await?;
@@ -206,7 +208,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     let rules = dir.join("seed-002-rules.toml");
     std::fs::write(&rules, SEED_RULES)?;
     let ctx = KeysContext::open(KeysOptions {
-        source: url.clone(),
+        source: url.clone().into(),
         rules,
         run_name: format!("demo-{}", std::process::id()),
         ..KeysOptions::default()
@@ -265,7 +267,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     }
 
     tier_part(&endpoint, &url, &dir).await?;
-    events_part(&url, &opts.postgres).await?;
+    events_part(&url, opts.postgres.expose()).await?;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
@@ -299,8 +301,8 @@ async fn events_demo(redis_url: &str, postgres: &str) -> anyhow::Result<()> {
     use futures::StreamExt;
 
     let ctx = EventsContext::connect(EventsOptions {
-        postgres: postgres.to_string(),
-        redis: redis_url.to_string(),
+        postgres: postgres.into(),
+        redis: redis_url.into(),
         connections: 2,
         ..EventsOptions::default()
     })
@@ -477,8 +479,8 @@ async fn tier_part(endpoint: &RedisEndpoint, url: &str, dir: &Path) -> anyhow::R
     };
     let store = dir.join("tier-demo.db");
     let ctx = TierContext::connect(TierOptions {
-        redis: url.to_string(),
-        store: format!("sqlite://{}", store.display()),
+        redis: url.into(),
+        store: format!("sqlite://{}", store.display()).into(),
         similarity: backend,
         ..TierOptions::default()
     })

@@ -105,8 +105,15 @@ pub async fn events_action(action: EventsAction, file: &FileConfig) -> anyhow::R
             );
             let s = events::ingest(&ctx, &opts, stop).await?;
             println!(
-                "read {}, stored {}, already stored {}, rejected {} (moved to {}), taken over {}",
-                s.read, s.stored, s.duplicates, s.rejected, opts.dead_letter, s.reclaimed
+                "read {}, stored {}, already stored {}, rejected {} (moved to {}), taken over {}, deleted {}, retries {}",
+                s.read,
+                s.stored,
+                s.duplicates,
+                s.rejected,
+                opts.dead_letter,
+                s.reclaimed,
+                s.deleted,
+                s.retries
             );
             Ok(ExitStatus::from_failures(s.rejected))
         }
@@ -165,6 +172,17 @@ pub async fn events_action(action: EventsAction, file: &FileConfig) -> anyhow::R
                         .map(|ms| format!(" (oldest waiting {:.1} s)", ms as f64 / 1000.0))
                         .unwrap_or_default()
                 );
+                if stats.held_back > 0 {
+                    println!(
+                        "held back:     {} (behind {} transaction(s) that inserted events and are still open{})",
+                        stats.held_back,
+                        stats.in_flight_transactions,
+                        stats
+                            .oldest_in_flight_ms
+                            .map(|ms| format!(", the oldest for {:.1} s", ms as f64 / 1000.0))
+                            .unwrap_or_default()
+                    );
+                }
                 println!("by type:");
                 for (t, n) in &stats.by_type {
                     println!("  {t:<20} {n}");

@@ -37,10 +37,18 @@ fn main() -> ExitCode {
         .unwrap_or_else(|| "info".into());
     ferry::observe::init_logging(format, &level);
     ferry::observe::describe_metrics();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    // `ferry serve` answers requests, relays events and renews leases while a pass runs: two
+    // async workers, with CPU-heavy work (MiniLM embedding, SQLite) on the blocking pool. The
+    // one-shot commands keep one thread (measured faster for `keys apply`, whose Redis shares
+    // the machine's cores).
+    let mut builder = if matches!(cli.command, Command::Serve { .. }) {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(2);
+        b
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -92,9 +100,7 @@ async fn run(cli: Cli, file: FileConfig) -> ExitStatus {
             tier,
             events_postgres,
             events_redis,
-            listen,
-            token,
-            interval,
+            serve,
         } => match tier_cmd::serve(
             &file,
             &tier,
@@ -102,9 +108,7 @@ async fn run(cli: Cli, file: FileConfig) -> ExitStatus {
                 postgres: events_postgres,
                 redis: events_redis,
             },
-            listen,
-            token,
-            interval,
+            &serve,
         )
         .await
         {
@@ -173,8 +177,8 @@ fn options(
         }
         o.delete_source |= w.delete_source;
     }
-    o.source_password = std::env::var("FERRY_SOURCE_PASSWORD").ok();
-    o.target_password = std::env::var("FERRY_TARGET_PASSWORD").ok();
+    o.source_password = std::env::var("FERRY_SOURCE_PASSWORD").ok().map(Into::into);
+    o.target_password = std::env::var("FERRY_TARGET_PASSWORD").ok().map(Into::into);
     Ok(o)
 }
 

@@ -31,7 +31,7 @@ pub fn options(file: &FileConfig, args: &TierArgs) -> TierOptions {
     if let Some(c) = &args.checkpoint {
         o.checkpoint = Some(c.clone());
     }
-    o.redis_password = std::env::var("FERRY_REDIS_PASSWORD").ok();
+    o.redis_password = std::env::var("FERRY_REDIS_PASSWORD").ok().map(Into::into);
     o
 }
 
@@ -158,7 +158,15 @@ pub async fn tier_action(action: TierAction, file: &FileConfig) -> anyhow::Resul
                 });
                 Report::new("tier", "run", dry_run, started, stats, errors)
                     .with("run_id", &r.run_id)
-                    .with("store", ctx.options.store.split("://").next().unwrap_or(""))
+                    .with(
+                        "store",
+                        ctx.options
+                            .store
+                            .redacted()
+                            .split("://")
+                            .next()
+                            .unwrap_or(""),
+                    )
                     .with("similarity", ctx.options.similarity.as_str())
                     .with("cameras", &outcome.cameras)
                     .write(&path, report_format)
@@ -318,21 +326,12 @@ pub async fn serve(
     file: &FileConfig,
     args: &TierArgs,
     events: &crate::cli::EventsArgs,
-    listen: Option<std::net::SocketAddr>,
-    token: Option<String>,
-    interval: Option<f64>,
+    serve: &crate::cli::ServeArgs,
 ) -> anyhow::Result<ExitStatus> {
     let mut opts = file.serve_options().map_err(anyhow::Error::msg)?;
-    if let Some(l) = listen {
-        opts.listen = l;
-    }
-    if token.is_some() {
-        opts.token = token;
-    }
-    if let Some(i) = interval {
-        anyhow::ensure!(i > 0.0, "--interval must be positive");
-        opts.interval = std::time::Duration::from_secs_f64(i);
-    }
+    serve.apply_to(&mut opts).map_err(anyhow::Error::msg)?;
+    // Refuse unusable tokens or an open API on the network before connecting to anything.
+    opts.check()?;
     let stop = ferry::runtime::shutdown_token();
     let ctx = connect(file, args).await?;
     if opts.interval.as_millis() as i64 >= ctx.options.migrate_before_ms {
@@ -344,11 +343,7 @@ pub async fn serve(
     }
     // The events job runs when a PostgreSQL is configured for it.
     let events = if events.postgres.is_some()
-        || file
-            .events
-            .postgres
-            .as_deref()
-            .is_some_and(|p| !p.is_empty())
+        || file.events.postgres.as_ref().is_some_and(|p| !p.is_empty())
     {
         let options = crate::events_cmd::options(file, events);
         Some(ferry::jobs::events::EventsContext::connect(options).await?)

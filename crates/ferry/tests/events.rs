@@ -40,8 +40,8 @@ impl Env {
 
     fn options(&self) -> EventsOptions {
         EventsOptions {
-            postgres: self.db.url(),
-            redis: self.redis.url(),
+            postgres: self.db.url().into(),
+            redis: self.redis.url().into(),
             history_stream: Some(HISTORY.into()),
             rescan_interval: Duration::from_millis(200),
             connections: 4,
@@ -71,8 +71,8 @@ impl Env {
     /// The router of `ferry serve` with the events job (tier on a throwaway SQLite).
     async fn router(&self, options: EventsOptions, serve: ServeOptions) -> axum::Router {
         let tier = TierContext::connect(TierOptions {
-            redis: self.redis.url(),
-            store: format!("sqlite://{}", self.dir.path().join("tier.db").display()),
+            redis: self.redis.url().into(),
+            store: format!("sqlite://{}", self.dir.path().join("tier.db").display()).into(),
             layout: Layout::Stream,
             similarity: Backend::Lexical,
             ..TierOptions::default()
@@ -85,6 +85,28 @@ impl Env {
         let state = AppState::new(tier, serve, None, CancellationToken::new())
             .with_events(Arc::new(events));
         app(Arc::new(state))
+    }
+
+    /// `ferry events relay ARGS` with the history Stream (from a config file).
+    fn relay_command(&self, args: &[&str]) -> Command {
+        let config = self.dir.path().join("relay.toml");
+        std::fs::write(
+            &config,
+            format!("[events]\nhistory_stream = \"{HISTORY}\"\nrescan_interval_s = 0.2\n"),
+        )
+        .unwrap();
+        let mut c = self.ferry(&["relay"]);
+        c.args(args).env("FERRY_CONFIG", &config);
+        c
+    }
+
+    /// [`Env::relay_command`] running as a child process.
+    fn relay_process(&self) -> Child {
+        self.relay_command(&[])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
     }
 
     fn history_ids(&self) -> Vec<i64> {
@@ -601,7 +623,7 @@ async fn postgres_down_answers_503_and_publishes_nothing() {
     let proxy = Proxy::start("127.0.0.1:5432").await;
     let db_name = env.db.url().rsplit('/').next().unwrap().to_string();
     let options = EventsOptions {
-        postgres: format!("postgres://postgres@127.0.0.1:{}/{db_name}", proxy.port),
+        postgres: format!("postgres://postgres@127.0.0.1:{}/{db_name}", proxy.port).into(),
         ..env.options()
     };
     let router = env.router(options, ServeOptions::default()).await;
@@ -692,11 +714,13 @@ async fn bad_requests_get_a_4xx_naming_the_field_and_store_nothing() {
         ("/api/v1/events?limit=0", "limit"),
         ("/api/v1/events/live?color=red", "color"),
     ] {
-        let (status, v) = call(&router, "GET", uri, None).await;
+        // With a token set, reads need one too (the read token would do).
+        let (status, v) = common::call(&router, "GET", uri, None, Some("s3cret")).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {v}");
         assert_eq!(v["field"], field, "{uri}: {v}");
     }
-    let (status, v) = call(&router, "GET", "/api/v1/events/stats", None).await;
+    let (status, v) =
+        common::call(&router, "GET", "/api/v1/events/stats", None, Some("s3cret")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(v["events"], 0, "nothing stored: {v}");
 }
@@ -839,4 +863,203 @@ fn ferry_serve_runs_the_relay_when_events_are_configured() {
         assert_camera_order(&got),
         saved.iter().map(|s| s.id).collect()
     );
+}
+
+/// A small deterministic pseudo-random sequence (xorshift), so a failure can be replayed.
+struct Dice(u64);
+
+impl Dice {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+/// What one plain-SQL producer committed, and the errors its transactions met.
+#[derive(Default)]
+struct SqlProducer {
+    committed: Vec<i64>,
+    rolled_back: Vec<i64>,
+    errors: Vec<String>,
+}
+
+/// An application that knows nothing of Ferry: `transactions` transactions on one connection,
+/// each inserting 1–8 events over random cameras with `INSERT` statements (single and
+/// multi-row), some undone by `ROLLBACK TO SAVEPOINT`, one in eight rolled back.
+async fn plain_sql_producer(url: String, seed: u64, transactions: usize) -> SqlProducer {
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let mut dice = Dice(seed);
+    let mut out = SqlProducer::default();
+    let insert = "INSERT INTO events (event_type, camera_id, event_data) VALUES ('sql', $1, $2::text::jsonb) RETURNING id";
+    for t in 0..transactions {
+        let result: Result<(), tokio_postgres::Error> = async {
+            client.batch_execute("BEGIN").await?;
+            let mut ids = Vec::new();
+            let mut undone = Vec::new();
+            for i in 0..=dice.below(8) {
+                let camera = format!("cam-{}", dice.below(6));
+                let data = json!({"seed": seed, "t": t, "i": i}).to_string();
+                match dice.below(6) {
+                    0 => {
+                        client.batch_execute("SAVEPOINT s").await?;
+                        let row = client.query_one(insert, &[&camera, &data]).await?;
+                        undone.push(row.get::<_, i64>(0));
+                        client.batch_execute("ROLLBACK TO SAVEPOINT s").await?;
+                    }
+                    1 => {
+                        // Two cameras in one statement, in an order of its own.
+                        let other = format!("cam-{}", dice.below(6));
+                        let rows = client
+                            .query(
+                                "INSERT INTO events (event_type, camera_id) VALUES ('sql', $1), ('sql', $2) RETURNING id",
+                                &[&other, &camera],
+                            )
+                            .await?;
+                        ids.extend(rows.iter().map(|r| r.get::<_, i64>(0)));
+                    }
+                    _ => {
+                        let row = client.query_one(insert, &[&camera, &data]).await?;
+                        ids.push(row.get(0));
+                    }
+                }
+                if dice.below(3) == 0 {
+                    tokio::task::yield_now().await;
+                }
+            }
+            if dice.below(8) == 0 {
+                client.batch_execute("ROLLBACK").await?;
+                out.rolled_back.extend(ids);
+            } else {
+                client.batch_execute("COMMIT").await?;
+                out.committed.extend(ids);
+            }
+            out.rolled_back.extend(undone);
+            Ok(())
+        }
+        .await;
+        if let Err(e) = result {
+            out.errors.push(e.to_string());
+            let _ = client.batch_execute("ROLLBACK").await;
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_sql_transactions_over_several_cameras_never_fail_and_sigkilled_relays_lose_nothing()
+{
+    let env = Env::new();
+    let ctx = env.context().await;
+    let mut relays: Vec<Child> = vec![env.relay_process(), env.relay_process()];
+    let producers: Vec<_> = (0..4u64)
+        .map(|p| tokio::spawn(plain_sql_producer(env.db.url(), 0x9E37_79B9 + p, 300)))
+        .collect();
+    // SIGKILL the relays one after the other while the producers run, and start new ones.
+    for round in 0..4 {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let victim = round % 2;
+        relays[victim].kill().unwrap();
+        relays[victim].wait().unwrap();
+        relays[victim] = env.relay_process();
+    }
+    let mut committed = HashSet::new();
+    let mut rolled_back = HashSet::new();
+    let mut errors = Vec::new();
+    for p in producers {
+        let p = p.await.unwrap();
+        committed.extend(p.committed);
+        rolled_back.extend(p.rolled_back);
+        errors.extend(p.errors);
+    }
+    assert!(
+        errors.is_empty(),
+        "{} application transactions failed, e.g. {}",
+        errors.len(),
+        errors[0]
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while ctx.log.stats().await.unwrap().unpublished > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the relays did not drain the outbox"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for r in &mut relays {
+        r.kill().unwrap();
+        r.wait().unwrap();
+    }
+    // The history Stream holds each publication in order (duplicates from killed relays
+    // included): every committed event, nothing rolled back, each camera in id order.
+    let entries: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE")
+        .arg(HISTORY)
+        .arg("-")
+        .arg("+")
+        .query(&mut env.redis.conn())
+        .unwrap();
+    let published: Vec<Value> = entries
+        .iter()
+        .map(|(_, f)| serde_json::from_str(&f["data"]).unwrap())
+        .collect();
+    let ids = assert_camera_order(&published);
+    assert!(
+        ids.is_disjoint(&rolled_back),
+        "rolled-back events were published"
+    );
+    assert_eq!(
+        ids.len(),
+        committed.len(),
+        "published once each, none missing"
+    );
+    assert_eq!(ids, committed);
+    assert!(committed.len() > 2000, "{} events", committed.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_application_transaction_holds_back_later_ids_until_it_ends() {
+    let env = Env::new();
+    let ctx = env.context().await;
+    let connect = || async {
+        let (client, conn) = tokio_postgres::connect(&env.db.url(), tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        client
+    };
+    let (open, other) = (connect().await, connect().await);
+    for end in ["COMMIT", "ROLLBACK"] {
+        open.batch_execute(
+            "BEGIN; INSERT INTO events (event_type, camera_id) VALUES ('sql', 'cam-1')",
+        )
+        .await
+        .unwrap();
+        // A later id of the same camera commits first; it must wait for the open one.
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            other.batch_execute(
+                "INSERT INTO events (event_type, camera_id) VALUES ('sql', 'cam-1'), ('sql', 'cam-2')",
+            ),
+        )
+        .await
+        .expect("a producer never waits for another")
+        .unwrap();
+        // `--once` waits a few seconds for the open transaction, then stops leaving both queued.
+        let out = env.relay_command(&["--once"]).output().unwrap();
+        assert!(out.status.success(), "{}", output_text(&out));
+        let stats = ctx.log.stats().await.unwrap();
+        assert_eq!((stats.held_back, stats.in_flight_transactions), (2, 1));
+        open.batch_execute(end).await.unwrap();
+        let out = env.relay_command(&["--once"]).output().unwrap();
+        assert!(out.status.success(), "{}", output_text(&out));
+        assert_eq!(ctx.log.stats().await.unwrap().unpublished, 0);
+    }
+    let ids = env.history_ids();
+    // COMMIT: the open transaction's id first; ROLLBACK: only the other two.
+    assert_eq!(ids.len(), 5, "{ids:?}");
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
 }

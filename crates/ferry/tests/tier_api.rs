@@ -21,15 +21,15 @@ async fn api(token: Option<&str>) -> Api {
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
     let options = TierOptions {
-        redis: redis.url(),
-        store: format!("sqlite://{}", dir.path().join("api.db").display()),
+        redis: redis.url().into(),
+        store: format!("sqlite://{}", dir.path().join("api.db").display()).into(),
         layout: Layout::Stream,
         similarity: Backend::Lexical,
         ..TierOptions::default()
     };
     let ctx = TierContext::connect(options).await.expect("connect");
     let serve = ServeOptions {
-        token: token.map(str::to_string),
+        token: token.map(Into::into),
         max_body_bytes: 4096,
         ..ServeOptions::default()
     };
@@ -121,7 +121,7 @@ async fn preview_shows_events_and_writes_nothing() {
 }
 
 #[tokio::test]
-async fn mutating_endpoints_need_the_bearer_token() {
+async fn endpoints_need_the_bearer_token_except_healthz() {
     let api = api(Some("s3cret")).await;
     api.add_due_captions("cam1", 2);
     let (status, body) = api
@@ -156,8 +156,24 @@ async fn mutating_endpoints_need_the_bearer_token() {
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["run"]["captions_migrated"], 2);
-    // Reading needs no token.
-    let (status, _) = api.call("GET", "/api/v1/tier/status", None, None).await;
+    // With a token set, reads and previews (a full model pass) need it too; /healthz does not.
+    let (status, body) = api.call("GET", "/api/v1/tier/status", None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(body["field"], "authorization");
+    let (status, _) = api
+        .call(
+            "POST",
+            "/api/v1/tier/preview",
+            Some(r#"{"camera_id":"cam1"}"#),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = api
+        .call("GET", "/api/v1/tier/status", None, Some("s3cret"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = api.call("GET", "/healthz", None, None).await;
     assert_eq!(status, StatusCode::OK);
 }
 

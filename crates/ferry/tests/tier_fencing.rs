@@ -416,9 +416,9 @@ async fn deletes_are_fenced_when_the_leases_live_on_the_captions_redis() {
     let server = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
     let options = |checkpoint: Option<String>| TierOptions {
-        redis: server.url(),
-        store: format!("sqlite://{}", dir.path().join("events.db").display()),
-        checkpoint,
+        redis: server.url().into(),
+        store: format!("sqlite://{}", dir.path().join("events.db").display()).into(),
+        checkpoint: checkpoint.map(Into::into),
         similarity: Backend::Lexical,
         ..TierOptions::default()
     };

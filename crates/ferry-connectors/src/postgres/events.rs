@@ -1,16 +1,24 @@
 //! The events job's log in PostgreSQL: the `events` table, its outbox and the triggers that
 //! keep both right for every producer, Ferry or plain SQL.
 //!
-//! - A `BEFORE INSERT` row trigger takes a per-camera transaction lock and only then hands out
-//!   the row's id from `events_id_seq`, so one camera's ids commit in id order: a relay that
-//!   publishes what it sees in id order can never publish a camera's event 11 before its 10.
+//! - A `BEFORE INSERT` row trigger hands out the row's id from `events_id_seq`. The first time
+//!   in a transaction it first announces the transaction as *in flight*: it reads the next id
+//!   the sequence will hand out and takes a shared transaction-level advisory lock whose key is
+//!   that id. Shared locks never wait for each other, so producers (Ferry's or any program's,
+//!   with transactions over as many cameras as they like) never wait on Ferry and cannot
+//!   deadlock on it.
 //! - An `AFTER INSERT` statement trigger copies the new rows into `events_outbox` in the same
 //!   transaction and sends `NOTIFY ferry_events`: whatever commits is queued for publishing,
 //!   whoever inserted it.
-//! - [`EventLog::publish_pending`] takes a batch of queued events of cameras no other relay is
-//!   publishing (per-camera advisory locks, tried without waiting), hands it to the publisher
-//!   and deletes it from the outbox only once the publisher returned `Ok`, in the transaction
-//!   that holds the locks.
+//! - The relay publishes only ids below the *horizon* ([`EventLog::publish_pending`]): the
+//!   lowest id that a transaction still in flight may commit (the lowest key of those locks) or
+//!   that the sequence has yet to hand out. Every id below it is either committed and visible
+//!   or never will be, so publishing in id order never publishes a camera's event 11 and later
+//!   finds its event 10, and nothing rolled back is ever published.
+//! - [`EventLog::publish_pending`] takes a batch of queued events below the horizon of cameras
+//!   no other relay is publishing (per-camera advisory locks, tried without waiting), hands it
+//!   to the publisher and deletes it from the outbox only once the publisher returned `Ok`, in
+//!   the transaction that holds the locks.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -24,15 +32,16 @@ use ferry_core::events::{InvalidEvent, NewEvent, StoredEvent};
 use serde::Serialize;
 use tokio::sync::Notify;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{AsyncMessage, NoTls, Row, SimpleQueryMessage};
+use tokio_postgres::{AsyncMessage, Row, SimpleQueryMessage};
 
 use super::{MigrateError, VersionedSchema, db_message};
 use crate::schema;
 
 /// The channel of `NOTIFY` sent by the outbox trigger.
 pub const NOTIFY_CHANNEL: &str = "ferry_events";
-/// First key of the producers' per-camera advisory locks (the trigger's literal 1717924470).
-const WRITE_LOCK: i32 = 0x6665_7276;
+/// Lowest first key of the in-flight locks (the triggers' literal 1178927104): an id `n` is
+/// the lock `(IN_FLIGHT_LOCK + (n >> 31), n & 0x7fff_ffff)`.
+const IN_FLIGHT_LOCK: i32 = 0x4645_0000;
 /// First key of the relays' per-camera advisory locks.
 const RELAY_LOCK: i32 = 0x6665_7277;
 /// The events schema (its own migration lock, an arbitrary constant).
@@ -43,7 +52,8 @@ const SCHEMA: VersionedSchema = VersionedSchema {
     first_table: Some("events"),
 };
 
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE SEQUENCE events_id_seq AS bigint;
 CREATE TABLE events (
     id bigint PRIMARY KEY,
@@ -89,7 +99,57 @@ END $$;
 CREATE TRIGGER events_enqueue AFTER INSERT ON events
     REFERENCING NEW TABLE AS ferry_new_events
     FOR EACH STATEMENT EXECUTE FUNCTION ferry_events_enqueue();
-"#];
+"#,
+    r#"
+-- Version 2: no lock a producer can wait on. The per-camera exclusive lock of version 1 let two
+-- transactions writing the same cameras in different orders deadlock.
+CREATE FUNCTION ferry_events_next_id() RETURNS bigint LANGUAGE sql VOLATILE AS $$
+    SELECT coalesce(pg_sequence_last_value('events_id_seq') + 1, 1)
+$$;
+CREATE OR REPLACE FUNCTION ferry_events_assign_id() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    next_id bigint;
+BEGIN
+    IF current_setting('ferry.in_flight', true) IS DISTINCT FROM 'on' THEN
+        -- Announce this transaction before its first id: every id it takes is at or above
+        -- the key of this lock, which is held until it commits or rolls back. Shared: no
+        -- producer ever waits for another.
+        next_id := ferry_events_next_id();
+        PERFORM pg_advisory_xact_lock_shared(
+            (1178927104 + least(next_id >> 31, 65535))::int, (next_id & 2147483647)::int);
+        PERFORM set_config('ferry.in_flight', 'on', true);
+    END IF;
+    NEW.id := nextval('events_id_seq');
+    RETURN NEW;
+END $$;
+-- The lowest id still to be committed by a transaction in flight or handed out later: every
+-- queued event below it is final. The sequence is read before the locks, so a transaction
+-- whose lock is not seen yet takes its ids after that read.
+CREATE FUNCTION ferry_events_horizon() RETURNS bigint LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    next_id bigint := ferry_events_next_id();
+    held bigint;
+BEGIN
+    SELECT min(((l.classid::bigint - 1178927104) << 31) | l.objid::bigint) INTO held
+      FROM pg_locks AS l
+     WHERE l.locktype = 'advisory' AND l.objsubid = 2
+       AND l.classid::bigint BETWEEN 1178927104 AND 1178927104 + 65535
+       AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database());
+    RETURN least(next_id, held);
+END $$;
+"#,
+];
+
+/// How many transactions are in flight (inserted events, not ended) and the age of the oldest.
+fn in_flight_transactions_sql() -> String {
+    format!(
+        "SELECT count(*), (extract(epoch FROM now() - min(a.xact_start)) * 1000)::bigint
+         FROM pg_locks AS l LEFT JOIN pg_stat_activity AS a ON a.pid = l.pid
+         WHERE l.locktype = 'advisory' AND l.objsubid = 2
+           AND l.classid::bigint BETWEEN {IN_FLIGHT_LOCK} AND {IN_FLIGHT_LOCK} + 65535
+           AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    )
+}
 
 const COLUMNS: &str = r#"id, event_type, camera_id, "timestamp", frame_number, snapshot_path, event_data, created_at"#;
 
@@ -97,19 +157,28 @@ const COLUMNS: &str = r#"id, event_type, camera_id, "timestamp", frame_number, s
 ///
 /// 1. open the transaction; its commit (marking events published) need not wait for the disk:
 ///    if a server crash loses it, the events are published again, which at-least-once allows;
-/// 2. take the cameras of the oldest `limit` queued events and lock those no other relay holds
-///    (never waiting), remembering them in a transaction-local setting;
-/// 3. in a new statement — so with a snapshot taken after the locks, which sees everything the
-///    previous holder of a camera marked published — read those cameras' queued events in id
-///    order: the outbox id and the event as JSON (NULL if it was deleted meanwhile), looked up
-///    by primary key per row so the plan stays cheap however stale the outbox's statistics.
+/// 2. compute the horizon (`ferry_events_horizon()`): every queued id below it is final;
+/// 3. in a new statement — so with a snapshot taken after the horizon, which sees every
+///    committed event below it — take the cameras of the oldest `limit` queued events below
+///    the horizon and lock those no other relay holds (never waiting), remembering them in a
+///    transaction-local setting;
+/// 4. in a new statement — so with a snapshot taken after the locks, which sees everything the
+///    previous holder of a camera marked published — read those cameras' queued events below
+///    the horizon in id order: the outbox id and the event as JSON (NULL if it was deleted
+///    meanwhile), looked up by primary key per row so the plan stays cheap however stale the
+///    outbox's statistics;
+/// 5. whether queued events wait at or above the horizon (a transaction in flight holds them
+///    back), as `held`, `1|0`.
 fn claim_sql(limit: i64) -> String {
     format!(
         r#"BEGIN;
 SET LOCAL synchronous_commit = off;
+SELECT set_config('ferry.relay_horizon', ferry_events_horizon()::text, true);
 SELECT set_config('ferry.relay_cameras', coalesce(json_agg(c.camera_id)::text, '[]'), true)
     FROM (SELECT DISTINCT camera_id FROM
-          (SELECT camera_id FROM events_outbox ORDER BY event_id LIMIT {limit}) AS t) AS c
+          (SELECT camera_id FROM events_outbox
+           WHERE event_id < current_setting('ferry.relay_horizon')::bigint
+           ORDER BY event_id LIMIT {limit}) AS t) AS c
     WHERE pg_try_advisory_xact_lock({RELAY_LOCK}, hashtext(c.camera_id));
 SELECT o.event_id, (SELECT json_build_object(
             'id', e.id, 'event_type', e.event_type, 'camera_id', e.camera_id,
@@ -120,14 +189,13 @@ SELECT o.event_id, (SELECT json_build_object(
     FROM events_outbox AS o
     WHERE o.camera_id IN
           (SELECT json_array_elements_text(current_setting('ferry.relay_cameras')::json))
-    ORDER BY o.event_id LIMIT {limit};"#
+      AND o.event_id < current_setting('ferry.relay_horizon')::bigint
+    ORDER BY o.event_id LIMIT {limit};
+SELECT 'held', count(*)::text, current_setting('ferry.relay_horizon') FROM
+    (SELECT 1 FROM events_outbox
+     WHERE event_id >= current_setting('ferry.relay_horizon')::bigint LIMIT 1) AS h;"#
     )
 }
-
-/// Locks the cameras of a batch in one global order (by lock key), so that two producers'
-/// batches cannot deadlock on the trigger's per-camera locks.
-const LOCK_CAMERAS: &str = "SELECT count(pg_advisory_xact_lock($2, h)) FROM \
-     (SELECT DISTINCT hashtext(c) AS h FROM unnest($1::text[]) AS c ORDER BY 1 OFFSET 0) AS s";
 
 const INSERT_BATCH: &str = r#"INSERT INTO events
         (event_type, camera_id, "timestamp", frame_number, snapshot_path, event_data, source_key)
@@ -154,6 +222,16 @@ pub enum EventLogError {
     /// A statement failed.
     #[error("PostgreSQL: {0}")]
     Backend(String),
+    /// PostgreSQL refused the data itself (SQLSTATE classes 22 data exception, 23 integrity
+    /// constraint violation, 54 program limit exceeded): the same data fails again, so it is
+    /// never retried as if the server were unavailable.
+    #[error("PostgreSQL refused the data: {message}")]
+    Refused {
+        /// The SQLSTATE code (`22021`, `23514`, …).
+        sqlstate: String,
+        /// The server's message (with the code and detail).
+        message: String,
+    },
     /// The schema is newer than this Ferry, or not Ferry's.
     #[error("{0}")]
     Schema(String),
@@ -183,6 +261,7 @@ impl Classify for EventLogError {
             EventLogError::Unavailable { .. } | EventLogError::Backend(_) => ErrorClass::External,
             EventLogError::Schema(_)
             | EventLogError::Invalid { .. }
+            | EventLogError::Refused { .. }
             | EventLogError::Url { .. } => ErrorClass::User,
         }
     }
@@ -242,6 +321,14 @@ pub struct EventStats {
     pub unpublished: i64,
     /// Age of the oldest unpublished event, milliseconds.
     pub oldest_unpublished_ms: Option<i64>,
+    /// Unpublished events held back by a transaction in flight that may still commit a lower
+    /// id (they are published once it ends).
+    pub held_back: i64,
+    /// Transactions that inserted events and have not ended yet.
+    pub in_flight_transactions: i64,
+    /// How long the oldest of them has been open, milliseconds (`None` when there is none, or
+    /// when this role may not see its start).
+    pub oldest_in_flight_ms: Option<i64>,
 }
 
 /// A batch handed to the publisher by [`EventLog::publish_pending`].
@@ -249,6 +336,18 @@ pub struct EventStats {
 pub struct OutboxBatch {
     /// The events in id order (so in id order for each camera).
     pub events: Vec<StoredEvent>,
+}
+
+/// What one [`EventLog::publish_pending`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Published {
+    /// Events published (0: nothing was ready, or every ready camera is being published by
+    /// another relay).
+    pub events: usize,
+    /// Queued events wait for a transaction in flight that may still commit a lower id:
+    /// worth asking again soon, since that transaction may end without a notification (a
+    /// rollback).
+    pub held_back: bool,
 }
 
 /// Why [`EventLog::publish_pending`] failed.
@@ -342,6 +441,8 @@ impl Listener {
 pub struct EventLog {
     pool: Pool,
     config: tokio_postgres::Config,
+    /// TLS by the URL's `sslmode` (see [`super::connect_config`]).
+    tls: super::PgTls,
     shown: String,
 }
 
@@ -364,12 +465,10 @@ impl EventLog {
     /// [`EventLog::open`]).
     pub fn connect(url: &str, connections: usize) -> EventLogResult<Self> {
         let shown = schema::redact_url(url);
-        let mut config: tokio_postgres::Config =
-            url.parse()
-                .map_err(|e: tokio_postgres::Error| EventLogError::Url {
-                    url: shown.clone(),
-                    message: e.to_string(),
-                })?;
+        let (mut config, tls) = super::connect_config(url).map_err(|e| EventLogError::Url {
+            url: shown.clone(),
+            message: e.message,
+        })?;
         config.connect_timeout(Duration::from_secs(5));
         config.application_name("ferry");
         // The enqueue trigger leaves notifying to Ferry's connections (see `notify_after`).
@@ -380,7 +479,7 @@ impl EventLog {
         config.options(&options);
         let manager = Manager::from_config(
             config.clone(),
-            NoTls,
+            tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -395,6 +494,7 @@ impl EventLog {
         Ok(EventLog {
             pool,
             config,
+            tls,
             shown,
         })
     }
@@ -419,7 +519,17 @@ impl EventLog {
     }
 
     fn error(&self, e: tokio_postgres::Error) -> EventLogError {
-        if e.as_db_error().is_some() {
+        if let Some(db) = e.as_db_error() {
+            let sqlstate = db.code().code();
+            if ["22", "23", "54"]
+                .iter()
+                .any(|class| sqlstate.starts_with(class))
+            {
+                return EventLogError::Refused {
+                    sqlstate: sqlstate.to_string(),
+                    message: db_message(&e),
+                };
+            }
             EventLogError::Backend(db_message(&e))
         } else {
             self.unavailable(e)
@@ -513,24 +623,12 @@ impl EventLog {
             &data,
             &keys,
         ];
-        let mut client = self.client().await?;
+        // One statement is one transaction: one round trip, and no lock that a concurrent
+        // producer could wait on (see the module's notes on the in-flight locks).
+        let client = self.client().await?;
         let err = |e| self.error(e);
-        let rows = if cameras.iter().all(|c| *c == cameras[0]) {
-            // One statement is one transaction, and the trigger's lock on a single camera
-            // cannot deadlock: one round trip.
-            let insert = client.prepare_cached(INSERT_BATCH).await.map_err(err)?;
-            client.query(&insert, &params).await.map_err(err)?
-        } else {
-            let tx = client.transaction().await.map_err(err)?;
-            let lock = tx.prepare_cached(LOCK_CAMERAS).await.map_err(err)?;
-            tx.query_one(&lock, &[&cameras, &WRITE_LOCK])
-                .await
-                .map_err(err)?;
-            let insert = tx.prepare_cached(INSERT_BATCH).await.map_err(err)?;
-            let rows = tx.query(&insert, &params).await.map_err(err)?;
-            tx.commit().await.map_err(err)?;
-            rows
-        };
+        let insert = client.prepare_cached(INSERT_BATCH).await.map_err(err)?;
+        let rows = client.query(&insert, &params).await.map_err(err)?;
         let mut inserted: Vec<(i64, Option<String>)> =
             rows.iter().map(|r| (r.get(0), r.get(1))).collect();
         // Rows are inserted in input order and get increasing ids, so sorting by id restores
@@ -590,25 +688,23 @@ impl EventLog {
         Ok(out)
     }
 
-    /// Publishes up to `limit` queued events: takes them (in id order, skipping cameras another
-    /// relay is publishing), awaits `publish`, and marks them published only if it returned
-    /// `Ok`, in the same transaction. Returns how many were published (0: nothing was queued
-    /// or every queued camera is being published by another relay).
+    /// Publishes up to `limit` queued events: takes those below the horizon (in id order,
+    /// skipping cameras another relay is publishing), awaits `publish`, and marks them
+    /// published only if it returned `Ok`, in the same transaction.
     pub async fn publish_pending<F, Fut, E>(
         &self,
         limit: usize,
         publish: F,
-    ) -> Result<usize, PublishError<E>>
+    ) -> Result<Published, PublishError<E>>
     where
         F: FnOnce(OutboxBatch) -> Fut,
         Fut: Future<Output = Result<(), E>>,
     {
         let limit = limit.max(1) as i64;
         let err = |e| self.error(e);
-        // One round trip: open the transaction, take the cameras of the oldest queued events
-        // and lock those no other relay holds (never waiting for one). The commit that marks
-        // events published need not wait for the disk: if a server crash loses it, the events
-        // are published again, which at-least-once delivery allows.
+        // One round trip: open the transaction, compute the horizon, take the cameras of the
+        // oldest queued events below it and lock those no other relay holds (never waiting for
+        // one), read their events (see `claim_sql`).
         let tx = OpenTransaction::new(self.client().await?);
         let messages = tx
             .client()
@@ -617,12 +713,17 @@ impl EventLog {
             .map_err(err)?;
         let mut ids: Vec<String> = Vec::new();
         let mut events: Vec<StoredEvent> = Vec::new();
+        let mut held_back = false;
         for m in &messages {
             let SimpleQueryMessage::Row(row) = m else {
                 continue;
             };
+            if row.len() == 3 && row.get(0) == Some("held") {
+                held_back = row.get(1) != Some("0");
+                continue;
+            }
             if row.len() != 2 {
-                continue; // the lock statement's row
+                continue; // the horizon's and the lock statement's rows
             }
             ids.push(row.get(0).unwrap_or_default().to_string());
             // An outbox row whose event was deleted meanwhile is dropped unpublished.
@@ -635,7 +736,10 @@ impl EventLog {
         }
         if ids.is_empty() {
             tx.finish("COMMIT").await.map_err(err)?;
-            return Ok(0);
+            return Ok(Published {
+                events: 0,
+                held_back,
+            });
         }
         let n = events.len();
         if !events.is_empty()
@@ -651,7 +755,10 @@ impl EventLog {
         ))
         .await
         .map_err(err)?;
-        Ok(n)
+        Ok(Published {
+            events: n,
+            held_back,
+        })
     }
 
     /// Opens a dedicated connection that `LISTEN`s for new events and calls `notify_one()` on
@@ -660,7 +767,7 @@ impl EventLog {
     pub async fn listen(&self, wake: Vec<Arc<Notify>>) -> EventLogResult<Listener> {
         let (client, mut connection) = self
             .config
-            .connect(NoTls)
+            .connect(self.tls.clone())
             .await
             .map_err(|e| self.error(e))?;
         let task = tokio::spawn(async move {
@@ -751,9 +858,15 @@ impl EventLog {
             .map_err(err)?;
         let outbox = client
             .query_one(
-                "SELECT count(*), (extract(epoch FROM now() - min(enqueued_at)) * 1000)::bigint FROM events_outbox",
+                "SELECT count(*), (extract(epoch FROM now() - min(o.enqueued_at)) * 1000)::bigint,
+                        count(*) FILTER (WHERE o.event_id >= h.horizon)
+                 FROM events_outbox AS o, (SELECT ferry_events_horizon() AS horizon) AS h",
                 &[],
             )
+            .await
+            .map_err(err)?;
+        let in_flight = client
+            .query_one(&in_flight_transactions_sql(), &[])
             .await
             .map_err(err)?;
         let pairs = |rows: Vec<Row>| rows.iter().map(|r| (r.get(0), r.get(1))).collect();
@@ -764,6 +877,9 @@ impl EventLog {
             by_camera: pairs(by_camera),
             unpublished: outbox.get(0),
             oldest_unpublished_ms: outbox.get(1),
+            held_back: outbox.get(2),
+            in_flight_transactions: in_flight.get(0),
+            oldest_in_flight_ms: in_flight.get(1),
         })
     }
 }
@@ -773,8 +889,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_trigger_and_the_batch_lock_use_one_key() {
-        assert!(MIGRATIONS[0].contains(&format!("pg_advisory_xact_lock({WRITE_LOCK},")));
-        assert_ne!(WRITE_LOCK, RELAY_LOCK);
+    fn the_triggers_and_the_horizon_use_one_in_flight_key() {
+        let current = MIGRATIONS.last().unwrap();
+        assert_eq!(
+            current.matches(&IN_FLIGHT_LOCK.to_string()).count(),
+            4,
+            "the lock, the decoding and the range of the in-flight keys"
+        );
+        assert_ne!(IN_FLIGHT_LOCK, RELAY_LOCK);
     }
 }

@@ -1,4 +1,5 @@
-//! The tier job's PostgreSQL event store (`postgres://user[:password]@host:port/db`).
+//! The tier job's PostgreSQL event store (`postgres://user[:password]@host:port/db`, TLS by
+//! its `sslmode`: see [`super::connect_config`]).
 
 use ferry_core::tier::store::{EventStoreResult, Fence};
 use ferry_core::tier::{
@@ -6,7 +7,7 @@ use ferry_core::tier::{
 };
 use tokio::sync::Mutex;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, NoTls, Row};
+use tokio_postgres::{Client, Row};
 
 use super::{MigrateError, VersionedSchema, db_message};
 use crate::schema::{self, EventRow};
@@ -122,11 +123,15 @@ impl PostgresEventStore {
     /// Connects to `postgres://…` or `postgresql://…` (libpq-style URL).
     pub async fn open(url: &str) -> EventStoreResult<Self> {
         let shown = schema::redact_url(url);
-        let (client, connection) = tokio_postgres::connect(url, NoTls).await.map_err(|e| {
+        let (config, tls) =
+            super::connect_config(url).map_err(|e| EventStoreError::Config(e.to_string()))?;
+        let (client, connection) = config.connect(tls).await.map_err(|e| {
+            let detail = db_message(&e);
+            let hint = super::tls_hint(&detail);
             EventStoreError::Backend {
                 store: BACKEND,
                 message: format!(
-                    "cannot connect to PostgreSQL at {shown}: {e}; is it running (`make test-setup` starts it) and are the user, password and database right?"
+                    "cannot connect to PostgreSQL at {shown}: {detail}{hint}; is it running (`make test-setup` starts it) and are the user, password and database right?"
                 ),
             }
         })?;

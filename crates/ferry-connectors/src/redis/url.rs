@@ -64,15 +64,10 @@ impl RedisUrl {
     }
 }
 
-/// `url` with its password replaced by `***`.
+/// `url` with its password replaced by `***` (never the raw string: see
+/// [`crate::secret::redact`]).
 pub fn redact(url: &str) -> String {
-    match ::url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        _ => url.to_string(),
-    }
+    crate::secret::redact(url)
 }
 
 #[cfg(test)]

@@ -1,7 +1,9 @@
 //! The SQLite event store (`sqlite://PATH`): the embedded default of the tier job.
 //!
 //! rusqlite is synchronous, so every call runs on a blocking thread. WAL journaling lets
-//! several processes (for example two `ferry serve` replicas) share the file.
+//! several processes (for example two `ferry serve` replicas) share the file; `synchronous=FULL`
+//! makes every commit durable before it returns, since the tier job deletes the captions from
+//! Redis right after (WAL's `NORMAL` can lose the last commits on power failure).
 
 use std::sync::{Arc, Mutex};
 
@@ -99,7 +101,7 @@ impl SqliteEventStore {
                 .map_err(backend)?;
             conn.pragma_update(None, "journal_mode", "WAL")
                 .map_err(backend)?;
-            conn.pragma_update(None, "synchronous", "NORMAL")
+            conn.pragma_update(None, "synchronous", "FULL")
                 .map_err(backend)?;
             Ok(conn)
         })
@@ -384,5 +386,34 @@ impl EventStore for SqliteEventStore {
             .map_err(backend)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The tier job deletes captions from Redis once the commit returns: with WAL and
+    /// `synchronous=NORMAL` a committed transaction can still be lost on power failure, so the
+    /// store must sync every commit (`FULL` = 2).
+    #[tokio::test]
+    async fn commits_are_durable_before_returning() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("ferry.db").display());
+        let store = SqliteEventStore::open(&url).await.unwrap();
+        let (journal, synchronous) = store
+            .with(|conn| {
+                let journal: String = conn
+                    .pragma_query_value(None, "journal_mode", |r| r.get(0))
+                    .map_err(backend)?;
+                let synchronous: i64 = conn
+                    .pragma_query_value(None, "synchronous", |r| r.get(0))
+                    .map_err(backend)?;
+                Ok((journal, synchronous))
+            })
+            .await
+            .unwrap();
+        assert_eq!(journal.to_lowercase(), "wal");
+        assert_eq!(synchronous, 2, "PRAGMA synchronous must be FULL");
     }
 }

@@ -1,18 +1,23 @@
 //! Grouping one camera's captions, in time order, into time-range events.
 //!
 //! Each caption is compared with the running centroid of the open event. It joins when its
-//! normalised text already occurs in the event, when the cosine similarity reaches the
-//! threshold, or while the event is younger than `min_duration`. A caption below the threshold
-//! is held back as a possible outlier: `split_confirm` consecutive ones close the event, while a
-//! caption that joins again absorbs the held-back ones (they count as frames but do not move the
-//! centroid). A gap longer than `max_gap` closes the event; an event reaching `max_duration`
-//! closes and a continuation linked to it starts.
+//! normalised text already occurs in the event or when the cosine similarity reaches the
+//! threshold. A caption below the threshold is held back as a possible outlier: `split_confirm`
+//! consecutive ones close the event, while a caption that joins again absorbs the held-back ones
+//! (they count as frames but do not move the centroid). A gap longer than `max_gap` closes the
+//! event; an event reaching `max_duration` closes and a continuation linked to it starts.
+//!
+//! A split of an event younger than `min_duration` is checked when it is settled (below): when
+//! the next event turns out alike (centroid within the threshold, or one of the young event's
+//! own captions word for word) the split was a false alarm and is undone; otherwise the young
+//! event stands however short it is, so a short distinct scene is not glued to the next one.
 //!
 //! Which event the captions that confirmed a split belong to is settled once the next event has
 //! [`SETTLE_AFTER`] captions: from the first one that fits it (same text, similar to its
 //! centroid, or closer to it than to the closing event and at least half the threshold similar)
 //! they start it, and the captions since the split are grouped again from there; the ones
-//! before stay with the closing event as its outliers. Without this, an outlier at the very end
+//! before stay with the closing event as its outliers — unless none fits the next event and
+//! they agree with each other: then they are a short scene of their own. Without this, an outlier at the very end
 //! of a scene, or the scene's last oddly worded caption, would open the next event — which,
 //! being younger than `min_duration`, then takes the whole next scene with it.
 
@@ -35,7 +40,8 @@ pub struct GroupingConfig {
     pub split_confirm: usize,
     /// A gap between captions longer than this closes the event.
     pub max_gap_ms: i64,
-    /// No split on similarity before the event is this long.
+    /// A split of an event younger than this is checked: undone when the next event is alike
+    /// (a false alarm), kept otherwise, however short the event.
     pub min_duration_ms: i64,
     /// An event never spans more than this; a linked continuation starts instead.
     pub max_duration_ms: i64,
@@ -194,6 +200,32 @@ impl OpenEventState {
         }
     }
 
+    /// Takes in every caption of `other`, a later event on the same camera.
+    fn merge(&mut self, other: OpenEventState, max_distinct: usize) {
+        self.frame_count += other.frame_count;
+        self.last_entry = self.last_entry.max(other.last_entry);
+        self.start_ms = self.start_ms.min(other.start_ms);
+        self.end_ms = self.end_ms.max(other.end_ms);
+        if !other.sum.is_empty() && (self.sum.is_empty() || self.sum.len() == other.sum.len()) {
+            if self.sum.is_empty() {
+                self.sum = vec![0.0; other.sum.len()];
+            }
+            self.sum
+                .iter_mut()
+                .zip(&other.sum)
+                .for_each(|(s, x)| *s += x);
+            self.embedded += other.embedded;
+        }
+        for d in other.distinct {
+            if let Some(mine) = self.distinct.iter_mut().find(|m| m.norm == d.norm) {
+                mine.count += d.count;
+                mine.outlier_only &= d.outlier_only;
+            } else if self.distinct.len() < max_distinct.max(1) {
+                self.distinct.push(d);
+            }
+        }
+    }
+
     /// The unit-length mean of the merged embeddings (empty when there are none).
     pub fn centroid(&self) -> Vec<f32> {
         let mut c = self.sum.clone();
@@ -208,13 +240,17 @@ impl OpenEventState {
         }
     }
 
+    /// Whether `norm` is the text of one of the event's own (non-outlier) captions.
+    fn accepts_text(&self, norm: &str) -> bool {
+        self.distinct
+            .iter()
+            .any(|d| !d.outlier_only && d.norm == norm)
+    }
+
     /// Whether `item` fits this event: its text is already one of the event's own captions, or
     /// it is similar enough to the centroid.
     fn accepts(&self, item: &GroupInput, threshold: f32) -> bool {
-        self.distinct
-            .iter()
-            .any(|d| !d.outlier_only && d.norm == item.norm)
-            || self.similarity(item) >= threshold
+        self.accepts_text(&item.norm) || self.similarity(item) >= threshold
     }
 
     /// The event as it stands, with the given status.
@@ -382,11 +418,7 @@ impl Grouper {
         if let Some(closing) = self.closing.as_mut() {
             closing.since.push(item.clone());
         }
-        // A continuation carries on an established scene: the minimum duration that keeps a
-        // new event from splitting in its first moments does not apply to it.
-        let young = open.previous_event_id.is_none()
-            && item.ts_ms - open.start_ms < self.config.min_duration_ms;
-        if young || open.accepts(&item, self.config.similarity_threshold) {
+        if open.accepts(&item, self.config.similarity_threshold) {
             let max = self.config.max_distinct_captions;
             let open = self.open.as_mut().expect("checked above");
             for p in mem::take(&mut self.pending) {
@@ -429,6 +461,18 @@ impl Grouper {
         };
         let max = self.config.max_distinct_captions;
         let threshold = self.config.similarity_threshold;
+        if self.is_false_alarm(&event, &undecided) {
+            // The young event and the one after its split are alike: one scene, worded
+            // differently for a moment. Undo the split; captions still held back stay held.
+            for u in undecided {
+                event.absorb(u, true, max);
+            }
+            if let Some(next) = self.open.take() {
+                event.merge(next, max);
+            }
+            self.open = Some(event);
+            return false;
+        }
         let starts_next = match self.open.as_ref() {
             Some(next) => undecided
                 .iter()
@@ -442,6 +486,19 @@ impl Grouper {
             None => 0,
         };
         let to_next = undecided.split_off(starts_next);
+        if to_next.is_empty() && self.open.is_some() && self.consistent(&undecided) {
+            // Held captions that fit neither side but agree with each other: a short scene of
+            // its own between the two, not outliers.
+            closed.push(event.to_event(&self.run_id, EventStatus::Closed));
+            let mut held = undecided.into_iter();
+            let first = held.next().expect("consistent needs captions");
+            let mut short = OpenEventState::start(&self.camera_id, first, None);
+            for u in held {
+                short.absorb(u, true, max);
+            }
+            closed.push(short.to_event(&self.run_id, EventStatus::Closed));
+            return false;
+        }
         for u in undecided {
             event.absorb(u, false, max);
         }
@@ -453,6 +510,53 @@ impl Grouper {
         self.pending.clear();
         for u in to_next.into_iter().chain(since) {
             self.push_into(u, closed);
+        }
+        true
+    }
+
+    /// Whether a split was a false alarm: the closing event was younger than `min_duration`
+    /// when the split began (and does not continue an earlier event), the event after the
+    /// split is alike (its centroid within the threshold of the closing event's, or it has one
+    /// of the closing event's own captions word for word), and the two (with the captions
+    /// still held back) together stay within `max_duration`.
+    fn is_false_alarm(&self, event: &OpenEventState, undecided: &[GroupInput]) -> bool {
+        let (Some(next), Some(first_held)) = (self.open.as_ref(), undecided.first()) else {
+            return false;
+        };
+        let young = event.previous_event_id.is_none()
+            && first_held.ts_ms - event.start_ms < self.config.min_duration_ms;
+        let alike = (event.embedded > 0
+            && next.embedded > 0
+            && cosine(&event.sum, &next.sum) >= self.config.similarity_threshold)
+            || next
+                .distinct
+                .iter()
+                .filter(|d| !d.outlier_only)
+                .any(|d| event.accepts_text(&d.norm));
+        // Captions held back from the next event stay held by the merged one: they count too.
+        let newest = self
+            .pending
+            .iter()
+            .map(|p| p.ts_ms)
+            .fold(next.end_ms.max(first_held.ts_ms), i64::max);
+        young && alike && newest - event.start_ms <= self.config.max_duration_ms
+    }
+
+    /// Whether held-back captions agree with each other: at least `split_confirm` of them and
+    /// each fits the ones before it.
+    fn consistent(&self, held: &[GroupInput]) -> bool {
+        let Some((first, rest)) = held.split_first() else {
+            return false;
+        };
+        if held.len() < self.config.split_confirm.max(2) {
+            return false;
+        }
+        let mut group = OpenEventState::start(&self.camera_id, first.clone(), None);
+        for u in rest {
+            if !group.accepts(u, self.config.similarity_threshold) {
+                return false;
+            }
+            group.absorb(u.clone(), true, usize::MAX);
         }
         true
     }
@@ -803,23 +907,101 @@ mod tests {
         assert_eq!(open.frame_count, 3);
     }
 
+    /// Regression (issue 12): with the seed's 60 s `min_duration`, a scene shorter than that
+    /// used to be glued to the next one. A 20 s scene between two long ones stays its own event
+    /// — whether it has three captions or only two — with the default settings.
     #[test]
-    fn no_split_on_similarity_before_min_duration() {
-        let cfg = GroupingConfig {
-            min_duration_ms: 60_000,
-            ..GroupingConfig::default()
+    fn a_short_distinct_scene_between_long_ones_stays_its_own_event() {
+        for short in [3, 2] {
+            let mut items = scene_run(1, 0, 12, 0, "empty lot");
+            items.extend(scene_run(13, 120, short, 1, "person climbing the gate"));
+            let next = 13 + short;
+            items.extend(scene_run(
+                next,
+                120 + short as i64 * 10,
+                12,
+                2,
+                "van at the gate",
+            ));
+            let events = run(
+                &mut Grouper::new("c", GroupingConfig::default(), "r"),
+                items,
+            );
+            let texts: Vec<(&str, u64)> = events
+                .iter()
+                .map(|e| (e.caption.as_str(), e.frame_count))
+                .collect();
+            assert_eq!(
+                texts,
+                vec![
+                    ("empty lot", 12),
+                    ("person climbing the gate", short),
+                    ("van at the gate", 12)
+                ],
+                "{short} captions"
+            );
+        }
+    }
+
+    /// A scene that starts with a short one of its own is not glued to it either.
+    #[test]
+    fn a_short_first_scene_is_not_merged_into_the_next() {
+        let mut items = scene_run(1, 0, 2, 1, "person climbing the gate");
+        items.extend(scene_run(3, 20, 12, 0, "empty lot"));
+        let events = run(
+            &mut Grouper::new("c", GroupingConfig::default(), "r"),
+            items,
+        );
+        assert_eq!(events.len(), 2, "{events:?}");
+        assert_eq!(events[0].frame_count, 2);
+        assert_eq!(events[1].caption, "empty lot");
+    }
+
+    /// Repeated captions still make one event; and a young event split by two differently
+    /// worded captions of the same scene (a false alarm: the event after the split is alike)
+    /// is made whole again.
+    #[test]
+    fn repeated_captions_merge_and_a_young_false_split_is_undone() {
+        let events = run(
+            &mut Grouper::new("c", GroupingConfig::default(), "r"),
+            scene_run(1, 0, 20, 0, "empty lot"),
+        );
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].frame_count, 20);
+
+        let with = |i, ts_s, e: [f32; 4], text| GroupInput {
+            embedding: Some(e.to_vec()),
+            ..input(i, ts_s, 0, text)
         };
-        let mut g = Grouper::new("c", cfg, "r");
-        let items = vec![
-            input(1, 0, 0, "a"),
-            input(2, 10, 1, "b"),
-            input(3, 20, 1, "b"),
-            input(4, 70, 2, "c"),
-            input(5, 80, 2, "c"),
+        // Two wordings whose vectors are below the threshold of each other, both near the
+        // scene's mean.
+        let mut items = vec![
+            with(1, 0, [1.0, 0.0, 0.0, 0.0], "lot"),
+            with(2, 10, [1.0, 0.0, 0.0, 0.0], "lot"),
+            with(3, 20, [0.45, 0.9, 0.0, 0.0], "car park"),
+            with(4, 30, [0.45, 0.9, 0.0, 0.0], "car park"),
         ];
-        let events = run(&mut g, items);
-        assert_eq!(events.len(), 2);
-        assert_eq!(events[0].frame_count, 3);
+        for i in 0..7 {
+            let e = if i % 2 == 0 {
+                [1.0, 0.0, 0.0, 0.0]
+            } else {
+                [0.45, 0.9, 0.0, 0.0]
+            };
+            items.push(with(5 + i, 40 + i as i64 * 10, e, "lot or car park"));
+        }
+        let events = run(
+            &mut Grouper::new("c", GroupingConfig::default(), "r"),
+            items.clone(),
+        );
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(events[0].frame_count, 11);
+        // Past `min_duration` the same split stands.
+        let late: Vec<GroupInput> = scene_run(100, -200, 20, 0, "lot")
+            .into_iter()
+            .chain(items.into_iter().skip(2))
+            .collect();
+        let events = run(&mut Grouper::new("c", GroupingConfig::default(), "r"), late);
+        assert_eq!(events.len(), 2, "{events:?}");
     }
 
     #[test]

@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequest, Query, Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use axum::{Json, Router};
 use ferry_core::error::{Classify, ErrorClass};
 use ferry_core::tier::EventStore;
@@ -16,6 +16,7 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+use super::auth::auth_layer;
 use super::{ServeOptions, events_api};
 use crate::jobs::events::EventsContext;
 use crate::jobs::tier::{self, PassRequest, TierContext, TierError};
@@ -25,7 +26,7 @@ use crate::jobs::tier::{self, PassRequest, TierContext, TierError};
 pub struct AppState {
     /// The tier job.
     pub tier: TierContext,
-    token: Option<String>,
+    options: ServeOptions,
     max_body_bytes: usize,
     metrics: Option<PrometheusHandle>,
     stop: CancellationToken,
@@ -45,8 +46,8 @@ impl AppState {
     ) -> Self {
         AppState {
             tier,
-            token: options.token,
             max_body_bytes: options.max_body_bytes,
+            options,
             metrics,
             stop,
             pass_lock: tokio::sync::Mutex::new(()),
@@ -66,25 +67,48 @@ impl AppState {
     }
 }
 
-/// The router: health, metrics and the tier API.
+/// One endpoint: its method, its path and its handler.
+type Endpoint = (Method, &'static str, MethodRouter<Arc<AppState>>);
+
+/// Every endpoint of the API, in one list that [`app`] builds the router from and [`routes`]
+/// lists (so the authentication tests cover every route, including future ones).
+fn endpoints() -> Vec<Endpoint> {
+    vec![
+        (Method::GET, "/healthz", get(healthz)),
+        (Method::GET, "/metrics", get(metrics)),
+        (Method::GET, "/api/v1/tier/status", get(status)),
+        (Method::GET, "/api/v1/tier/history", get(history)),
+        (Method::GET, "/api/v1/tier/events", get(events)),
+        (Method::POST, "/api/v1/tier/preview", post(preview)),
+        (Method::POST, "/api/v1/tier/migrate", post(migrate)),
+        (Method::POST, "/api/v1/tier/clear", post(clear)),
+        (Method::POST, "/api/v1/events", post(events_api::save)),
+        (Method::GET, "/api/v1/events", get(events_api::query)),
+        (Method::GET, "/api/v1/events/live", get(events_api::live)),
+        (Method::GET, "/api/v1/events/stats", get(events_api::stats)),
+    ]
+}
+
+/// The method and path of every route the router serves (`GET` routes also answer `HEAD`).
+pub fn routes() -> Vec<(Method, &'static str)> {
+    endpoints()
+        .into_iter()
+        .map(|(method, path, _)| (method, path))
+        .collect()
+}
+
+/// The router: health, metrics, the tier and events APIs, behind one authentication layer
+/// (see [`super::auth`]).
 pub fn app(state: Arc<AppState>) -> Router {
     let limit = state.max_body_bytes;
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
-        .route("/api/v1/tier/status", get(status))
-        .route("/api/v1/tier/history", get(history))
-        .route("/api/v1/tier/events", get(events))
-        .route("/api/v1/tier/preview", post(preview))
-        .route("/api/v1/tier/migrate", post(migrate))
-        .route("/api/v1/tier/clear", post(clear))
-        .route(
-            "/api/v1/events",
-            post(events_api::save).get(events_api::query),
-        )
-        .route("/api/v1/events/live", get(events_api::live))
-        .route("/api/v1/events/stats", get(events_api::stats))
+    let auth = auth_layer(&state.options);
+    let mut router = Router::new();
+    for (_, path, handler) in endpoints() {
+        router = router.route(path, handler);
+    }
+    router
         .layer(DefaultBodyLimit::max(limit))
+        .layer(auth)
         .with_state(state)
 }
 
@@ -180,30 +204,6 @@ pub(super) fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result
             field,
         }
     })
-}
-
-pub(super) fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(token) = &state.token else {
-        return Ok(());
-    };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    if given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes())) {
-        Ok(())
-    } else {
-        Err(ApiError {
-            status: StatusCode::UNAUTHORIZED,
-            message: "this endpoint needs `Authorization: Bearer TOKEN` with the configured token"
-                .into(),
-            field: Some("authorization".into()),
-        })
-    }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 async fn healthz(State(state): State<Arc<AppState>>) -> Response {
@@ -367,10 +367,8 @@ struct MigrateBody {
 
 async fn migrate(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    authorize(&state, &headers)?;
     // The body is optional: no body migrates every camera.
     let body: MigrateBody = if body.iter().all(u8::is_ascii_whitespace) {
         MigrateBody::default()
@@ -407,10 +405,8 @@ struct ClearBody {
 
 async fn clear(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
     ApiJson(body): ApiJson<ClearBody>,
 ) -> Result<Response, ApiError> {
-    authorize(&state, &headers)?;
     tier::check_camera(&body.camera_id)?;
     if body.discard && !body.confirm {
         return Err(ApiError::bad_request(
@@ -441,12 +437,5 @@ mod tests {
             Some("camera_id")
         );
         assert_eq!(field_of("no field"), None);
-    }
-
-    #[test]
-    fn tokens_compare_whole() {
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"ab"));
     }
 }

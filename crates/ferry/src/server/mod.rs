@@ -1,8 +1,14 @@
 //! `ferry serve`: runs the tier job on a schedule and, when configured, the events job's relay;
 //! serves the HTTP API (axum) with Prometheus metrics. Several replicas may run against one Redis: per-camera leases make sure
 //! no camera is drained by two of them at once.
+//!
+//! The API is guarded by one authentication layer over the whole router ([`auth`]): an admin
+//! token for everything, a read token for `GET`/`HEAD`; `/healthz` is always open. CPU-heavy work
+//! (MiniLM embedding) runs on blocking threads so that requests and lease renewals are answered
+//! while a pass runs.
 
 mod api;
+mod auth;
 mod events_api;
 
 use std::net::SocketAddr;
@@ -14,17 +20,26 @@ use tokio_util::sync::CancellationToken;
 
 use crate::jobs::events::{self, EventsContext};
 use crate::jobs::tier::{self, PassRequest, TierContext};
+use ferry_connectors::secret::{ExposeSecret, Secret};
+use ferry_core::error::{Classify, ErrorClass};
 use ferry_core::telemetry::Metric;
 
-pub use api::{AppState, app};
+pub use api::{AppState, app, routes};
+pub use auth::{ALWAYS_OPEN, Access, BearerAuth, auth_layer, is_read_method};
 
 /// Checked options of `ferry serve`.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
     /// Address of the HTTP API.
     pub listen: SocketAddr,
-    /// Bearer token required by mutating endpoints.
-    pub token: Option<String>,
+    /// The admin bearer token: may call every endpoint (`{:?}` shows `[REDACTED]`).
+    pub token: Option<Secret>,
+    /// The read-only bearer token: `GET` and `HEAD` endpoints only.
+    pub read_token: Option<Secret>,
+    /// `/metrics` answers without a token (it always does when no token is set).
+    pub metrics_public: bool,
+    /// Serve without any token on an address other than loopback (`--insecure`).
+    pub insecure: bool,
     /// Time between tier passes.
     pub interval: Duration,
     /// Time between statistics samples.
@@ -38,10 +53,71 @@ impl Default for ServeOptions {
         ServeOptions {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             token: None,
+            read_token: None,
+            metrics_public: false,
+            insecure: false,
             interval: Duration::from_secs(60),
             stats_interval: Duration::from_secs(300),
             max_body_bytes: 1 << 20,
         }
+    }
+}
+
+/// Options of `ferry serve` that must not be used as they are. A user error (exit code 2).
+#[derive(Debug, thiserror::Error)]
+pub enum ServeConfigError {
+    /// A token set to the empty string (it would not protect anything).
+    #[error(
+        "the {0} is empty: an empty token is refused rather than taken as \"no authentication\"; \
+         set a token or remove the setting"
+    )]
+    EmptyToken(&'static str),
+    /// A read token without an admin token.
+    #[error(
+        "a read token is set but no admin token: set the admin token too (FERRY_SERVE_TOKEN, \
+         --token or [serve] token)"
+    )]
+    ReadTokenAlone,
+    /// Both tokens have the same value (read-token holders would be admins).
+    #[error("the read token is the same as the admin token: give each its own value")]
+    SameTokens,
+    /// No token, and an address other machines can reach.
+    #[error(
+        "refusing to serve the API without authentication on {0}, which is not a loopback \
+         address: set an admin token (FERRY_SERVE_TOKEN, --token or [serve] token), listen on \
+         127.0.0.1, or pass --insecure to serve it open anyway"
+    )]
+    OpenOnNetwork(SocketAddr),
+}
+
+impl Classify for ServeConfigError {
+    fn class(&self) -> ErrorClass {
+        ErrorClass::User
+    }
+}
+
+impl ServeOptions {
+    /// Checks the tokens and the address: no empty token, no read token without an admin token
+    /// or equal to it, and no open API on an address other than loopback unless `insecure`.
+    pub fn check(&self) -> Result<(), ServeConfigError> {
+        let empty = |t: &Option<Secret>| t.as_ref().is_some_and(|t| t.expose_secret().is_empty());
+        if empty(&self.token) {
+            return Err(ServeConfigError::EmptyToken("admin token"));
+        }
+        if empty(&self.read_token) {
+            return Err(ServeConfigError::EmptyToken("read token"));
+        }
+        match (&self.token, &self.read_token) {
+            (None, Some(_)) => return Err(ServeConfigError::ReadTokenAlone),
+            (Some(a), Some(r)) if a.expose_secret() == r.expose_secret() => {
+                return Err(ServeConfigError::SameTokens);
+            }
+            _ => {}
+        }
+        if self.token.is_none() && !self.listen.ip().is_loopback() && !self.insecure {
+            return Err(ServeConfigError::OpenOnNetwork(self.listen));
+        }
+        Ok(())
     }
 }
 
@@ -65,6 +141,13 @@ pub async fn serve(
     events: Option<EventsContext>,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
+    options.check()?;
+    if options.token.is_none() {
+        tracing::warn!(
+            listen = %options.listen,
+            "no token set: every endpoint of the API is open to whoever can reach it"
+        );
+    }
     let metrics = prometheus();
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await

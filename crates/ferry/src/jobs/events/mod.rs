@@ -14,6 +14,7 @@ pub mod relay;
 use std::time::Duration;
 
 use ferry_connectors::postgres::events::EventLogError;
+use ferry_connectors::secret::SecretUrl;
 use ferry_core::error::{Classify, ErrorClass};
 use ferry_core::events::Channels;
 
@@ -26,10 +27,10 @@ pub use relay::{RelaySummary, relay};
 /// Checked options of the events job.
 #[derive(Debug, Clone)]
 pub struct EventsOptions {
-    /// The PostgreSQL holding the `events` table and its outbox.
-    pub postgres: String,
+    /// The PostgreSQL holding the `events` table and its outbox (`{:?}` shows it redacted).
+    pub postgres: SecretUrl,
     /// The Redis to publish on.
-    pub redis: String,
+    pub redis: SecretUrl,
     /// Pub/Sub channels.
     pub channels: Channels,
     /// A Stream that also receives every event (for replay), if any.
@@ -122,7 +123,7 @@ impl EventsContext {
                 "[events] relay_batch and max_batch must be positive".into(),
             ));
         }
-        let log = EventLog::open(&options.postgres, options.connections).await?;
+        let log = EventLog::open(options.postgres.expose(), options.connections).await?;
         let publisher = Publisher::new(&options)?;
         Ok(EventsContext {
             options,

@@ -23,9 +23,9 @@ pub struct Publisher {
 impl Publisher {
     /// A publisher for `options.redis` (nothing is connected yet).
     pub fn new(options: &EventsOptions) -> Result<Self, EventsError> {
-        let shown = ferry_connectors::schema::redact_url(&options.redis);
+        let shown = options.redis.redacted().to_string();
         let client =
-            redis::Client::open(options.redis.as_str()).map_err(|e| EventsError::Redis {
+            redis::Client::open(options.redis.expose()).map_err(|e| EventsError::Redis {
                 url: shown.clone(),
                 message: e.to_string(),
             })?;

@@ -1,15 +1,16 @@
-//! The relay: publishes what the outbox holds, in id order per camera, and marks it published
-//! only after Redis accepted it. Wakes on `NOTIFY`, rescans every `rescan_interval` (so a
+//! The relay: publishes what the outbox holds below the horizon (ids no transaction in flight
+//! can still precede), in id order per camera, and marks it published only after Redis
+//! accepted it. Wakes on `NOTIFY`, rescans every `rescan_interval` (so a
 //! missed notification or a restart loses nothing), and retries failures with backoff.
 //!
 //! One relay runs `relay_workers` loops; like separate relays they take different cameras
 //! (per-camera locks), so a batch being published does not hold up the next camera's events.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use ferry_connectors::postgres::events::{EventLog, PublishError};
+use ferry_connectors::postgres::events::{EventLog, PublishError, Published};
 use ferry_core::telemetry::Metric;
 use serde::Serialize;
 use tokio::sync::Notify;
@@ -17,6 +18,13 @@ use tokio_util::sync::CancellationToken;
 
 use super::{EventsContext, EventsError};
 use crate::runtime::failpoint;
+
+/// First pause before looking again at events held back by a transaction in flight.
+const MIN_HELD_POLL: Duration = Duration::from_millis(2);
+/// Longest such pause (never longer than `rescan_interval`).
+const MAX_HELD_POLL: Duration = Duration::from_millis(100);
+/// How long `--once` waits for a transaction in flight before it stops with events queued.
+const ONCE_HELD_LIMIT: Duration = Duration::from_secs(5);
 
 /// What a relay run did.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -79,6 +87,8 @@ async fn worker(
     let mut summary = RelaySummary::default();
     let mut backoff = Duration::from_millis(100);
     let max_backoff = Duration::from_secs(5);
+    let mut held_since: Option<Instant> = None;
+    let mut held_poll = MIN_HELD_POLL;
     while !stop.is_cancelled() {
         let publisher = &ctx.publisher;
         let attempt = ctx
@@ -97,19 +107,44 @@ async fn worker(
             })
             .await;
         match attempt {
-            Ok(0) => {
+            Ok(Published {
+                events: 0,
+                held_back,
+            }) => {
                 backoff = Duration::from_millis(100);
-                if once {
+                if !held_back {
+                    held_since = None;
+                    held_poll = MIN_HELD_POLL;
+                    if once {
+                        break;
+                    }
+                }
+                let waited = held_since.get_or_insert_with(Instant::now).elapsed();
+                if held_back && once && waited >= ONCE_HELD_LIMIT {
+                    tracing::warn!(
+                        waited_s = waited.as_secs(),
+                        "stopping with events still queued: a transaction that inserted events is still open (see `ferry events stats`)"
+                    );
                     break;
                 }
+                // Events held back by a transaction in flight are ready as soon as it ends,
+                // which a rollback does without a notification: look again soon.
+                let pause = if held_back {
+                    held_poll = (held_poll * 2).min(MAX_HELD_POLL);
+                    held_poll.min(ctx.options.rescan_interval)
+                } else {
+                    ctx.options.rescan_interval
+                };
                 tokio::select! {
                     _ = stop.cancelled() => break,
                     _ = wake.notified() => {}
-                    _ = tokio::time::sleep(ctx.options.rescan_interval) => {}
+                    _ = tokio::time::sleep(pause) => {}
                 }
             }
-            Ok(n) => {
+            Ok(Published { events: n, .. }) => {
                 backoff = Duration::from_millis(100);
+                held_since = None;
+                held_poll = MIN_HELD_POLL;
                 summary.published += n as u64;
                 metrics::counter!(Metric::EventsPublishedTotal.name()).increment(n as u64);
             }

@@ -21,6 +21,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use ferry_connectors::redis::{ConnError, RedisCheckpointStore, RedisEndpoint};
+use ferry_connectors::secret::{ExposeSecret, Secret, SecretUrl};
 use ferry_core::checkpoint::StoreError;
 use ferry_core::error::{Classify, ErrorClass};
 use ferry_core::rules::{LoadedRules, RuleSet, RulesError};
@@ -51,20 +52,20 @@ pub enum OnConflict {
 /// Checked options of the keys job (CLI flags, `FERRY_*` variables and the config file merged).
 #[derive(Debug, Clone)]
 pub struct KeysOptions {
-    /// Source URL.
-    pub source: String,
+    /// Source URL (`{:?}` shows it redacted).
+    pub source: SecretUrl,
     /// Target URL; `None` means the source.
-    pub target: Option<String>,
+    pub target: Option<SecretUrl>,
     /// Source password overriding the URL's.
-    pub source_password: Option<String>,
+    pub source_password: Option<Secret>,
     /// Target password overriding the URL's.
-    pub target_password: Option<String>,
+    pub target_password: Option<Secret>,
     /// The rules file.
     pub rules: PathBuf,
     /// Narrows the scan (a SCAN MATCH glob).
     pub match_glob: Option<String>,
     /// Checkpoint store URL; `None` means the target Redis.
-    pub checkpoint: Option<String>,
+    pub checkpoint: Option<SecretUrl>,
     /// Names this migration, so several can run side by side.
     pub run_name: String,
     /// Keys per SCAN/pipeline batch.
@@ -94,7 +95,7 @@ pub struct KeysOptions {
 impl Default for KeysOptions {
     fn default() -> Self {
         Self {
-            source: "redis://127.0.0.1:6379/0".to_string(),
+            source: "redis://127.0.0.1:6379/0".into(),
             target: None,
             source_password: None,
             target_password: None,
@@ -349,22 +350,28 @@ impl KeysContext {
             )));
         }
         let (rules, rule_warnings) = load_rules(&opts.rules)?;
-        let source =
-            Arc::new(RedisEndpoint::connect(&opts.source, opts.source_password.as_deref()).await?);
+        let source_password = opts.source_password.as_ref().map(|p| p.expose_secret());
+        let target_password = opts.target_password.as_ref().map(|p| p.expose_secret());
+        let source = Arc::new(RedisEndpoint::connect(opts.source.expose(), source_password).await?);
         let target = match &opts.target {
-            Some(t) if t != &opts.source || opts.target_password.is_some() => {
-                Arc::new(RedisEndpoint::connect(t, opts.target_password.as_deref()).await?)
+            Some(t) if t != &opts.source || target_password.is_some() => {
+                Arc::new(RedisEndpoint::connect(t.expose(), target_password).await?)
             }
             _ => source.clone(),
         };
         let same_server = source.same_server(&target);
         let store_password = if opts.target.is_some() {
-            opts.target_password.as_deref()
+            target_password
         } else {
-            opts.source_password.as_deref()
+            source_password
         };
-        let store_url = opts.target.clone().unwrap_or_else(|| opts.source.clone());
-        let store = AnyStore::open(opts.checkpoint.as_deref(), &store_url, store_password).await?;
+        let store_url = opts.target.as_ref().unwrap_or(&opts.source);
+        let store = AnyStore::open(
+            opts.checkpoint.as_ref().map(SecretUrl::expose),
+            store_url.expose(),
+            store_password,
+        )
+        .await?;
         let scope = format!("keys/{}", opts.run_name);
         let skip_prefix = match store.redis_endpoint() {
             Some(ep) if ep.same_server(&source) => Some(RedisCheckpointStore::prefix(&scope)),

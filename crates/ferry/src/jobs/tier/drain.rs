@@ -498,28 +498,50 @@ async fn embed(
 }
 
 /// Drops a camera's captions without storing them (`tier clear --discard`).
+///
+/// Under the camera's lease, like a pass: while another run holds it, nothing is read or
+/// deleted and the lease error (naming the holder) is returned. The entries are read first and
+/// exactly those are deleted, by id and fenced by the lease's token, so a caption written after
+/// the read survives.
 pub(super) async fn discard(
     ctx: &TierContext,
     camera: &str,
     index: &[u64],
+    stop: CancellationToken,
 ) -> Result<u64, TierError> {
-    match ctx.source.layout() {
-        super::Layout::Stream => {
-            let key = ctx.source.stream_key(camera);
-            let n = ctx.source.len(camera, index).await?;
-            let mut cmd = redis::cmd("DEL");
-            cmd.arg(&key);
-            ctx.source
-                .redis()
-                .query(key.as_bytes(), cmd)
-                .await?
-                .map_err(|e| super::source::command_error(ctx.source.redis(), e))?;
-            Ok(n)
-        }
-        super::Layout::Keys => {
-            let entries: Vec<EntryId> = index.iter().map(|&ts| EntryId::new(ts, 0)).collect();
-            // `clear --discard` holds no lease: nothing to fence.
-            ctx.source.delete(camera, &entries, None).await
-        }
+    let lease = LeaseGuard::acquire(ctx.leases.clone(), &format!("tier/{camera}"), stop).await?;
+    let result = discard_leased(ctx, camera, index, &lease).await;
+    lease.release().await;
+    result
+}
+
+async fn discard_leased(
+    ctx: &TierContext,
+    camera: &str,
+    index: &[u64],
+    lease: &LeaseGuard<AnyStore>,
+) -> Result<u64, TierError> {
+    let fence = Fence::of(lease.lease().scope.clone(), lease.lease().token);
+    let mut read = Vec::new();
+    let mut after = None;
+    loop {
+        let chunk = ctx
+            .source
+            .read(camera, after, ctx.options.chunk_size, index)
+            .await?;
+        let Some(last) = chunk.last() else { break };
+        after = Some(last.entry);
+        read.extend(chunk.into_iter().map(|raw| raw.entry));
     }
+    if read.is_empty() {
+        return Ok(0);
+    }
+    if lease.is_lost() {
+        return Err(StoreError::LeaseLost {
+            scope: lease.lease().scope.clone(),
+        }
+        .into());
+    }
+    pausepoint("tier-discard-before-delete");
+    ctx.source.delete(camera, &read, fence.as_ref()).await
 }

@@ -26,6 +26,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use ferry_connectors::redis::{ConnError, RedisEndpoint};
+use ferry_connectors::secret::{ExposeSecret, Secret, SecretUrl};
 use ferry_core::checkpoint::StoreError;
 use ferry_core::error::{Classify, ErrorClass};
 use ferry_core::tier::normalize::{DEFAULT_BOILERPLATE_PREFIXES, Normalizer};
@@ -45,14 +46,14 @@ pub use source::{CaptionSource, Layout, decode_embedding, encode_embedding};
 /// Checked options of the tier job.
 #[derive(Debug, Clone)]
 pub struct TierOptions {
-    /// The Redis holding the captions.
-    pub redis: String,
+    /// The Redis holding the captions (`{:?}` shows it redacted).
+    pub redis: SecretUrl,
     /// Password overriding the URL's.
-    pub redis_password: Option<String>,
+    pub redis_password: Option<Secret>,
     /// The durable store: `sqlite://…`, `postgres://…`, `falkordb://…`.
-    pub store: String,
+    pub store: SecretUrl,
     /// Where leases live (default: the caption Redis).
-    pub checkpoint: Option<String>,
+    pub checkpoint: Option<SecretUrl>,
     /// Input layout.
     pub layout: Layout,
     /// Stream prefix (`captions:`) or key prefix (`caption:`); `None`: the layout's default.
@@ -71,7 +72,7 @@ pub struct TierOptions {
     pub split_confirm: usize,
     /// A longer gap closes an event (ms).
     pub max_gap_ms: i64,
-    /// No split on similarity before this (ms).
+    /// A split of an event younger than this (ms) is undone when the next event is alike.
     pub min_duration_ms: i64,
     /// Longest event; a continuation follows (ms).
     pub max_duration_ms: i64,
@@ -259,15 +260,15 @@ impl TierContext {
     pub async fn connect(options: TierOptions) -> Result<Self, TierError> {
         options.validate()?;
         let grouping = options.grouping()?;
-        let redis =
-            RedisEndpoint::connect(&options.redis, options.redis_password.as_deref()).await?;
+        let password = options.redis_password.as_ref().map(|p| p.expose_secret());
+        let redis = RedisEndpoint::connect(options.redis.expose(), password).await?;
         let leases = AnyStore::open(
-            options.checkpoint.as_deref(),
-            &options.redis,
-            options.redis_password.as_deref(),
+            options.checkpoint.as_ref().map(SecretUrl::expose),
+            options.redis.expose(),
+            password,
         )
         .await?;
-        let store = AnyEventStore::open(&options.store).await?;
+        let store = AnyEventStore::open(options.store.expose()).await?;
         let backend = options.similarity;
         let model_dir = options.model_dir.clone();
         let similarity = tokio::task::spawn_blocking(move || Similarity::load(backend, model_dir))
@@ -399,7 +400,7 @@ pub async fn clear(
     if discard {
         let (_, index) = ctx.source.cameras().await?;
         let idx = index.get(camera).map(Vec::as_slice).unwrap_or(&[]);
-        let discarded = drain::discard(ctx, camera, idx).await?;
+        let discarded = drain::discard(ctx, camera, idx, stop).await?;
         return Ok(ClearOutcome {
             camera_id: camera.to_string(),
             migrated: None,
