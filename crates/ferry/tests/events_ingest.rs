@@ -4,12 +4,14 @@
 //! bad entries are alone, and pending entries deleted from the Stream are acknowledged. Also
 //! `ferry serve`'s answer (422 naming the field) for each value PostgreSQL would refuse.
 
+mod common;
+
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::Read;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::serve::{Serve, request};
 use ferry_testkit::{PgDatabase, RedisServer, output_text};
 use serde_json::{Value, json};
 
@@ -493,17 +495,12 @@ fn pending_entries_deleted_from_the_stream_are_acknowledged() {
     assert!(env.dead_letters().is_empty(), "{:?}", env.dead_letters());
 }
 
-/// `ferry serve` on a free port with the events job, its admin token set.
-struct Serve {
-    child: Child,
-    addr: String,
-}
-
 const TOKEN: &str = "t0ken-for-tests";
 
-impl Serve {
-    fn start(env: &Env) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ferry"))
+/// `ferry serve` on a free port with the events job, its admin token set.
+fn start_serve(env: &Env) -> Serve {
+    Serve::start(
+        Command::new(env!("CARGO_BIN_EXE_ferry"))
             .args([
                 "serve",
                 "--listen",
@@ -525,48 +522,22 @@ impl Serve {
             ])
             .env_remove("FERRY_CONFIG")
             .env("FERRY_SERVE_TOKEN", TOKEN)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let addr = BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .find_map(|l| l.strip_prefix("listening on http://").map(str::to_string))
-            .expect("ferry serve prints its address");
-        Serve { child, addr }
-    }
-
-    /// `POST /api/v1/events` with `body`; the status and the JSON answer.
-    fn post(&self, body: &str) -> (u16, Value) {
-        let mut s = TcpStream::connect(&self.addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        write!(
-            s,
-            "POST /api/v1/events HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {TOKEN}\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            self.addr,
-            body.len()
-        )
-        .unwrap();
-        let mut answer = String::new();
-        s.read_to_string(&mut answer).unwrap();
-        let status = answer
-            .split(' ')
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or_else(|| panic!("not an HTTP answer: {answer}"));
-        let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-        (status, serde_json::from_str(body).unwrap_or(Value::Null))
-    }
+            .stderr(Stdio::null()),
+        "ferry serve prints its address",
+    )
 }
 
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `POST /api/v1/events` with `body`; the status and the JSON answer.
+fn post(serve: &Serve, body: &str) -> (u16, Value) {
+    let (status, body) = request(
+        &serve.addr,
+        "POST",
+        "/api/v1/events",
+        Some(TOKEN),
+        Some(body),
+        Duration::from_secs(30),
+    );
+    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
 }
 
 /// Issue 12: a NUL character in `event_data`, `snapshot_path` or `idempotency_key` answered
@@ -574,7 +545,7 @@ impl Drop for Serve {
 #[test]
 fn values_postgresql_would_refuse_get_422_naming_the_field() {
     let env = Env::new();
-    let serve = Serve::start(&env);
+    let serve = start_serve(&env);
     let nul = "x\u{0}y";
     let event = |change: &dyn Fn(&mut Value)| {
         let mut e =
@@ -620,7 +591,7 @@ fn values_postgresql_would_refuse_get_422_naming_the_field() {
         ),
     ];
     for (body, field) in &cases {
-        let (status, answer) = serve.post(&body.to_string());
+        let (status, answer) = post(&serve, &body.to_string());
         assert_eq!(status, 422, "{body}: {answer}");
         assert_eq!(answer["field"], *field, "{body}: {answer}");
         assert!(answer["error"].is_string(), "{answer}");
@@ -636,7 +607,7 @@ fn values_postgresql_would_refuse_get_422_naming_the_field() {
         e["idempotency_key"] = json!("k".repeat(1024));
         e["event_data"]["note"] = json!("\u{1}");
     });
-    let (status, answer) = serve.post(&edge.to_string());
+    let (status, answer) = post(&serve, &edge.to_string());
     assert_eq!(status, 201, "{answer}");
     assert_eq!(env.stored(), (1, 1));
 }

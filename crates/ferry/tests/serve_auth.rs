@@ -7,14 +7,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
+use common::serve::{Serve, request};
 use ferry::jobs::events::{EventsContext, EventsOptions};
 use ferry::jobs::tier::{Backend, Layout, TierContext, TierOptions};
 use ferry::server::{ALWAYS_OPEN, AppState, ServeOptions, app, routes};
@@ -389,54 +388,22 @@ fn empty_tokens_and_a_read_token_alone_are_refused_at_start() {
     );
 }
 
-/// A started `ferry serve`, killed on drop.
-struct Running {
-    child: Child,
-    addr: String,
+/// Starts `c`, a `ferry serve` that must start; killed on drop.
+fn start(mut c: Command) -> Serve {
+    Serve::start(c.stderr(Stdio::null()), "ferry serve prints its address")
 }
 
-impl Running {
-    fn start(mut c: Command) -> Self {
-        let mut child = c
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let addr = BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .find_map(|l| l.strip_prefix("listening on http://").map(str::to_string))
-            .expect("ferry serve prints its address");
-        Running { child, addr }
-    }
-
-    /// `GET path` on loopback, at the port the server bound; the status.
-    fn get(&self, path: &str, token: Option<&str>) -> u16 {
-        let port = self.addr.rsplit(':').next().unwrap();
-        let mut s = TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap())).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut answer = String::new();
-        s.read_to_string(&mut answer).unwrap();
-        answer
-            .split(' ')
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or_else(|| panic!("not an HTTP answer: {answer}"))
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `GET path` on loopback, at the port the server bound; the status.
+fn get(serve: &Serve, path: &str, token: Option<&str>) -> u16 {
+    request(
+        &serve.loopback(),
+        "GET",
+        path,
+        token,
+        None,
+        Duration::from_secs(30),
+    )
+    .0
 }
 
 #[test]
@@ -454,7 +421,7 @@ fn a_network_address_without_a_token_is_refused_unless_insecure() {
         &["--insecure"],
     );
 
-    let insecure = Running::start(serve_command(
+    let insecure = start(serve_command(
         &redis,
         &dir,
         "",
@@ -462,18 +429,18 @@ fn a_network_address_without_a_token_is_refused_unless_insecure() {
         &[],
     ));
     assert!(insecure.addr.starts_with("0.0.0.0:"), "{}", insecure.addr);
-    assert_eq!(insecure.get("/api/v1/tier/status", None), 200);
+    assert_eq!(get(&insecure, "/api/v1/tier/status", None), 200);
     drop(insecure);
 
-    let with_token = Running::start(serve_command(
+    let with_token = start(serve_command(
         &redis,
         &dir,
         "",
         &any,
         &[("FERRY_SERVE_TOKEN", ADMIN)],
     ));
-    assert_eq!(with_token.get("/healthz", None), 200);
-    assert_eq!(with_token.get("/api/v1/tier/status", None), 401);
-    assert_eq!(with_token.get("/metrics", None), 401);
-    assert_eq!(with_token.get("/api/v1/tier/status", Some(ADMIN)), 200);
+    assert_eq!(get(&with_token, "/healthz", None), 200);
+    assert_eq!(get(&with_token, "/api/v1/tier/status", None), 401);
+    assert_eq!(get(&with_token, "/metrics", None), 401);
+    assert_eq!(get(&with_token, "/api/v1/tier/status", Some(ADMIN)), 200);
 }

@@ -6,71 +6,31 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use common::serve::{self, Serve};
 use common::tier::{HOUR, TierSetup, now_ms, xadd};
 use serde_json::Value;
 
 const TOKEN: &str = "runtime-test-admin-token";
 
 /// `ferry serve` started from a [`TierSetup`]'s config, killed on drop.
-struct Serve {
-    child: Child,
-    addr: String,
-}
-
-impl Serve {
-    fn start(setup: &TierSetup) -> Self {
-        let mut child = setup
+fn start_serve(setup: &TierSetup) -> Serve {
+    Serve::start(
+        setup
             .command(&["serve", "--listen", "127.0.0.1:0", "--interval", "3600"])
             .env("FERRY_SERVE_TOKEN", TOKEN)
             .env_remove("FERRY_SERVE_READ_TOKEN")
             .env_remove("FERRY_LISTEN")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start ferry serve");
-        let stdout = child.stdout.take().unwrap();
-        let addr = BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .find_map(|l| l.strip_prefix("listening on http://").map(str::to_string))
-            .expect("ferry serve prints its address (is the MiniLM model installed? run scripts/setup.sh)");
-        Serve { child, addr }
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// One request on a new connection; the status and the body.
-fn request(addr: &str, method: &str, path: &str, body: &str, timeout: Duration) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).expect("connect to ferry serve");
-    s.set_read_timeout(Some(timeout)).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {TOKEN}\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
+            .stderr(Stdio::inherit()),
+        "ferry serve prints its address (is the MiniLM model installed? run scripts/setup.sh)",
     )
-    .unwrap();
-    let mut answer = String::new();
-    s.read_to_string(&mut answer)
-        .unwrap_or_else(|e| panic!("{method} {path}: no answer within {timeout:?}: {e}"));
-    let status = answer
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("not an HTTP answer: {answer}"));
-    let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    (status, body.to_string())
+}
+
+/// One request with the admin token on a new connection; the status and the body.
+fn request(addr: &str, method: &str, path: &str, body: &str, timeout: Duration) -> (u16, String) {
+    serve::request(addr, method, path, Some(TOKEN), Some(body), timeout)
 }
 
 /// Distinct captions (nothing for the embedding cache to reuse), scenes of a few minutes.
@@ -112,7 +72,7 @@ fn healthz_answers_within_100_ms_while_a_minilm_pass_runs() {
         .unwrap()
         .replace("similarity = \"lexical\"", "similarity = \"minilm\"");
     std::fs::write(&setup.config, config).unwrap();
-    let serve = Serve::start(&setup);
+    let serve = start_serve(&setup);
 
     // Captions of the last hour for three cameras: not due yet, so the scheduler's passes leave
     // them alone and the pass below, triggered with `all`, is the one that embeds them.

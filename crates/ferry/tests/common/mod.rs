@@ -1,10 +1,12 @@
 //! Helpers shared by the integration tests of the `ferry` binary: [`call`] for the HTTP API
-//! tests, [`keys`] for the keys job's and [`tier`] for the tier job's.
+//! tests, [`serve`] for those that start `ferry serve`, [`keys`] for the keys job's and [`tier`]
+//! for the tier job's.
 //!
 //! Every test binary includes this whole module with `mod common;` and uses only part of it.
 #![allow(dead_code)]
 
 pub mod keys;
+pub mod serve;
 pub mod tier;
 
 use axum::body::Body;
