@@ -156,11 +156,12 @@ pub fn check_seconds(
             "{option} = {value} is more than 100 years ({MAX_SECONDS} seconds): give a shorter time"
         ));
     }
-    if value == 0.0
+    // Below a millisecond a loop's pause rounds to nothing: as bad as 0.
+    if value < 0.001
         && let Some(why) = positive
     {
         return Err(format!(
-            "{option} = 0 is refused: {why}; give a positive number of seconds"
+            "{option} = {value} is refused: {why} (less than 1 ms is as good as 0); give a positive number of seconds, at least 0.001"
         ));
     }
     Ok(std::time::Duration::from_secs_f64(value))
@@ -534,13 +535,16 @@ mod tests {
                     "{section}.{key} = {bad}: {err}"
                 );
             }
-            let zero = FileConfig::parse(&format!("[{section}]\n{key} = 0\n"));
-            assert_eq!(zero.is_err(), loops, "{section}.{key} = 0: {zero:?}");
-            if let Err(e) = zero {
-                assert!(
-                    e.contains("= 0 is refused") && e.contains("positive"),
-                    "{e}"
+            for nothing in ["0", "1e-12", "0.0009"] {
+                let zero = FileConfig::parse(&format!("[{section}]\n{key} = {nothing}\n"));
+                assert_eq!(
+                    zero.is_err(),
+                    loops,
+                    "{section}.{key} = {nothing}: {zero:?}"
                 );
+                if let Err(e) = zero {
+                    assert!(e.contains("is refused") && e.contains("0.001"), "{e}");
+                }
             }
             let ok = FileConfig::parse(&format!("[{section}]\n{key} = 0.25\n"));
             assert!(ok.is_ok(), "{section}.{key} = 0.25: {ok:?}");

@@ -713,6 +713,9 @@ async fn bad_requests_get_a_4xx_naming_the_field_and_store_nothing() {
         ("/api/v1/events?since=yesterday", "since"),
         ("/api/v1/events?limit=0", "limit"),
         ("/api/v1/events/live?color=red", "color"),
+        ("/api/v1/events?camera_id=a%00b", "camera_id"),
+        ("/api/v1/events?event_type=%00", "event_type"),
+        ("/api/v1/events/live?camera_id=a%00b", "camera_id"),
     ] {
         // With a token set, reads need one too (the read token would do).
         let (status, v) = common::call(&router, "GET", uri, None, Some("s3cret")).await;

@@ -7,7 +7,8 @@
 //!   that id. Shared locks never wait for each other, so producers (Ferry's or any program's,
 //!   with transactions over as many cameras as they like) never wait on Ferry and cannot
 //!   deadlock on it.
-//! - An `AFTER INSERT` statement trigger copies the new rows into `events_outbox` in the same
+//! - An `AFTER INSERT` statement trigger copies the new rows into `events_pending` (the outbox;
+//!   `events_outbox` before version 2, renamed so that older relays stop) in the same
 //!   transaction and sends `NOTIFY ferry_events`: whatever commits is queued for publishing,
 //!   whoever inserted it.
 //! - The relay publishes only ids below the *horizon* ([`EventLog::publish_pending`]): the
@@ -124,21 +125,57 @@ BEGIN
 END $$;
 -- The lowest id still to be committed by a transaction in flight or handed out later: every
 -- queued event below it is final. The sequence is read before the locks, so a transaction
--- whose lock is not seen yet takes its ids after that read.
+-- whose lock is not seen yet takes its ids after that read. A transaction still holding a
+-- version 1 per-camera lock (1717924470) took ids before this version was installed, without
+-- an in-flight lock: nothing is final until it ends.
 CREATE FUNCTION ferry_events_horizon() RETURNS bigint LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
     next_id bigint := ferry_events_next_id();
     held bigint;
+    old_writers bigint;
+    cache bigint;
 BEGIN
-    SELECT min(((l.classid::bigint - 1178927104) << 31) | l.objid::bigint) INTO held
+    SELECT s.seqcache INTO cache FROM pg_sequence AS s
+     WHERE s.seqrelid = 'events_id_seq'::regclass;
+    IF cache > 1 THEN
+        RAISE EXCEPTION 'events_id_seq has CACHE %, so its ids are not handed out in order and Ferry cannot publish in id order: run ALTER SEQUENCE events_id_seq CACHE 1', cache
+            USING ERRCODE = '55000';
+    END IF;
+    SELECT min(((l.classid::bigint - 1178927104) << 31) | l.objid::bigint) FILTER (
+               WHERE l.classid::bigint BETWEEN 1178927104 AND 1178927104 + 65535),
+           count(*) FILTER (WHERE l.classid::bigint = 1717924470)
+      INTO held, old_writers
       FROM pg_locks AS l
      WHERE l.locktype = 'advisory' AND l.objsubid = 2
-       AND l.classid::bigint BETWEEN 1178927104 AND 1178927104 + 65535
        AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database());
+    IF old_writers > 0 THEN
+        RETURN 0;
+    END IF;
     RETURN least(next_id, held);
+END $$;
+-- Renamed so that relays of an older Ferry, which publish without the horizon, fail instead of
+-- publishing out of order.
+ALTER TABLE events_outbox RENAME TO events_pending;
+ALTER INDEX events_outbox_pkey RENAME TO events_pending_pkey;
+ALTER INDEX events_outbox_camera RENAME TO events_pending_camera;
+CREATE OR REPLACE FUNCTION ferry_events_enqueue() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO events_pending (event_id, camera_id) SELECT id, camera_id FROM ferry_new_events;
+    -- Ferry's own connections (ferry.notify = off) notify after their commit instead: a
+    -- transaction that notifies holds a cluster-wide lock through its commit, which would
+    -- serialise concurrent producers' commits.
+    IF coalesce(current_setting('ferry.notify', true), '') <> 'off' THEN
+        PERFORM pg_notify('ferry_events', '');
+    END IF;
+    RETURN NULL;
 END $$;
 "#,
 ];
+
+/// How long one attempt of [`EventLog::migrate`] waits for a lock.
+const MIGRATE_LOCK_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long [`EventLog::migrate`] keeps trying.
+const MIGRATE_PATIENCE: Duration = Duration::from_secs(120);
 
 /// How many transactions are in flight (inserted events, not ended) and the age of the oldest.
 fn in_flight_transactions_sql() -> String {
@@ -176,7 +213,7 @@ SET LOCAL synchronous_commit = off;
 SELECT set_config('ferry.relay_horizon', ferry_events_horizon()::text, true);
 SELECT set_config('ferry.relay_cameras', coalesce(json_agg(c.camera_id)::text, '[]'), true)
     FROM (SELECT DISTINCT camera_id FROM
-          (SELECT camera_id FROM events_outbox
+          (SELECT camera_id FROM events_pending
            WHERE event_id < current_setting('ferry.relay_horizon')::bigint
            ORDER BY event_id LIMIT {limit}) AS t) AS c
     WHERE pg_try_advisory_xact_lock({RELAY_LOCK}, hashtext(c.camera_id));
@@ -186,13 +223,13 @@ SELECT o.event_id, (SELECT json_build_object(
             'snapshot_path', e.snapshot_path, 'event_data', e.event_data,
             'created_at', e.created_at)::text
         FROM events AS e WHERE e.id = o.event_id)
-    FROM events_outbox AS o
+    FROM events_pending AS o
     WHERE o.camera_id IN
           (SELECT json_array_elements_text(current_setting('ferry.relay_cameras')::json))
       AND o.event_id < current_setting('ferry.relay_horizon')::bigint
     ORDER BY o.event_id LIMIT {limit};
 SELECT 'held', count(*)::text, current_setting('ferry.relay_horizon') FROM
-    (SELECT 1 FROM events_outbox
+    (SELECT 1 FROM events_pending
      WHERE event_id >= current_setting('ferry.relay_horizon')::bigint LIMIT 1) AS h;"#
     )
 }
@@ -223,7 +260,8 @@ pub enum EventLogError {
     #[error("PostgreSQL: {0}")]
     Backend(String),
     /// PostgreSQL refused the data itself (SQLSTATE classes 22 data exception, 23 integrity
-    /// constraint violation, 54 program limit exceeded): the same data fails again, so it is
+    /// constraint violation, 54 program limit exceeded, P0 a PL/pgSQL `RAISE`, e.g. an
+    /// application's validation trigger): the same data fails again, so it is
     /// never retried as if the server were unavailable.
     #[error("PostgreSQL refused the data: {message}")]
     Refused {
@@ -521,7 +559,9 @@ impl EventLog {
     fn error(&self, e: tokio_postgres::Error) -> EventLogError {
         if let Some(db) = e.as_db_error() {
             let sqlstate = db.code().code();
-            if ["22", "23", "54"]
+            // Data exceptions, integrity, program limits, and PL/pgSQL `RAISE` (an
+            // application's own validation trigger refusing a row).
+            if ["22", "23", "54", "P0"]
                 .iter()
                 .any(|class| sqlstate.starts_with(class))
             {
@@ -544,9 +584,38 @@ impl EventLog {
     }
 
     /// Creates or upgrades the schema (under an advisory lock; a newer schema is refused).
+    ///
+    /// The upgrade to version 2 renames the outbox, which waits for every transaction that
+    /// wrote to it; an application transaction that writes again meanwhile would queue behind
+    /// that wait and deadlock with it. So each attempt gives up after [`MIGRATE_LOCK_TIMEOUT`]
+    /// (shorter than PostgreSQL's default `deadlock_timeout`, so the application never is the
+    /// one aborted) and is retried for up to [`MIGRATE_PATIENCE`].
     pub async fn migrate(&self) -> EventLogResult<()> {
+        let started = std::time::Instant::now();
+        loop {
+            match self.migrate_once().await {
+                Err(EventLogError::Backend(m))
+                    if m.starts_with("55P03") && started.elapsed() < MIGRATE_PATIENCE =>
+                {
+                    tracing::info!(
+                        "the events schema upgrade waits for transactions writing events to end"
+                    );
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn migrate_once(&self) -> EventLogResult<()> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(|e| self.error(e))?;
+        tx.batch_execute(&format!(
+            "SET LOCAL lock_timeout = {}",
+            MIGRATE_LOCK_TIMEOUT.as_millis()
+        ))
+        .await
+        .map_err(|e| self.error(e))?;
         match SCHEMA.apply(&tx).await {
             Ok(()) => {}
             Err(MigrateError::Db(e)) => return Err(self.error(e)),
@@ -750,7 +819,7 @@ impl EventLog {
         }
         // One round trip: mark them published and commit.
         tx.finish(&format!(
-            "DELETE FROM events_outbox WHERE event_id = ANY('{{{}}}'::bigint[]); COMMIT",
+            "DELETE FROM events_pending WHERE event_id = ANY('{{{}}}'::bigint[]); COMMIT",
             ids.join(",")
         ))
         .await
@@ -860,7 +929,7 @@ impl EventLog {
             .query_one(
                 "SELECT count(*), (extract(epoch FROM now() - min(o.enqueued_at)) * 1000)::bigint,
                         count(*) FILTER (WHERE o.event_id >= h.horizon)
-                 FROM events_outbox AS o, (SELECT ferry_events_horizon() AS horizon) AS h",
+                 FROM events_pending AS o, (SELECT ferry_events_horizon() AS horizon) AS h",
                 &[],
             )
             .await
@@ -897,5 +966,118 @@ mod tests {
             "the lock, the decoding and the range of the in-flight keys"
         );
         assert_ne!(IN_FLIGHT_LOCK, RELAY_LOCK);
+    }
+
+    /// A database at schema version 1 with an application transaction that inserted an event
+    /// and is still open.
+    async fn version_1_with_an_open_writer(
+        db: &ferry_testkit::PgDatabase,
+    ) -> tokio_postgres::Client {
+        let (app, conn) = tokio_postgres::connect(&db.url(), tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        app.batch_execute(MIGRATIONS[0]).await.unwrap();
+        app.batch_execute(
+            "CREATE TABLE ferry_schema (component text PRIMARY KEY, version bigint NOT NULL);
+             INSERT INTO ferry_schema VALUES ('events', 1);
+             BEGIN;
+             INSERT INTO events (event_type, camera_id) VALUES ('sql', 'cam-a');",
+        )
+        .await
+        .unwrap();
+        app
+    }
+
+    async fn publish_all(log: &EventLog) -> Vec<i64> {
+        let mut ids = Vec::new();
+        loop {
+            let mut batch_ids = Vec::new();
+            let done = log
+                .publish_pending(100, |b| {
+                    batch_ids.extend(b.events.iter().map(|e| e.id));
+                    async { Ok::<(), String>(()) }
+                })
+                .await
+                .unwrap();
+            ids.extend(batch_ids);
+            if done.events == 0 && !done.held_back {
+                return ids;
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_upgrade_from_version_1_waits_for_open_writers_and_never_fails_them() {
+        let db = ferry_testkit::PgDatabase::create();
+        let app = version_1_with_an_open_writer(&db).await;
+        let upgrade = tokio::spawn({
+            let url = db.url();
+            async move { EventLog::open(&url, 2).await }
+        });
+        // Past PostgreSQL's deadlock_timeout (1 s): the application writes again while the
+        // upgrade waits for it, and must not be the one aborted.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert!(
+            !upgrade.is_finished(),
+            "the upgrade waits for the open writer"
+        );
+        app.batch_execute(
+            "INSERT INTO events (event_type, camera_id) VALUES ('sql', 'cam-a'); COMMIT",
+        )
+        .await
+        .expect("the application's transaction is never broken by the upgrade");
+        let log = upgrade.await.unwrap().expect("the upgrade completes");
+        log.save(&NewEvent::new("sql", "cam-a")).await.unwrap();
+        assert_eq!(publish_all(&log).await, [1, 2, 3]);
+    }
+
+    #[tokio::test]
+    async fn a_cached_sequence_is_refused_with_the_fix() {
+        let db = ferry_testkit::PgDatabase::create();
+        let log = EventLog::open(&db.url(), 2).await.unwrap();
+        log.save(&NewEvent::new("sql", "cam-a")).await.unwrap();
+        let client = log.client().await.unwrap();
+        client
+            .batch_execute("ALTER SEQUENCE events_id_seq CACHE 20")
+            .await
+            .unwrap();
+        let err = log
+            .publish_pending(10, |_| async { Ok::<(), String>(()) })
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("ALTER SEQUENCE events_id_seq CACHE 1"),
+            "{err}"
+        );
+        assert_eq!(log.stats().await.map(|s| s.unpublished).ok(), None);
+    }
+
+    #[tokio::test]
+    async fn a_row_an_application_trigger_refuses_is_refused_data_not_an_outage() {
+        let db = ferry_testkit::PgDatabase::create();
+        let log = EventLog::open(&db.url(), 2).await.unwrap();
+        log.client()
+            .await
+            .unwrap()
+            .batch_execute(
+                "CREATE FUNCTION app_check() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+                     IF NEW.event_data ? 'bad' THEN RAISE EXCEPTION 'app refuses it'; END IF;
+                     RETURN NEW; END $$;
+                 CREATE TRIGGER app_check BEFORE INSERT ON events
+                     FOR EACH ROW EXECUTE FUNCTION app_check();",
+            )
+            .await
+            .unwrap();
+        let err = log
+            .save(&NewEvent::new("sql", "cam-a").with_data(serde_json::json!({"bad": 1})))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, EventLogError::Refused { sqlstate, .. } if sqlstate == "P0001"),
+            "{err:?}"
+        );
+        assert_eq!(err.class(), ErrorClass::User);
     }
 }

@@ -261,13 +261,20 @@ pub(super) fn check_params(
     params: &HashMap<String, String>,
     allowed: &[&str],
 ) -> Result<(), ApiError> {
-    match params.keys().find(|k| !allowed.contains(&k.as_str())) {
-        Some(unknown) => Err(ApiError::bad_request(
+    if let Some(unknown) = params.keys().find(|k| !allowed.contains(&k.as_str())) {
+        return Err(ApiError::bad_request(
             format!(
                 "unknown query parameter `{unknown}` (allowed: {})",
                 allowed.join(", ")
             ),
             Some(unknown),
+        ));
+    }
+    // No stored value holds a control character (PostgreSQL refuses NUL outright).
+    match params.iter().find(|(_, v)| v.chars().any(char::is_control)) {
+        Some((name, _)) => Err(ApiError::bad_request(
+            format!("query parameter `{name}` holds a control character (such as NUL)"),
+            Some(name),
         )),
         None => Ok(()),
     }
