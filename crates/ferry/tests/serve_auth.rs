@@ -386,6 +386,27 @@ fn empty_tokens_and_a_read_token_alone_are_refused_at_start() {
         ),
         &["the same as the admin token"],
     );
+    // A stray newline (from a file or a variable) could never match a trimmed header.
+    assert_refused(
+        serve_command(
+            &redis,
+            &dir,
+            "",
+            &listen,
+            &[("FERRY_SERVE_TOKEN", "t0ken\n")],
+        ),
+        &["admin token starts or ends with white space"],
+    );
+    assert_refused(
+        serve_command(
+            &redis,
+            &dir,
+            "token = \"t\"\nread_token = \" r\"",
+            &listen,
+            &[],
+        ),
+        &["read token starts or ends with white space"],
+    );
 }
 
 /// Starts `c`, a `ferry serve` that must start; killed on drop.

@@ -72,6 +72,13 @@ pub enum ServeConfigError {
          set a token or remove the setting"
     )]
     EmptyToken(&'static str),
+    /// A token that starts or ends with white space (a header value is trimmed, so it could
+    /// never match).
+    #[error(
+        "the {0} starts or ends with white space, which no Authorization header can carry: \
+         remove it (a stray newline from a file or a variable is the usual cause)"
+    )]
+    PaddedToken(&'static str),
     /// A read token without an admin token.
     #[error(
         "a read token is set but no admin token: set the admin token too (FERRY_SERVE_TOKEN, \
@@ -106,6 +113,16 @@ impl ServeOptions {
         }
         if empty(&self.read_token) {
             return Err(ServeConfigError::EmptyToken("read token"));
+        }
+        let padded = |t: &Option<Secret>| {
+            t.as_ref()
+                .is_some_and(|t| t.expose_secret().trim() != t.expose_secret())
+        };
+        if padded(&self.token) {
+            return Err(ServeConfigError::PaddedToken("admin token"));
+        }
+        if padded(&self.read_token) {
+            return Err(ServeConfigError::PaddedToken("read token"));
         }
         match (&self.token, &self.read_token) {
             (None, Some(_)) => return Err(ServeConfigError::ReadTokenAlone),

@@ -22,7 +22,7 @@ use crate::runtime::failpoint;
 /// First pause before looking again at events held back by a transaction in flight.
 const MIN_HELD_POLL: Duration = Duration::from_millis(2);
 /// Longest such pause (never longer than `rescan_interval`).
-const MAX_HELD_POLL: Duration = Duration::from_millis(100);
+const MAX_HELD_POLL: Duration = Duration::from_millis(10);
 /// How long `--once` waits for a transaction in flight before it stops with events queued.
 const ONCE_HELD_LIMIT: Duration = Duration::from_secs(5);
 
