@@ -5,7 +5,7 @@ use std::time::Duration;
 use anyhow::Context;
 use ferry::config::FileConfig;
 use ferry::jobs::events::{
-    self, EventQuery, EventsContext, EventsOptions, IngestOptions, StoredEvent,
+    self, EventQuery, EventStats, EventsContext, EventsOptions, IngestOptions, StoredEvent,
 };
 use ferry_core::error::ExitStatus;
 
@@ -48,6 +48,46 @@ fn print_event(e: &StoredEvent) {
         e.frame_number.map_or("-".to_string(), |f| f.to_string()),
         e.event_data
     );
+}
+
+/// Prints the log's statistics, as JSON or as text.
+fn print_stats(stats: &EventStats, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(&stats)?);
+    } else {
+        println!(
+            "events stored: {} (last id {:?})",
+            stats.events, stats.last_id
+        );
+        println!(
+            "unpublished:   {}{}",
+            stats.unpublished,
+            stats
+                .oldest_unpublished_ms
+                .map(|ms| format!(" (oldest waiting {:.1} s)", ms as f64 / 1000.0))
+                .unwrap_or_default()
+        );
+        if stats.held_back > 0 {
+            println!(
+                "held back:     {} (behind {} transaction(s) that inserted events and are still open{})",
+                stats.held_back,
+                stats.in_flight_transactions,
+                stats
+                    .oldest_in_flight_ms
+                    .map(|ms| format!(", the oldest for {:.1} s", ms as f64 / 1000.0))
+                    .unwrap_or_default()
+            );
+        }
+        println!("by type:");
+        for (t, n) in &stats.by_type {
+            println!("  {t:<20} {n}");
+        }
+        println!("by camera (busiest first):");
+        for (c, n) in &stats.by_camera {
+            println!("  {c:<20} {n}");
+        }
+    }
+    Ok(())
 }
 
 /// Runs one events action.
@@ -157,41 +197,7 @@ pub async fn events_action(action: EventsAction, file: &FileConfig) -> anyhow::R
         EventsAction::Stats { events: args, json } => {
             let ctx = EventsContext::connect(options(file, &args)).await?;
             let stats = ctx.log.stats().await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&stats)?);
-            } else {
-                println!(
-                    "events stored: {} (last id {:?})",
-                    stats.events, stats.last_id
-                );
-                println!(
-                    "unpublished:   {}{}",
-                    stats.unpublished,
-                    stats
-                        .oldest_unpublished_ms
-                        .map(|ms| format!(" (oldest waiting {:.1} s)", ms as f64 / 1000.0))
-                        .unwrap_or_default()
-                );
-                if stats.held_back > 0 {
-                    println!(
-                        "held back:     {} (behind {} transaction(s) that inserted events and are still open{})",
-                        stats.held_back,
-                        stats.in_flight_transactions,
-                        stats
-                            .oldest_in_flight_ms
-                            .map(|ms| format!(", the oldest for {:.1} s", ms as f64 / 1000.0))
-                            .unwrap_or_default()
-                    );
-                }
-                println!("by type:");
-                for (t, n) in &stats.by_type {
-                    println!("  {t:<20} {n}");
-                }
-                println!("by camera (busiest first):");
-                for (c, n) in &stats.by_camera {
-                    println!("  {c:<20} {n}");
-                }
-            }
+            print_stats(&stats, json)?;
             Ok(ExitStatus::Done)
         }
     }
