@@ -146,3 +146,62 @@ fn healthz_answers_within_100_ms_while_a_minilm_pass_runs() {
         latencies.len()
     );
 }
+
+/// A free loopback port (bound, then released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn a_closed_standard_output_neither_stops_serve_nor_keeps_it_from_a_clean_sigterm_exit() {
+    let setup = TierSetup::new("");
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    // Nobody reads what serve prints: the pipe is closed before serve starts.
+    drop(reader);
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut child = setup
+        .command(&["serve", "--listen", &addr, "--interval", "0.05"])
+        .env("FERRY_SERVE_TOKEN", TOKEN)
+        .env_remove("FERRY_SERVE_READ_TOKEN")
+        .env_remove("FERRY_LISTEN")
+        .stdout(writer)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start ferry serve");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("ferry serve stopped by itself with a closed stdout: {status}");
+        }
+        if std::net::TcpStream::connect(&addr).is_ok()
+            && serve::request(&addr, "GET", "/healthz", None, None, Duration::from_secs(5)).0 == 200
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "ferry serve never answered");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Some passes run on the short interval, then SIGTERM.
+    std::thread::sleep(Duration::from_millis(500));
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("ferry serve did not stop within 20 s of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "ferry serve exited with {status}");
+}

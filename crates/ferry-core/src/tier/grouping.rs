@@ -5,21 +5,22 @@
 //! threshold. A caption below the threshold is held back as a possible outlier: `split_confirm`
 //! consecutive ones close the event, while a caption that joins again absorbs the held-back ones
 //! (they count as frames but do not move the centroid). A gap longer than `max_gap` closes the
-//! event; an event reaching `max_duration` closes and a continuation linked to it starts.
+//! event; an event reaching `max_duration` closes and a continuation linked to it starts, going on
+//! from the scene's centroid (a continuation is the same scene, worded as before).
 //!
 //! A split of an event younger than `min_duration` is checked when it is settled (below): when
-//! the next event turns out alike (centroid within the threshold, or one of the young event's
-//! own captions word for word) the split was a false alarm and is undone; otherwise the young
-//! event stands however short it is, so a short distinct scene is not glued to the next one.
+//! the next event turns out alike (centroids within the threshold, or one of the next event's
+//! captions is one of the young event's word for word or similar to its centroid) the split was
+//! a false alarm and is undone; otherwise the young event stands however short it is, so a short
+//! distinct scene is not glued to the next one.
 //!
 //! Which event the captions that confirmed a split belong to is settled once the next event has
 //! [`SETTLE_AFTER`] captions: from the first one that fits it (same text, similar to its
-//! centroid, or closer to it than to the closing event and at least half the threshold similar)
-//! they start it, and the captions since the split are grouped again from there; the ones
-//! before stay with the closing event as its outliers — unless none fits the next event and
-//! they agree with each other: then they are a short scene of their own. Without this, an outlier at the very end
-//! of a scene, or the scene's last oddly worded caption, would open the next event — which,
-//! being younger than `min_duration`, then takes the whole next scene with it.
+//! centroid, or closer to it than to the closing event) they start it, and the captions since
+//! the split are grouped again from there; the ones before stay with the closing event as its
+//! outliers — unless none fits the next event and they agree with each other: then they are a
+//! short scene of their own. So an outlier at the very end of a scene stays with it, while the
+//! next scene's first caption, however it is worded, is not given to the scene before.
 
 use std::mem;
 
@@ -400,16 +401,22 @@ impl Grouper {
                 return self.push_into(item, closed);
             }
             let previous = open.id.clone();
+            // The continuation compares with the whole scene so far, not its first caption alone.
+            let (prior_sum, prior_embedded) = (open.sum.clone(), open.embedded);
             let mut rest = mem::take(&mut self.pending);
             rest.push(item);
             closed.push(self.close_open());
             let mut rest = rest.into_iter();
             let first = rest.next().expect("at least the new caption");
-            self.open = Some(OpenEventState::start(
-                &self.camera_id,
-                first,
-                Some(previous),
-            ));
+            let mut next = OpenEventState::start(&self.camera_id, first, Some(previous));
+            if next.sum.len() == prior_sum.len() {
+                next.sum
+                    .iter_mut()
+                    .zip(&prior_sum)
+                    .for_each(|(s, p)| *s += p);
+                next.embedded += prior_embedded;
+            }
+            self.open = Some(next);
             for p in rest {
                 self.push_into(p, closed);
             }
@@ -478,8 +485,7 @@ impl Grouper {
                 .iter()
                 .position(|u| {
                     let to_next = next.similarity(u);
-                    next.accepts(u, threshold)
-                        || (to_next >= threshold / 2.0 && to_next > event.similarity(u))
+                    next.accepts(u, threshold) || to_next > event.similarity(u)
                 })
                 .unwrap_or(undecided.len()),
             // No caption followed the split: the held-back ones start the next event.
@@ -528,11 +534,11 @@ impl Grouper {
         let alike = (event.embedded > 0
             && next.embedded > 0
             && cosine(&event.sum, &next.sum) >= self.config.similarity_threshold)
-            || next
-                .distinct
-                .iter()
-                .filter(|d| !d.outlier_only)
-                .any(|d| event.accepts_text(&d.norm));
+            || next.distinct.iter().filter(|d| !d.outlier_only).any(|d| {
+                event.accepts_text(&d.norm)
+                    || (event.embedded > 0
+                        && cosine(&event.sum, &d.embedding) >= self.config.similarity_threshold)
+            });
         // Captions held back from the next event stay held by the merged one: they count too.
         let newest = self
             .pending
@@ -1002,6 +1008,69 @@ mod tests {
             .collect();
         let events = run(&mut Grouper::new("c", GroupingConfig::default(), "r"), late);
         assert_eq!(events.len(), 2, "{events:?}");
+    }
+
+    /// A continuation after `max_duration` is the same scene: it goes on comparing captions with
+    /// the scene's centroid, not with its own first caption alone, so a wording the scene used
+    /// all along does not split it.
+    #[test]
+    fn a_continuation_keeps_the_wordings_its_scene_had() {
+        let with = |i, ts_s, e: [f32; 4], text| GroupInput {
+            embedding: Some(e.to_vec()),
+            ..input(i, ts_s, 0, text)
+        };
+        let lot = [1.0, 0.0, 0.0, 0.0];
+        // Between the two wordings: similar to both (0.85), while they are 0.45 apart.
+        let mixed = [0.85, 0.53, 0.0, 0.0];
+        let car_park = [0.45, 0.9, 0.0, 0.0];
+        let mut items: Vec<GroupInput> = (0..=30)
+            .map(|i| {
+                let e = if i % 2 == 0 { lot } else { mixed };
+                with(
+                    i + 1,
+                    i as i64 * 10,
+                    e,
+                    if i % 2 == 0 { "lot" } else { "mixed" },
+                )
+            })
+            .collect();
+        items.push(with(32, 310, lot, "lot"));
+        items.push(with(33, 320, car_park, "car park"));
+        items.push(with(34, 330, car_park, "car park"));
+        for i in 0..6 {
+            items.push(with(35 + i, 340 + i as i64 * 10, lot, "lot"));
+        }
+        let events = run(
+            &mut Grouper::new("c", GroupingConfig::default(), "r"),
+            items,
+        );
+        assert_eq!(events.len(), 2, "{events:?}");
+        assert_eq!(
+            events[1].previous_event_id.as_deref(),
+            Some(events[0].id.as_str())
+        );
+        assert_eq!(events[1].frame_count, 9);
+    }
+
+    /// The next scene's first caption, worded unlike the rest of it but closer to it than to the
+    /// scene before, does not end the event before (it stays on the next scene's side).
+    #[test]
+    fn the_next_scenes_oddly_worded_first_caption_is_not_given_to_the_scene_before() {
+        let mut items = scene_run(1, 0, 12, 0, "empty lot");
+        items.push(GroupInput {
+            embedding: Some(vec![0.0, 0.2, 0.0, 0.98]),
+            ..input(13, 120, 1, "someone by a van")
+        });
+        items.extend(scene_run(14, 130, 10, 1, "van at the gate"));
+        let events = run(
+            &mut Grouper::new("c", GroupingConfig::default(), "r"),
+            items,
+        );
+        assert_eq!(events[0].frame_count, 12, "{events:?}");
+        assert_eq!(events[0].last_entry, EntryId::new(12, 0));
+        assert_eq!(events[1].first_entry, EntryId::new(13, 0));
+        let frames: u64 = events[1..].iter().map(|e| e.frame_count).sum();
+        assert_eq!(frames, 11);
     }
 
     #[test]

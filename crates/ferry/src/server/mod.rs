@@ -11,6 +11,7 @@ mod api;
 mod auth;
 mod events_api;
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -171,7 +172,10 @@ pub async fn serve(
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", options.listen))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "listening");
-    println!("listening on http://{addr}");
+    // A service must not stop because its standard output went away (a closed pipe, a
+    // supervisor that restarted its log reader): the line is for whoever listens, logs go to
+    // stderr.
+    let _ = writeln!(std::io::stdout().lock(), "listening on http://{addr}");
     let mut state = AppState::new(tier, options.clone(), metrics, stop.clone());
     let mut relay = None;
     if let Some(ctx) = events {
