@@ -138,7 +138,7 @@ pub enum KeysAction {
         #[arg(long)]
         sample: Option<u64>,
         /// Allowed TTL difference in seconds.
-        #[arg(long, value_name = "SECONDS", value_parser = seconds)]
+        #[arg(long, value_name = "SECONDS", value_parser = seconds, allow_hyphen_values = true)]
         ttl_tolerance: Option<f64>,
         #[command(flatten)]
         values: ValueOpts,
@@ -274,7 +274,7 @@ pub enum EventsAction {
         #[arg(long, default_value_t = 500)]
         batch: usize,
         /// Take over entries another consumer left pending this many seconds.
-        #[arg(long, default_value_t = 60.0, value_name = "SECONDS", value_parser = claim_idle_seconds)]
+        #[arg(long, default_value_t = 60.0, value_name = "SECONDS", value_parser = claim_idle_seconds, allow_hyphen_values = true)]
         claim_idle: f64,
         /// Stream that receives entries that are not events (default STREAM:dead).
         #[arg(long)]
@@ -336,7 +336,7 @@ pub struct ServeArgs {
     #[arg(long)]
     pub insecure: bool,
     /// Seconds between tier passes.
-    #[arg(long, value_name = "SECONDS", value_parser = interval_seconds)]
+    #[arg(long, value_name = "SECONDS", value_parser = interval_seconds, allow_hyphen_values = true)]
     pub interval: Option<f64>,
 }
 
@@ -590,6 +590,17 @@ mod tests {
                 assert_eq!(err.exit_code(), 2, "{arg}");
                 let text = err.to_string();
                 assert!(text.contains(flag) && text.contains(bad), "{arg}: {text}");
+            }
+            // `--interval -5` (a separate word) is a bad value too, not an unknown flag.
+            for bad in ["-5", "-inf"] {
+                let mut args = head.to_vec();
+                args.extend([flag, bad]);
+                let err = parse(&args).expect_err(bad);
+                assert_eq!(
+                    err.kind(),
+                    clap::error::ErrorKind::ValueValidation,
+                    "{flag} {bad}"
+                );
             }
             let arg = format!("{flag}=0");
             let mut args = head.to_vec();

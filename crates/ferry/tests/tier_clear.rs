@@ -143,3 +143,62 @@ fn discard_deletes_only_the_entries_it_read_and_holds_the_lease_meanwhile() {
     assert_eq!(ids(&mut c, "cam1"), vec![format!("{late}-0")]);
     assert!(s.events().is_empty(), "discarded captions are not stored");
 }
+
+/// A pass paused before its commit loses the camera to a discard (its lease expired): resumed,
+/// it must not store the captions the discard dropped.
+#[test]
+fn a_pass_that_lost_the_camera_to_a_discard_stores_nothing() {
+    let s = TierSetup::new("");
+    let mut c = s.conn();
+    scene(&mut c, "cam1", now_ms() - 3 * HOUR, 12, &SCENE);
+    let child = s
+        .command(&["tier", "run", "--camera", "cam1"])
+        .env("FERRY_PAUSEPOINT", "tier-before-commit")
+        .env("FERRY_LEASE_TTL_MS", "1500")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = Reaped(child);
+    let pid = child.0.id();
+    wait_for(
+        "`tier run` to stop before its commit",
+        Duration::from_secs(60),
+        || {
+            assert!(
+                child.0.try_wait().unwrap().is_none(),
+                "ferry ended without pausing before its commit"
+            );
+            process_state(pid) == Some('T')
+        },
+    );
+    // Stopped, the pass cannot renew its lease; once it expired the discard takes the camera.
+    let start = Instant::now();
+    loop {
+        let out = s.ferry(&["tier", "clear", "--camera", "cam1", "--discard", "-y"]);
+        if out.status.success() {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the discard never got the camera: {}",
+            text(&out)
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(ids(&mut c, "cam1").is_empty());
+    let ok = Command::new("kill")
+        .args(["-CONT", &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "SIGCONT {pid}");
+    wait_for("the resumed pass to end", Duration::from_secs(60), || {
+        child.0.try_wait().unwrap().is_some()
+    });
+    assert!(
+        s.events().is_empty(),
+        "the stale pass stored dropped captions: {:?}",
+        s.events()
+    );
+}

@@ -401,15 +401,22 @@ impl Grouper {
                 return self.push_into(item, closed);
             }
             let previous = open.id.clone();
-            // The continuation compares with the whole scene so far, not its first caption alone.
-            let (prior_sum, prior_embedded) = (open.sum.clone(), open.embedded);
             let mut rest = mem::take(&mut self.pending);
             rest.push(item);
+            // A continuation that starts with a caption of the scene compares with the whole
+            // scene so far, not with its first caption alone; one that starts with a caption
+            // held back (maybe a new scene) starts afresh.
+            let (prior_sum, prior_embedded) =
+                if open.accepts(&rest[0], self.config.similarity_threshold) {
+                    (open.sum.clone(), open.embedded)
+                } else {
+                    (Vec::new(), 0)
+                };
             closed.push(self.close_open());
             let mut rest = rest.into_iter();
             let first = rest.next().expect("at least the new caption");
             let mut next = OpenEventState::start(&self.camera_id, first, Some(previous));
-            if next.sum.len() == prior_sum.len() {
+            if !prior_sum.is_empty() && next.sum.len() == prior_sum.len() {
                 next.sum
                     .iter_mut()
                     .zip(&prior_sum)
@@ -946,6 +953,48 @@ mod tests {
                 ],
                 "{short} captions"
             );
+        }
+    }
+
+    /// Wherever the short scene falls — also where the long scene reaches `max_duration` and a
+    /// continuation starts — it stays its own event, and no event mixes the scenes.
+    #[test]
+    fn a_short_scene_stays_its_own_event_wherever_it_falls() {
+        for short in [2, 3] {
+            for at in (100..=420).step_by(10) {
+                let n_before = at / 10;
+                let mut items = scene_run(1, 0, n_before, 0, "empty lot");
+                let first_short = 1 + n_before;
+                items.extend(scene_run(
+                    first_short,
+                    at as i64,
+                    short,
+                    1,
+                    "person climbing the gate",
+                ));
+                items.extend(scene_run(
+                    first_short + short,
+                    at as i64 + short as i64 * 10,
+                    30,
+                    0,
+                    "empty lot",
+                ));
+                let events = run(
+                    &mut Grouper::new("c", GroupingConfig::default(), "r"),
+                    items,
+                );
+                let gate: Vec<&TierEvent> = events
+                    .iter()
+                    .filter(|e| e.captions.iter().any(|c| c.text.contains("gate")))
+                    .collect();
+                assert_eq!(gate.len(), 1, "{short} captions at {at} s: {events:?}");
+                assert_eq!(
+                    gate[0].captions.len(),
+                    1,
+                    "{short} captions at {at} s: the gate is glued: {events:?}"
+                );
+                assert_eq!(gate[0].frame_count, short);
+            }
         }
     }
 

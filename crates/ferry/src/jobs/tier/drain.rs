@@ -522,6 +522,20 @@ async fn discard_leased(
     lease: &LeaseGuard<AnyStore>,
 ) -> Result<u64, TierError> {
     let fence = Fence::of(lease.lease().scope.clone(), lease.lease().token);
+    if fence.is_some() {
+        // Record this lease's token in the store before reading: a pass that lost the camera to
+        // this discard (paused, then resumed) must not store captions that are dropped here.
+        // The camera's state is written back as it was.
+        let state = ctx
+            .store
+            .camera_state(camera)
+            .await?
+            .unwrap_or(CameraState {
+                camera_id: camera.to_string(),
+                ..CameraState::default()
+            });
+        ctx.store.commit(&[], &state, fence.as_ref()).await?;
+    }
     let mut read = Vec::new();
     let mut after = None;
     loop {

@@ -36,7 +36,7 @@ impl Backend {
             Backend::Minilm => 0.45,
             // Assumes a sentence-embedding model like MiniLM; calibrate for yours.
             Backend::Provided => 0.45,
-            Backend::Lexical => 0.28,
+            Backend::Lexical => 0.35,
         }
     }
 }
