@@ -16,7 +16,7 @@
 //!
 //! `scripts/eval-tier` runs it in release mode: `cargo run --release --example eval_tier --
 //! [--corpus seed,other,third] [--sweep | --threshold X] [--backends lexical,minilm] [--cameras N]
-//! [--outliers 0.04] [--min-scene S] [--min-duration 60] [--split-confirm 2] [--show-impure]`; `--show-impure` lists each impure
+//! [--outliers 0.04] [--min-scene S] [--background] [--min-duration 60] [--split-confirm 2] [--show-impure]`; `--show-impure` lists each impure
 //! event as runs of true scenes (`s12×30*`: 30 captions of scene instance 12, one of them an
 //! outlier).
 
@@ -629,6 +629,7 @@ fn generate(
     seed: u64,
     outliers: f64,
     min_scene_ms: u64,
+    background: bool,
 ) -> Vec<Vec<Labelled>> {
     let mut rng = Rng(seed);
     let mut instance = 0;
@@ -644,9 +645,22 @@ fn generate(
             while scene == last_scene {
                 scene = rng.below(scenes.len() as u64) as usize;
             }
+            if background {
+                // Every other scene is the camera's background (the corpus's first scene type).
+                scene = if last_scene == 0 {
+                    1 + rng.below(scenes.len() as u64 - 1) as usize
+                } else {
+                    0
+                };
+            }
             last_scene = scene;
-            // Some scenes are longer than max_duration.
-            let duration = corpus.duration(&mut rng, min_scene_ms) as i64;
+            // Some scenes are longer than max_duration; with a background, the scenes between
+            // are short (`--min-scene` to 60 s).
+            let duration = if background && scene != 0 {
+                (min_scene_ms + rng.below(60_000u64.saturating_sub(min_scene_ms).max(1))) as i64
+            } else {
+                corpus.duration(&mut rng, min_scene_ms) as i64
+            };
             let end = t + duration;
             while t < end {
                 let outlier = rng.chance(outliers);
@@ -799,6 +813,7 @@ fn main() {
     let arg = |name: &str| text_arg(name).and_then(|v| v.parse::<f64>().ok());
     let min_duration_ms = arg("--min-duration").map_or(60_000, |s| (s * 1000.0) as i64);
     let outliers = arg("--outliers").unwrap_or(0.04);
+    let background = args.iter().any(|a| a == "--background");
     let split_confirm = arg("--split-confirm").map_or(2, |n| (n as usize).max(1));
     let threshold_arg = arg("--threshold").map(|t| t as f32);
     let normalizer = Normalizer::default();
@@ -824,6 +839,7 @@ fn main() {
             seed,
             outliers,
             min_scene_ms,
+            background,
         );
         for s in &mut streams {
             for c in s.iter_mut() {
@@ -843,14 +859,19 @@ fn main() {
         let total: usize = streams.iter().map(Vec::len).sum();
         let scene_count: usize = streams.len() * scenes_per_camera;
         println!(
-            "\n{} corpus: {} cameras, {scene_count} true scenes of {}–{} s, {:.0} % outlier captions, {total} captions ({} distinct after normalising), min_duration {} s\n",
+            "\n{} corpus: {} cameras, {scene_count} true scenes of {}–{} s, {:.0} % outlier captions, {total} captions ({} distinct after normalising), min_duration {} s{}\n",
             corpus.name,
             streams.len(),
             min_scene_ms / 1000,
             corpus.max_scene_ms / 1000,
             outliers * 100.0,
             distinct.len(),
-            min_duration_ms / 1000
+            min_duration_ms / 1000,
+            if background {
+                "; every other scene the background (the first scene type), the ones between up to 60 s"
+            } else {
+                ""
+            }
         );
         println!(
             "| corpus | backend | threshold | captions | events | reduction | purity | fragmentation |"
