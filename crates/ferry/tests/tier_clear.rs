@@ -49,6 +49,34 @@ impl Drop for Reaped {
     }
 }
 
+/// Starts `ferry ARGS` with the pausepoint `point` and a lease TTL of `lease_ttl_ms`, and waits
+/// until it has stopped there (SIGSTOP by itself).
+fn paused(s: &TierSetup, args: &[&str], point: &str, lease_ttl_ms: u64) -> Reaped {
+    let child = s
+        .command(args)
+        .env("FERRY_PAUSEPOINT", point)
+        .env("FERRY_LEASE_TTL_MS", lease_ttl_ms.to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = Reaped(child);
+    let pid = child.0.id();
+    wait_for(
+        &format!("ferry {} to stop at {point}", args.join(" ")),
+        Duration::from_secs(60),
+        || {
+            assert!(
+                child.0.try_wait().unwrap().is_none(),
+                "ferry {} ended without stopping at {point}",
+                args.join(" ")
+            );
+            process_state(pid) == Some('T')
+        },
+    );
+    child
+}
+
 #[test]
 fn discard_refuses_while_another_run_holds_the_cameras_lease() {
     let s = TierSetup::new("");
@@ -83,28 +111,14 @@ fn discard_deletes_only_the_entries_it_read_and_holds_the_lease_meanwhile() {
     let s = TierSetup::new("");
     let mut c = s.conn();
     scene(&mut c, "cam1", now_ms() - 3 * HOUR, 5, &SCENE);
-    let mut child = s.command(&["tier", "clear", "--camera", "cam1", "--discard", "-y"]);
-    let child = child
-        .env("FERRY_PAUSEPOINT", "tier-discard-before-delete")
-        // Stopped, it cannot renew its lease: long enough to outlast the checks below.
-        .env("FERRY_LEASE_TTL_MS", "60000")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut child = Reaped(child);
-    let pid = child.0.id();
-    wait_for(
-        "`tier clear --discard` to stop between its read and its delete",
-        Duration::from_secs(60),
-        || {
-            assert!(
-                child.0.try_wait().unwrap().is_none(),
-                "ferry ended without pausing between its read and its delete"
-            );
-            process_state(pid) == Some('T')
-        },
+    // Stopped, it cannot renew its lease: a TTL long enough to outlast the checks below.
+    let mut child = paused(
+        &s,
+        &["tier", "clear", "--camera", "cam1", "--discard", "-y"],
+        "tier-discard-before-delete",
+        60_000,
     );
+    let pid = child.0.id();
     // While it is paused the camera is leased: a pass skips it.
     let out = s.run_ok(&["tier", "run", "--all"]);
     assert!(
@@ -151,27 +165,13 @@ fn a_pass_that_lost_the_camera_to_a_discard_stores_nothing() {
     let s = TierSetup::new("");
     let mut c = s.conn();
     scene(&mut c, "cam1", now_ms() - 3 * HOUR, 12, &SCENE);
-    let child = s
-        .command(&["tier", "run", "--camera", "cam1"])
-        .env("FERRY_PAUSEPOINT", "tier-before-commit")
-        .env("FERRY_LEASE_TTL_MS", "1500")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut child = Reaped(child);
-    let pid = child.0.id();
-    wait_for(
-        "`tier run` to stop before its commit",
-        Duration::from_secs(60),
-        || {
-            assert!(
-                child.0.try_wait().unwrap().is_none(),
-                "ferry ended without pausing before its commit"
-            );
-            process_state(pid) == Some('T')
-        },
+    let mut child = paused(
+        &s,
+        &["tier", "run", "--camera", "cam1"],
+        "tier-before-commit",
+        1_500,
     );
+    let pid = child.0.id();
     // Stopped, the pass cannot renew its lease; once it expired the discard takes the camera.
     let start = Instant::now();
     loop {

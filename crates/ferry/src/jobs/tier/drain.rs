@@ -329,14 +329,7 @@ async fn drain_camera(
     } else {
         (now - ctx.options.due_age_ms()).max(0) as u64
     };
-    let state = ctx
-        .store
-        .camera_state(camera)
-        .await?
-        .unwrap_or(CameraState {
-            camera_id: camera.to_string(),
-            ..CameraState::default()
-        });
+    let state = camera_state(ctx, camera).await?;
     let resumed_id = state.open.as_ref().map(|o| o.id.clone());
     let mut grouper = match state.open.clone() {
         Some(open) => Grouper::resume(ctx.grouping.clone(), run_id, open),
@@ -497,6 +490,18 @@ async fn embed(
     Ok(result)
 }
 
+/// The camera's stored state, or a fresh one for a camera the store does not know yet.
+async fn camera_state(ctx: &TierContext, camera: &str) -> Result<CameraState, TierError> {
+    Ok(ctx
+        .store
+        .camera_state(camera)
+        .await?
+        .unwrap_or(CameraState {
+            camera_id: camera.to_string(),
+            ..CameraState::default()
+        }))
+}
+
 /// Drops a camera's captions without storing them (`tier clear --discard`).
 ///
 /// Under the camera's lease, like a pass: while another run holds it, nothing is read or
@@ -525,15 +530,10 @@ async fn discard_leased(
     if fence.is_some() {
         // Record this lease's token in the store before reading: a pass that lost the camera to
         // this discard (paused, then resumed) must not store captions that are dropped here.
-        // The camera's state is written back as it was.
-        let state = ctx
-            .store
-            .camera_state(camera)
-            .await?
-            .unwrap_or(CameraState {
-                camera_id: camera.to_string(),
-                ..CameraState::default()
-            });
+        // The camera's state is written back as it was. (A stale commit landing between these
+        // two statements is not refused: its captions stay stored instead of dropped, and the
+        // state goes back to what was read here. Closing that needs a fence-only store call.)
+        let state = camera_state(ctx, camera).await?;
         ctx.store.commit(&[], &state, fence.as_ref()).await?;
     }
     let mut read = Vec::new();
