@@ -221,6 +221,12 @@ pub fn cypher_commit(fenced: bool) -> String {
     format!("{head}{CYPHER_COMMIT}")
 }
 
+/// The fence check alone ([`crate::tier`]'s `raise_fence`): parameters `scope`, `token`; returns
+/// one row: `ok`, `current`.
+pub fn cypher_raise_fence() -> String {
+    format!("{CYPHER_FENCE}RETURN ok, current")
+}
+
 /// The event columns the graph stores return, in [`EventRow`] order.
 pub const CYPHER_EVENT_RETURN: &str = "e.id AS id, e.camera_id AS camera_id, e.caption AS caption, e.start_ms AS start_ms, e.end_ms AS end_ms, e.frame_count AS frame_count, e.captions AS captions, e.centroid_json AS centroid_json, e.previous_event_id AS previous_event_id, e.run_id AS run_id, e.status AS status, e.first_entry AS first_entry, e.last_entry AS last_entry";
 

@@ -250,6 +250,43 @@ async fn check_fencing<S: EventStore>(store: &S) {
         store.events(Some(other_cam), 10).await.unwrap(),
         vec![other]
     );
+    assert_eq!(
+        store.events(Some(cam), 10).await.unwrap(),
+        vec![e6.clone(), e5.clone()]
+    );
+
+    // Raising the fence alone (a discard taking the camera): writes nothing else, refuses a
+    // lower token, and from then on commits under an older token are refused.
+    let err = store
+        .raise_fence(&fence(cam, 5))
+        .await
+        .expect_err("raising to 5 after 6 is refused");
+    assert!(
+        matches!(err, EventStoreError::Fenced { current: 6, .. }),
+        "{err:?}"
+    );
+    store.raise_fence(&fence(cam, 7)).await.expect("raise to 7");
+    store
+        .raise_fence(&fence(cam, 7))
+        .await
+        .expect("the same token again");
+    assert_eq!(
+        store.camera_state(cam).await.unwrap(),
+        Some(watermark_state(cam, 6_000)),
+        "raising the fence leaves the camera's state as it was"
+    );
+    let err = store
+        .commit(
+            &[event(cam, 7_000, 1, None)],
+            &watermark_state(cam, 7_000),
+            Some(&fence(cam, 6)),
+        )
+        .await
+        .expect_err("token 6 is refused after the fence was raised to 7");
+    assert!(
+        matches!(err, EventStoreError::Fenced { current: 7, .. }),
+        "{err:?}"
+    );
     assert_eq!(store.events(Some(cam), 10).await.unwrap(), vec![e6, e5]);
 }
 

@@ -172,6 +172,24 @@ fn event_literal(r: &EventRow, centroid: &[f32]) -> Literal {
 
 use schema::CYPHER_EVENT_RETURN as EVENT_RETURN;
 
+impl FalkorDbEventStore {
+    /// The `ok, current` row of a fenced query: [`EventStoreError::Fenced`] when not `ok`.
+    fn fence_outcome(&self, rows: &[Vec<Value>], fence: Option<&Fence>) -> EventStoreResult<()> {
+        let row = rows
+            .first()
+            .ok_or_else(|| backend(format!("{}: the commit returned no row", self.shown)))?;
+        match fence {
+            Some(f) if !row.first().is_some_and(truth) => Err(EventStoreError::Fenced {
+                store: BACKEND,
+                scope: f.scope.clone(),
+                token: f.token,
+                current: row.get(1).map_or(0, int).max(0) as u64,
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
 impl EventStore for FalkorDbEventStore {
     fn backend(&self) -> &'static str {
         BACKEND
@@ -261,20 +279,16 @@ impl EventStore for FalkorDbEventStore {
         let rows = self
             .query(&schema::cypher_commit(fence.is_some()), &params)
             .await?;
-        let row = rows
-            .first()
-            .ok_or_else(|| backend(format!("{}: the commit returned no row", self.shown)))?;
-        if let Some(f) = fence
-            && !row.first().is_some_and(truth)
-        {
-            return Err(EventStoreError::Fenced {
-                store: BACKEND,
-                scope: f.scope.clone(),
-                token: f.token,
-                current: row.get(1).map_or(0, int).max(0) as u64,
-            });
-        }
-        Ok(())
+        self.fence_outcome(&rows, fence)
+    }
+
+    async fn raise_fence(&self, fence: &Fence) -> EventStoreResult<()> {
+        let params = vec![
+            ("scope", fence.scope.as_str().into()),
+            ("token", fence.stored_token()?.into()),
+        ];
+        let rows = self.query(&schema::cypher_raise_fence(), &params).await?;
+        self.fence_outcome(&rows, Some(fence))
     }
 
     async fn record_run(&self, run: &RunRecord) -> EventStoreResult<()> {

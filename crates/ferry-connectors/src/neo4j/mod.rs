@@ -110,6 +110,24 @@ impl Neo4jEventStore {
         }
     }
 
+    /// The `ok, current` row of a fenced query: [`EventStoreError::Fenced`] when not `ok`.
+    fn fence_outcome(&self, rows: &[Row], fence: Option<&Fence>) -> EventStoreResult<()> {
+        let row = rows
+            .first()
+            .ok_or_else(|| backend(format!("{}: the commit returned no row", self.shown)))?;
+        if let Some(f) = fence
+            && !get::<bool>(row, "ok")?
+        {
+            return Err(EventStoreError::Fenced {
+                store: BACKEND,
+                scope: f.scope.clone(),
+                token: f.token,
+                current: get::<Option<i64>>(row, "current")?.unwrap_or(0).max(0) as u64,
+            });
+        }
+        Ok(())
+    }
+
     async fn rows(&self, q: Query) -> EventStoreResult<Vec<Row>> {
         let mut stream = self
             .graph
@@ -245,20 +263,15 @@ impl EventStore for Neo4jEventStore {
                 .param("token", f.stored_token()?);
         }
         let rows = self.rows(q).await?;
-        let row = rows
-            .first()
-            .ok_or_else(|| backend(format!("{}: the commit returned no row", self.shown)))?;
-        if let Some(f) = fence
-            && !get::<bool>(row, "ok")?
-        {
-            return Err(EventStoreError::Fenced {
-                store: BACKEND,
-                scope: f.scope.clone(),
-                token: f.token,
-                current: get::<Option<i64>>(row, "current")?.unwrap_or(0).max(0) as u64,
-            });
-        }
-        Ok(())
+        self.fence_outcome(&rows, fence)
+    }
+
+    async fn raise_fence(&self, fence: &Fence) -> EventStoreResult<()> {
+        let q = query(&schema::cypher_raise_fence())
+            .param("scope", fence.scope.as_str())
+            .param("token", fence.stored_token()?);
+        let rows = self.rows(q).await?;
+        self.fence_outcome(&rows, Some(fence))
     }
 
     async fn record_run(&self, run: &RunRecord) -> EventStoreResult<()> {

@@ -88,6 +88,34 @@ const FENCE: &str = "INSERT INTO ferry_fence (scope, token) VALUES ($1, $2)
 
 const EVENT_COLUMNS: &str = "id, camera_id, caption, start_ms, end_ms, frame_count, captions::text, centroid, previous_event_id, run_id, status, first_entry, last_entry";
 
+/// First statement of a transaction: records `fence` unless a higher token is recorded (then
+/// [`EventStoreError::Fenced`]). The upsert locks the scope's row until the transaction ends, so
+/// a concurrent commit of the same scope waits and then sees this token.
+async fn record_fence(tx: &tokio_postgres::Transaction<'_>, fence: &Fence) -> EventStoreResult<()> {
+    let token = fence.stored_token()?;
+    let raised = tx
+        .query_opt(FENCE, &[&fence.scope, &token])
+        .await
+        .map_err(backend)?;
+    if raised.is_some() {
+        return Ok(());
+    }
+    let current: i64 = tx
+        .query_one(
+            "SELECT token FROM ferry_fence WHERE scope = $1",
+            &[&fence.scope],
+        )
+        .await
+        .map_err(backend)?
+        .get(0);
+    Err(EventStoreError::Fenced {
+        store: BACKEND,
+        scope: fence.scope.clone(),
+        token: fence.token,
+        current: current.max(0) as u64,
+    })
+}
+
 /// Events in PostgreSQL.
 #[derive(Debug)]
 pub struct PostgresEventStore {
@@ -200,30 +228,8 @@ impl EventStore for PostgresEventStore {
         let mut client = self.client.lock().await;
         let tx = client.transaction().await.map_err(backend)?;
         if let Some(fence) = fence {
-            // First statement of the transaction: the upsert locks the scope's row until the
-            // commit, so a concurrent commit of the same scope waits and then sees this token.
-            let token = fence.stored_token()?;
-            let raised = tx
-                .query_opt(FENCE, &[&fence.scope, &token])
-                .await
-                .map_err(backend)?;
-            if raised.is_none() {
-                let current: i64 = tx
-                    .query_one(
-                        "SELECT token FROM ferry_fence WHERE scope = $1",
-                        &[&fence.scope],
-                    )
-                    .await
-                    .map_err(backend)?
-                    .get(0);
-                // Dropping the transaction rolls it back: nothing was written.
-                return Err(EventStoreError::Fenced {
-                    store: BACKEND,
-                    scope: fence.scope.clone(),
-                    token: fence.token,
-                    current: current.max(0) as u64,
-                });
-            }
+            // On error, dropping the transaction rolls it back: nothing was written.
+            record_fence(&tx, fence).await?;
         }
         let upsert = tx.prepare(UPSERT_EVENT).await.map_err(backend)?;
         // Issued together, the upserts are pipelined on the connection.
@@ -260,6 +266,13 @@ impl EventStore for PostgresEventStore {
         )
         .await
         .map_err(backend)?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn raise_fence(&self, fence: &Fence) -> EventStoreResult<()> {
+        let mut client = self.client.lock().await;
+        let tx = client.transaction().await.map_err(backend)?;
+        record_fence(&tx, fence).await?;
         tx.commit().await.map_err(backend)
     }
 

@@ -146,6 +146,35 @@ fn event_from_row(row: &Row<'_>) -> rusqlite::Result<EventRow> {
 
 const EVENT_COLUMNS: &str = "id, camera_id, caption, start_ms, end_ms, frame_count, captions, centroid, previous_event_id, run_id, status, first_entry, last_entry";
 
+/// In `tx` (begun IMMEDIATE, so the token read stays current): refuses `fence` when a higher
+/// token is recorded for its scope, else records it.
+fn record_fence(tx: &rusqlite::Transaction<'_>, fence: &Fence, token: i64) -> EventStoreResult<()> {
+    let current: Option<i64> = tx
+        .query_row(
+            "SELECT token FROM ferry_fence WHERE scope = ?1",
+            [&fence.scope],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(backend)?;
+    if let Some(current) = current.filter(|c| *c > token) {
+        return Err(EventStoreError::Fenced {
+            store: BACKEND,
+            scope: fence.scope.clone(),
+            token: fence.token,
+            current: current as u64,
+        });
+    }
+    tx.execute(
+        "INSERT INTO ferry_fence (scope, token) VALUES (?1, ?2)
+         ON CONFLICT (scope) DO UPDATE SET token = excluded.token
+         WHERE excluded.token >= ferry_fence.token",
+        params![fence.scope, token],
+    )
+    .map_err(backend)?;
+    Ok(())
+}
+
 impl EventStore for SqliteEventStore {
     fn backend(&self) -> &'static str {
         BACKEND
@@ -225,30 +254,8 @@ impl EventStore for SqliteEventStore {
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(backend)?;
             if let Some((fence, token)) = &fence {
-                let current: Option<i64> = tx
-                    .query_row(
-                        "SELECT token FROM ferry_fence WHERE scope = ?1",
-                        [&fence.scope],
-                        |r| r.get(0),
-                    )
-                    .optional()
-                    .map_err(backend)?;
-                if let Some(current) = current.filter(|c| c > token) {
-                    // Dropping the transaction rolls it back: nothing was written.
-                    return Err(EventStoreError::Fenced {
-                        store: BACKEND,
-                        scope: fence.scope.clone(),
-                        token: fence.token,
-                        current: current as u64,
-                    });
-                }
-                tx.execute(
-                    "INSERT INTO ferry_fence (scope, token) VALUES (?1, ?2)
-                     ON CONFLICT (scope) DO UPDATE SET token = excluded.token
-                     WHERE excluded.token >= ferry_fence.token",
-                    params![fence.scope, token],
-                )
-                .map_err(backend)?;
+                // On error, dropping the transaction rolls it back: nothing was written.
+                record_fence(&tx, fence, *token)?;
             }
             {
                 let mut upsert = tx
@@ -299,6 +306,18 @@ impl EventStore for SqliteEventStore {
                 params![camera.camera_id, camera.watermark, camera.open_state, now],
             )
             .map_err(backend)?;
+            tx.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn raise_fence(&self, fence: &Fence) -> EventStoreResult<()> {
+        let (fence, token) = (fence.clone(), fence.stored_token()?);
+        self.with(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            record_fence(&tx, &fence, token)?;
             tx.commit().map_err(backend)
         })
         .await

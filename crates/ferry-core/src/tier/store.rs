@@ -185,6 +185,11 @@ pub trait EventStore: Send + Sync {
         fence: Option<&Fence>,
     ) -> impl Future<Output = EventStoreResult<()>> + Send;
 
+    /// Records `fence` for its scope as [`EventStore::commit`] does, without writing anything
+    /// else: from then on, commits under a lower token are refused. Fails with
+    /// [`EventStoreError::Fenced`] when a higher token is recorded already.
+    fn raise_fence(&self, fence: &Fence) -> impl Future<Output = EventStoreResult<()>> + Send;
+
     /// Upserts a run record by `run_id`.
     fn record_run(&self, run: &RunRecord) -> impl Future<Output = EventStoreResult<()>> + Send;
 

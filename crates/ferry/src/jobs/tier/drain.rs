@@ -527,14 +527,10 @@ async fn discard_leased(
     lease: &LeaseGuard<AnyStore>,
 ) -> Result<u64, TierError> {
     let fence = Fence::of(lease.lease().scope.clone(), lease.lease().token);
-    if fence.is_some() {
+    if let Some(fence) = &fence {
         // Record this lease's token in the store before reading: a pass that lost the camera to
         // this discard (paused, then resumed) must not store captions that are dropped here.
-        // The camera's state is written back as it was. (A stale commit landing between these
-        // two statements is not refused: its captions stay stored instead of dropped, and the
-        // state goes back to what was read here. Closing that needs a fence-only store call.)
-        let state = camera_state(ctx, camera).await?;
-        ctx.store.commit(&[], &state, fence.as_ref()).await?;
+        ctx.store.raise_fence(fence).await?;
     }
     let mut read = Vec::new();
     let mut after = None;

@@ -81,6 +81,9 @@ impl EventStore for AnyEventStore {
     ) -> EventStoreResult<()> {
         delegate!(self, s => s.commit(events, state, fence))
     }
+    async fn raise_fence(&self, fence: &Fence) -> EventStoreResult<()> {
+        delegate!(self, s => s.raise_fence(fence))
+    }
     async fn record_run(&self, run: &RunRecord) -> EventStoreResult<()> {
         delegate!(self, s => s.record_run(run))
     }
