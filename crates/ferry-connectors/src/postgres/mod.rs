@@ -399,6 +399,9 @@ fn db_message(e: &tokio_postgres::Error) -> String {
     }
 }
 
+/// The advisory lock taken before `ferry_schema` is created ("ferrysch").
+const SCHEMA_TABLE_LOCK: i64 = 0x6665_7272_7973_6368;
+
 /// One component's schema, versioned in the table `ferry_schema`: its migrations are applied in
 /// order and its version is their count.
 struct VersionedSchema {
@@ -433,6 +436,11 @@ impl From<tokio_postgres::Error> for MigrateError {
 impl VersionedSchema {
     /// Brings the schema up to date inside `tx` (under the advisory lock); the caller commits.
     async fn apply(&self, tx: &tokio_postgres::Transaction<'_>) -> Result<(), MigrateError> {
+        // `ferry_schema` is shared by every component: two components creating it at once on a
+        // new database would collide (`CREATE TABLE IF NOT EXISTS` is not safe concurrently),
+        // so its creation is serialised by a lock of its own.
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_TABLE_LOCK])
+            .await?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&self.lock])
             .await?;
         tx.batch_execute(

@@ -22,10 +22,16 @@ async fn version_1_with_an_open_writer(db: &ferry_testkit::PgDatabase) -> tokio_
         .unwrap();
     tokio::spawn(conn);
     app.batch_execute(MIGRATIONS[0]).await.unwrap();
+    // Committed first (a BEGIN later in the same query string would take these statements into
+    // the open transaction).
     app.batch_execute(
         "CREATE TABLE ferry_schema (component text PRIMARY KEY, version bigint NOT NULL);
-         INSERT INTO ferry_schema VALUES ('events', 1);
-         BEGIN;
+         INSERT INTO ferry_schema VALUES ('events', 1);",
+    )
+    .await
+    .unwrap();
+    app.batch_execute(
+        "BEGIN;
          INSERT INTO events (event_type, camera_id) VALUES ('sql', 'cam-a');",
     )
     .await
@@ -121,4 +127,23 @@ async fn a_row_an_application_trigger_refuses_is_refused_data_not_an_outage() {
         "{err:?}"
     );
     assert_eq!(err.class(), ErrorClass::User);
+}
+
+/// The tier store and the event log share `ferry_schema`: created by both at once on a new
+/// database, neither may fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tier_store_and_the_event_log_can_create_their_schemas_at_once() {
+    for _ in 0..10 {
+        let db = ferry_testkit::PgDatabase::create();
+        let url = db.url();
+        let (store, log) = tokio::join!(
+            async {
+                let store = crate::postgres::PostgresEventStore::open(&url).await?;
+                ferry_core::tier::EventStore::migrate(&store).await
+            },
+            EventLog::open(&url, 2)
+        );
+        store.expect("the tier store's schema");
+        log.expect("the event log's schema");
+    }
 }
