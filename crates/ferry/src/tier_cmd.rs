@@ -333,23 +333,35 @@ pub async fn serve(
     // Refuse unusable tokens or an open API on the network before connecting to anything.
     opts.check()?;
     let stop = ferry::runtime::shutdown_token();
-    let ctx = connect(file, args).await?;
-    if opts.interval.as_millis() as i64 >= ctx.options.migrate_before_ms {
-        tracing::warn!(
-            interval_s = opts.interval.as_secs_f64(),
-            migrate_before_s = ctx.options.migrate_before_ms as f64 / 1000.0,
-            "the pass interval is not shorter than migrate_before: captions may expire between passes"
-        );
-    }
     // The events job runs when a PostgreSQL is configured for it.
-    let events = if events.postgres.is_some()
-        || file.events.postgres.as_ref().is_some_and(|p| !p.is_empty())
-    {
+    let events_configured =
+        events.postgres.is_some() || file.events.postgres.as_ref().is_some_and(|p| !p.is_empty());
+    // The tier job runs when it is configured (its Redis or store set in the config or by a
+    // flag), or when nothing else is (then on its defaults, as `ferry serve` always did).
+    let tier_configured = file.tier.redis.is_some()
+        || file.tier.store.is_some()
+        || args.redis.is_some()
+        || args.store.is_some();
+    let tier = if tier_configured || !events_configured {
+        let ctx = connect(file, args).await?;
+        if opts.interval.as_millis() as i64 >= ctx.options.migrate_before_ms {
+            tracing::warn!(
+                interval_s = opts.interval.as_secs_f64(),
+                migrate_before_s = ctx.options.migrate_before_ms as f64 / 1000.0,
+                "the pass interval is not shorter than migrate_before: captions may expire between passes"
+            );
+        }
+        Some(ctx)
+    } else {
+        tracing::info!("the tier job is not configured ([tier] redis and store): not started");
+        None
+    };
+    let events = if events_configured {
         let options = crate::events_cmd::options(file, events);
         Some(ferry::jobs::events::EventsContext::connect(options).await?)
     } else {
         None
     };
-    ferry::server::serve(opts, ctx, events, stop).await?;
+    ferry::server::serve(opts, tier, events, stop).await?;
     Ok(ExitStatus::Done)
 }

@@ -82,7 +82,7 @@ impl Env {
         let events = EventsContext::connect(options)
             .await
             .expect("events context");
-        let state = AppState::new(tier, serve, None, CancellationToken::new())
+        let state = AppState::new(Some(tier), serve, None, CancellationToken::new())
             .with_events(Arc::new(events));
         app(Arc::new(state))
     }
@@ -822,6 +822,61 @@ async fn the_api_saves_batches_pages_history_and_streams_the_live_view() {
     assert_eq!(
         (stats["events"].as_i64(), stats["unpublished"].as_i64()),
         (Some(6), Some(0))
+    );
+}
+
+/// Only the events job configured: `ferry serve` relays, answers its routes, says the tier job
+/// is not configured, and loads no model (a model directory that does not exist would fail a
+/// MiniLM load).
+#[test]
+fn ferry_serve_with_only_events_configured_starts_no_tier_job() {
+    let env = Env::new();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let ctx = runtime.block_on(env.context());
+    let sub = Subscriber::start(&env.redis, "events");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ferry"));
+    command
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args([
+            "--events-postgres",
+            &env.db.url(),
+            "--events-redis",
+            &env.redis.url(),
+        ])
+        .env_remove("FERRY_CONFIG")
+        .env_remove("FERRY_REDIS")
+        .env_remove("FERRY_STORE")
+        .env("FERRY_MODEL_DIR", env.dir.path().join("no-model-here"))
+        .current_dir(env.dir.path())
+        .stderr(Stdio::null());
+    let serve = common::serve::Serve::start(&mut command, "ferry serve prints its address");
+    let addr = serve.loopback();
+    let timeout = Duration::from_secs(10);
+    let (status, body) = common::serve::request(&addr, "GET", "/healthz", None, None, timeout);
+    assert_eq!(status, 200, "{body}");
+    let health: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(health["events_postgres"], "ok", "{body}");
+    assert!(
+        health.get("store").is_none(),
+        "no tier store is checked: {body}"
+    );
+    let (status, body) =
+        common::serve::request(&addr, "GET", "/api/v1/tier/status", None, None, timeout);
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("tier job is not configured"), "{body}");
+    let (status, _) = common::serve::request(&addr, "GET", "/api/v1/events", None, None, timeout);
+    assert_eq!(status, 200);
+    let saved = runtime
+        .block_on(ctx.log.save_batch(&batch(4, 2, "events-only")))
+        .unwrap();
+    let got = sub.wait_for(4, Duration::from_secs(30));
+    assert_eq!(
+        assert_camera_order(&got),
+        saved.iter().map(|s| s.id).collect()
+    );
+    assert!(
+        !env.dir.path().join("ferry.db").exists(),
+        "no default tier store was created"
     );
 }
 

@@ -64,7 +64,7 @@ impl Env {
         .await
         .expect("tier context");
         let mut state = AppState::new(
-            tier,
+            Some(tier),
             serve,
             ferry::server::prometheus(),
             CancellationToken::new(),

@@ -34,7 +34,7 @@ async fn api(token: Option<&str>) -> Api {
         ..ServeOptions::default()
     };
     let state = Arc::new(AppState::new(
-        ctx,
+        Some(ctx),
         serve,
         ferry::server::prometheus(),
         CancellationToken::new(),

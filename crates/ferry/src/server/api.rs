@@ -24,8 +24,8 @@ use crate::jobs::tier::{self, PassRequest, TierContext, TierError};
 /// What every handler shares.
 #[derive(Debug)]
 pub struct AppState {
-    /// The tier job.
-    pub tier: TierContext,
+    /// The tier job, when configured.
+    pub tier: Option<TierContext>,
     options: ServeOptions,
     max_body_bytes: usize,
     metrics: Option<PrometheusHandle>,
@@ -37,9 +37,20 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// The tier job, or a 404 saying it is not configured on this server.
+    pub(super) fn tier(&self) -> Result<&TierContext, ApiError> {
+        self.tier.as_ref().ok_or_else(|| ApiError {
+            status: StatusCode::NOT_FOUND,
+            message: "the tier job is not configured on this server: set [tier] redis and \
+                      store in the config (or --redis and --store) and restart it"
+                .into(),
+            field: None,
+        })
+    }
+
     /// State for [`app`].
     pub fn new(
-        tier: TierContext,
+        tier: Option<TierContext>,
         options: ServeOptions,
         metrics: Option<PrometheusHandle>,
         stop: CancellationToken,
@@ -207,16 +218,22 @@ pub(super) fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result
 }
 
 async fn healthz(State(state): State<Arc<AppState>>) -> Response {
-    let store = state.tier.store.healthcheck().await;
-    let mut ping = redis::cmd("PING");
-    ping.arg("ferry");
-    let redis = state.tier.source.redis().query(b"ferry", ping).await;
-    let redis_ok = matches!(redis, Ok(Ok(_)));
-    let mut healthy = store.is_ok() && redis_ok;
-    let mut body = json!({
-        "store": store.as_ref().map(|_| "ok".to_string()).unwrap_or_else(|e| e.to_string()),
-        "redis": if redis_ok { "ok" } else { "unreachable" },
-    });
+    let mut healthy = true;
+    let mut body = json!({});
+    if let Some(tier) = &state.tier {
+        let store = tier.store.healthcheck().await;
+        let mut ping = redis::cmd("PING");
+        ping.arg("ferry");
+        let redis = tier.source.redis().query(b"ferry", ping).await;
+        let redis_ok = matches!(redis, Ok(Ok(_)));
+        healthy = store.is_ok() && redis_ok;
+        body["store"] = json!(
+            store
+                .map(|_| "ok".to_string())
+                .unwrap_or_else(|e| e.to_string())
+        );
+        body["redis"] = json!(if redis_ok { "ok" } else { "unreachable" });
+    }
     if let Some(events) = &state.events {
         let log = events.log.healthcheck().await;
         healthy &= log.is_ok();
@@ -251,7 +268,7 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
 }
 
 async fn status(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
-    Ok(Json(tier::status(&state.tier).await?).into_response())
+    Ok(Json(tier::status(state.tier()?).await?).into_response())
 }
 
 pub(super) type Params = Query<HashMap<String, String>>;
@@ -303,7 +320,7 @@ async fn history(
     Query(params): Params,
 ) -> Result<Response, ApiError> {
     let limit = query_limit(&params, &["limit"], 20)?;
-    Ok(Json(tier::history(&state.tier, limit).await?).into_response())
+    Ok(Json(tier::history(state.tier()?, limit).await?).into_response())
 }
 
 async fn events(
@@ -315,7 +332,7 @@ async fn events(
     if let Some(c) = camera {
         tier::check_camera(c)?;
     }
-    Ok(Json(tier::events(&state.tier, camera.map(String::as_str), limit).await?).into_response())
+    Ok(Json(tier::events(state.tier()?, camera.map(String::as_str), limit).await?).into_response())
 }
 
 fn check_limit(limit: usize) -> Result<usize, ApiError> {
@@ -344,7 +361,7 @@ async fn preview(
     tier::check_camera(&body.camera_id)?;
     let limit = check_limit(body.limit.unwrap_or(100))?;
     let outcome = tier::run_pass(
-        &state.tier,
+        state.tier()?,
         PassRequest {
             camera: Some(body.camera_id),
             all: true,
@@ -387,7 +404,7 @@ async fn migrate(
     }
     let _pass = state.pass_lock.lock().await;
     let outcome = tier::run_pass(
-        &state.tier,
+        state.tier()?,
         PassRequest {
             camera: body.camera_id,
             all: body.all,
@@ -423,7 +440,7 @@ async fn clear(
     }
     let _pass = state.pass_lock.lock().await;
     let outcome = tier::clear(
-        &state.tier,
+        state.tier()?,
         &body.camera_id,
         body.discard,
         "api",

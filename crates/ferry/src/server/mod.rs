@@ -1,6 +1,8 @@
-//! `ferry serve`: runs the tier job on a schedule and, when configured, the events job's relay;
-//! serves the HTTP API (axum) with Prometheus metrics. Several replicas may run against one Redis: per-camera leases make sure
-//! no camera is drained by two of them at once.
+//! `ferry serve`: runs the configured jobs — the tier job on a schedule, the events job's relay —
+//! and serves the HTTP API (axum) with Prometheus metrics. A job that is not configured is not
+//! started and loads nothing (no model without the tier job); its routes answer 404 saying so.
+//! Several replicas may run against one Redis: per-camera leases make sure no camera is drained
+//! by two of them at once.
 //!
 //! The API is guarded by one authentication layer over the whole router ([`auth`]): an admin
 //! token for everything, a read token for `GET`/`HEAD`; `/healthz` is always open. CPU-heavy work
@@ -151,11 +153,12 @@ pub fn prometheus() -> Option<PrometheusHandle> {
         .clone()
 }
 
-/// Runs the scheduler, the statistics sampler and the HTTP server until `stop` is cancelled,
-/// then waits for a running pass to finish. Prints the bound address (`listening on …`).
+/// Runs the HTTP server with the jobs that are configured — the tier job's scheduler and
+/// statistics sampler, the events job's relay — until `stop` is cancelled, then waits for a
+/// running pass to finish. Prints the bound address (`listening on …`).
 pub async fn serve(
     options: ServeOptions,
-    tier: TierContext,
+    tier: Option<TierContext>,
     events: Option<EventsContext>,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -190,19 +193,27 @@ pub async fn serve(
         }));
     }
     let state = Arc::new(state);
-    let scheduler = tokio::spawn(schedule(state.clone(), options.interval, stop.clone()));
-    let sampler = tokio::spawn(sample_stats(
-        state.clone(),
-        options.stats_interval,
-        stop.clone(),
-    ));
+    let mut tier_tasks = Vec::new();
+    if state.tier.is_some() {
+        tier_tasks.push(tokio::spawn(schedule(
+            state.clone(),
+            options.interval,
+            stop.clone(),
+        )));
+        tier_tasks.push(tokio::spawn(sample_stats(
+            state.clone(),
+            options.stats_interval,
+            stop.clone(),
+        )));
+    }
     let shutdown = stop.clone();
     axum::serve(listener, app(state))
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await?;
     stop.cancel();
-    let _ = scheduler.await;
-    let _ = sampler.await;
+    for task in tier_tasks {
+        let _ = task.await;
+    }
     if let Some(relay) = relay {
         let _ = relay.await;
     }
@@ -213,6 +224,9 @@ pub async fn serve(
 /// One tier pass every `interval`; a failed pass is retried with exponential backoff (1 s,
 /// 2 s, … up to the interval).
 async fn schedule(state: Arc<AppState>, interval: Duration, stop: CancellationToken) {
+    let Some(tier) = state.tier.as_ref() else {
+        return;
+    };
     let mut backoff = Duration::from_secs(1);
     loop {
         let wait = {
@@ -221,7 +235,7 @@ async fn schedule(state: Arc<AppState>, interval: Duration, stop: CancellationTo
                 trigger: "serve".into(),
                 ..PassRequest::default()
             };
-            match tier::run_pass(&state.tier, request, stop.child_token()).await {
+            match tier::run_pass(tier, request, stop.child_token()).await {
                 Ok(outcome) if outcome.failed() == 0 => {
                     backoff = Duration::from_secs(1);
                     tracing::info!(
@@ -259,8 +273,11 @@ fn next_backoff(backoff: &mut Duration, interval: Duration) -> Duration {
 
 /// Samples captions pending in Redis and the store's counts every `every`.
 async fn sample_stats(state: Arc<AppState>, every: Duration, stop: CancellationToken) {
+    let Some(tier) = state.tier.as_ref() else {
+        return;
+    };
     loop {
-        match tier::status(&state.tier).await {
+        match tier::status(tier).await {
             Ok(s) => {
                 metrics::gauge!(Metric::TierCaptionsPending.name()).set(s.pending_captions as f64);
                 tracing::info!(
