@@ -16,7 +16,7 @@
 //!
 //! `scripts/eval-tier` runs it in release mode: `cargo run --release --example eval_tier --
 //! [--corpus seed,other,third] [--sweep | --threshold X] [--backends lexical,minilm] [--cameras N]
-//! [--outliers 0.04] [--min-scene S] [--background] [--min-duration 60] [--split-confirm 2] [--show-impure]`; `--show-impure` lists each impure
+//! [--outliers 0.04] [--min-scene S] [--background] [--no-learning] [--min-duration 60] [--split-confirm 2] [--show-impure]`; `--show-impure` lists each impure
 //! event as runs of true scenes (`s12×30*`: 30 captions of scene instance 12, one of them an
 //! outlier).
 
@@ -26,6 +26,7 @@ use ferry::jobs::tier::Backend;
 use ferry_connectors::embed::MiniLm;
 use ferry_core::tier::grouping::GroupInput;
 use ferry_core::tier::normalize::Normalizer;
+use ferry_core::tier::wordings::Wordings;
 use ferry_core::tier::{Embedder, EntryId, Grouper, GroupingConfig, LexicalEmbedder};
 
 /// Paraphrase sets: each line is one true scene, described several ways.
@@ -710,6 +711,7 @@ fn evaluate(
     streams: &[Vec<Labelled>],
     config: &GroupingConfig,
     vectors: &HashMap<String, Vec<f32>>,
+    learn: bool,
     show_impure: bool,
 ) -> Scores {
     let mut events = 0;
@@ -717,6 +719,28 @@ fn evaluate(
     let mut captions = 0;
     let mut scenes = HashSet::new();
     for stream in streams {
+        // The lexical backend learns each camera's wordings before its pass, as the job does
+        // (`Wordings::learn_from` on the captions with their plain vectors, then `mix`).
+        let mixed: Option<HashMap<String, Vec<f32>>> = learn.then(|| {
+            let inputs: Vec<GroupInput> = stream
+                .iter()
+                .map(|c| GroupInput {
+                    embedding: vectors.get(&c.input.norm).cloned(),
+                    ..c.input.clone()
+                })
+                .collect();
+            let mut wordings = Wordings::default();
+            wordings.learn_from(config, &inputs);
+            let plain = |t: &str| vectors.get(t).cloned().unwrap_or_default();
+            stream
+                .iter()
+                .map(|c| c.input.norm.as_str())
+                .collect::<HashSet<_>>()
+                .into_iter()
+                .map(|t| (t.to_string(), wordings.mix(t, &plain(t), plain)))
+                .collect()
+        });
+        let vectors = mixed.as_ref().unwrap_or(vectors);
         let mut grouper = Grouper::new(&format!("cam{}", stream[0].camera), config.clone(), "eval");
         let by_entry: HashMap<EntryId, usize> = stream
             .iter()
@@ -814,6 +838,7 @@ fn main() {
     let min_duration_ms = arg("--min-duration").map_or(60_000, |s| (s * 1000.0) as i64);
     let outliers = arg("--outliers").unwrap_or(0.04);
     let background = args.iter().any(|a| a == "--background");
+    let no_learning = args.iter().any(|a| a == "--no-learning");
     let split_confirm = arg("--split-confirm").map_or(2, |n| (n as usize).max(1));
     let threshold_arg = arg("--threshold").map(|t| t as f32);
     let normalizer = Normalizer::default();
@@ -919,7 +944,8 @@ fn main() {
                     split_confirm,
                     ..GroupingConfig::default()
                 };
-                let s = evaluate(&streams, &config, &vectors, show_impure);
+                let learn = backend == "lexical" && !no_learning;
+                let s = evaluate(&streams, &config, &vectors, learn, show_impure);
                 println!(
                     "| {} | {backend} | {threshold:.2} | {} | {} | {:.1} % | {:.3} | {:.2} |",
                     corpus.name,

@@ -657,3 +657,60 @@ fn provided_embeddings_group_captions_by_their_own_vectors() {
     assert_eq!(events[0]["frame_count"], 8);
     assert_eq!(events[0]["centroid"].as_array().unwrap().len(), 8);
 }
+
+/// Paraphrases of one scene that share no words (as two captioners word it): the lexical
+/// backend learns from the camera's own events that they describe one scene, so each scene
+/// makes an event or two instead of a run of fragments, and no event mixes the two scenes.
+#[test]
+fn lexical_learns_that_paraphrases_without_common_words_are_one_scene() {
+    const PAYING: [&str; 4] = [
+        "customer paying at the checkout counter",
+        "shopper settles the bill at the till",
+        "woman hands banknotes over",
+        "purchase completed at register",
+    ];
+    const LIFTING: [&str; 4] = [
+        "forklift lifting a pallet",
+        "warehouse truck raising crates",
+        "loader stacks boxes high",
+        "machine hoists wooden platform",
+    ];
+    let s = TierSetup::new("");
+    let mut c = s.conn();
+    let t0 = now_ms() - 3 * HOUR;
+    // The captioner picks a wording at random for each frame (a fixed pseudo-random sequence).
+    let mut seed = 7u64;
+    let mut pick = || {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) as usize % 4
+    };
+    for i in 0..48 {
+        let texts = if i < 24 { &PAYING } else { &LIFTING };
+        xadd(&mut c, "cam1", t0 + i as i64 * 10_000, 0, texts[pick()]);
+    }
+    s.run_ok(&["tier", "run"]);
+    let events = s.events();
+    assert_eq!(frames(&events), 48);
+    for e in &events {
+        let texts: Vec<&str> = e["captions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["text"].as_str().unwrap())
+            .collect();
+        let paying = texts.iter().filter(|t| PAYING.contains(t)).count();
+        assert!(
+            paying == 0 || paying == texts.len(),
+            "an event mixes the scenes: {}",
+            summary(&events)
+        );
+    }
+    assert!(
+        events.len() <= 4,
+        "{} events: {}",
+        events.len(),
+        summary(&events)
+    );
+}

@@ -8,12 +8,15 @@
 //! - [`embed`]: the [`Embedder`] trait and the fast [`LexicalEmbedder`];
 //! - [`grouping`]: the per-camera [`Grouper`] (centroid similarity, outlier tolerance, gaps,
 //!   minimum and maximum durations, continuations);
-//! - [`store`]: the [`EventStore`] trait every durable store implements.
+//! - [`store`]: the [`EventStore`] trait every durable store implements;
+//! - [`wordings`]: which wordings describe one scene, learned per camera from the events they
+//!   share (the lexical backend's paraphrases).
 
 pub mod embed;
 pub mod grouping;
 pub mod normalize;
 pub mod store;
+pub mod wordings;
 
 use std::fmt;
 use std::str::FromStr;

@@ -9,6 +9,7 @@ use ferry_core::checkpoint::StoreError;
 use ferry_core::telemetry::Metric;
 use ferry_core::tier::embed::normalize_l2;
 use ferry_core::tier::grouping::GroupInput;
+use ferry_core::tier::wordings::{CameraWordings, Wordings};
 use ferry_core::tier::{
     CameraState, EmbedError, EntryId, EventStatus, EventStore, Grouper, OpenEventState, RunRecord,
     TierEvent, store::Fence,
@@ -353,6 +354,16 @@ async fn drain_camera(
         return Ok(());
     }
 
+    // The lexical backend first learns which wordings describe one scene on this camera.
+    let keeps_wordings = ctx.options.similarity == Backend::Lexical && !req.dry_run;
+    let wordings = if ctx.options.similarity == Backend::Lexical {
+        Some(Arc::new(
+            learn_wordings(ctx, camera, index, state.watermark, keeps_wordings).await?,
+        ))
+    } else {
+        None
+    };
+
     let is_resumed = |id: &str| resumed_id.as_deref() == Some(id);
     let mut first_new: Option<EntryId> = None;
     let mut after: Option<EntryId> = None;
@@ -391,7 +402,7 @@ async fn drain_camera(
             .iter()
             .map(|c| ctx.normalizer.normalize(&c.text))
             .collect();
-        let vectors = embed(ctx, &norms).await?;
+        let vectors = embed(ctx, &norms, wordings.clone()).await?;
         for ((caption, norm), vector) in captions.into_iter().zip(norms).zip(vectors) {
             let embedding = match ctx.options.similarity {
                 Backend::Provided => caption.embedding.map(|mut e| {
@@ -465,13 +476,96 @@ async fn drain_camera(
             }
         }
     }
-    drain.commit(open_state, out).await
+    drain.commit(open_state, out).await?;
+    if keeps_wordings && let Some(wordings) = wordings {
+        // The pass ended: the next one learns from what comes next.
+        let done = CameraWordings {
+            pass_finished: true,
+            wordings: Arc::unwrap_or_clone(wordings),
+        };
+        ctx.source.save_wordings(camera, &done).await?;
+    }
+    Ok(())
 }
 
-/// Embeds normalised texts on a blocking thread (the model is CPU-bound).
+/// Most captions a pass reads ahead to learn a camera's wordings.
+const LEARN_LIMIT: usize = 100_000;
+
+/// The camera's wordings for this pass (see [`CameraWordings`]). When the last pass did not
+/// finish, its table is used as it is, so that the events it left unwritten come out the same;
+/// otherwise the captions after `watermark` (up to [`LEARN_LIMIT`]) are grouped with plain
+/// vectors and what their events show is added to the table, which is kept (unfinished) when
+/// `keep` is set.
+async fn learn_wordings(
+    ctx: &TierContext,
+    camera: &str,
+    index: &[u64],
+    watermark: Option<EntryId>,
+    keep: bool,
+) -> Result<Wordings, TierError> {
+    let stored = ctx.source.load_wordings(camera).await?;
+    if let Some(s) = &stored
+        && !s.pass_finished
+    {
+        return Ok(s.wordings.clone());
+    }
+    let mut wordings = stored.map(|s| s.wordings).unwrap_or_default();
+    let mut captions = Vec::new();
+    let mut after = None;
+    while captions.len() < LEARN_LIMIT {
+        let chunk = ctx
+            .source
+            .read(camera, after, ctx.options.chunk_size, index)
+            .await?;
+        let Some(last) = chunk.last() else { break };
+        after = Some(last.entry);
+        captions.extend(
+            chunk
+                .into_iter()
+                .filter_map(|raw| raw.caption.ok())
+                .filter(|c| watermark.is_none_or(|w| c.entry > w)),
+        );
+    }
+    let norms: Vec<String> = captions
+        .iter()
+        .map(|c| ctx.normalizer.normalize(&c.text))
+        .collect();
+    let vectors = embed(ctx, &norms, None).await?;
+    let inputs: Vec<GroupInput> = captions
+        .into_iter()
+        .zip(norms)
+        .zip(vectors)
+        .map(|((c, norm), vector)| GroupInput {
+            entry: c.entry,
+            ts_ms: c.ts_ms,
+            text: c.text,
+            norm,
+            embedding: vector.map(|v| v.as_ref().clone()),
+        })
+        .collect();
+    let grouping = ctx.grouping.clone();
+    let wordings = tokio::task::spawn_blocking(move || {
+        wordings.learn_from(&grouping, &inputs);
+        wordings
+    })
+    .await
+    .map_err(|e| EmbedError(format!("the learning thread panicked: {e}")))?;
+    if keep {
+        let unfinished = CameraWordings {
+            pass_finished: false,
+            wordings: wordings.clone(),
+        };
+        ctx.source.save_wordings(camera, &unfinished).await?;
+    }
+    Ok(wordings)
+}
+
+/// Embeds normalised texts on a blocking thread (the model is CPU-bound), mixed with their
+/// related wordings when a table is given.
 async fn embed(
     ctx: &TierContext,
     norms: &[String],
+    wordings: Option<Arc<Wordings>>,
 ) -> Result<Vec<Option<Arc<Vec<f32>>>>, TierError> {
     if ctx.options.similarity == Backend::Provided || norms.is_empty() {
         return Ok(vec![None; norms.len()]);
@@ -483,7 +577,7 @@ async fn embed(
         similarity
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .embed_all(&refs)
+            .embed_mixed(&refs, wordings.as_deref())
     })
     .await
     .map_err(|e| EmbedError(format!("the embedding thread panicked: {e}")))??;

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use ferry_core::tier::wordings::Wordings;
 use ferry_core::tier::{EmbedError, Embedder, LexicalEmbedder};
 use serde::{Deserialize, Serialize};
 
@@ -36,7 +37,7 @@ impl Backend {
             Backend::Minilm => 0.45,
             // Assumes a sentence-embedding model like MiniLM; calibrate for yours.
             Backend::Provided => 0.45,
-            Backend::Lexical => 0.35,
+            Backend::Lexical => 0.6,
         }
     }
 }
@@ -113,5 +114,33 @@ impl Similarity {
             }
         }
         Ok(texts.iter().map(|t| self.cache.get(*t).cloned()).collect())
+    }
+
+    /// As [`Similarity::embed_all`], each vector mixed with its related wordings' (see
+    /// [`Wordings::mix`]) when a table is given.
+    pub fn embed_mixed(
+        &mut self,
+        texts: &[&str],
+        wordings: Option<&Wordings>,
+    ) -> Result<Vec<Option<Arc<Vec<f32>>>>, EmbedError> {
+        let Some(wordings) = wordings.filter(|w| !w.is_empty()) else {
+            return self.embed_all(texts);
+        };
+        // Embed the related wordings too, so that every vector a mix needs is cached.
+        let mut all: Vec<&str> = texts.to_vec();
+        for t in texts {
+            all.extend(wordings.related(t).into_iter().map(|(other, _)| other));
+        }
+        self.embed_all(&all)?;
+        let cache = &self.cache;
+        let plain = |t: &str| cache.get(t).map(|v| v.to_vec()).unwrap_or_default();
+        Ok(texts
+            .iter()
+            .map(|t| {
+                cache
+                    .get(*t)
+                    .map(|own| Arc::new(wordings.mix(t, own, plain)))
+            })
+            .collect())
     }
 }

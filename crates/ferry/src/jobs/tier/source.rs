@@ -25,6 +25,7 @@ use std::sync::LazyLock;
 
 use ferry_connectors::redis::{ConnError, LuaScript, RedisCheckpointStore, RedisEndpoint};
 use ferry_core::tier::store::Fence;
+use ferry_core::tier::wordings::CameraWordings;
 use ferry_core::tier::{Caption, EntryId};
 use redis::Value;
 use serde::{Deserialize, Serialize};
@@ -119,6 +120,34 @@ impl CaptionSource {
     /// The Redis endpoint.
     pub fn redis(&self) -> &RedisEndpoint {
         &self.redis
+    }
+
+    /// The camera's learned wordings as the last pass left them; `None` when there are none
+    /// (or they cannot be read: they are learned again).
+    pub async fn load_wordings(&self, camera: &str) -> Result<Option<CameraWordings>, ConnError> {
+        let key = wordings_key(camera);
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(&key);
+        let reply = self.redis.query(key.as_bytes(), cmd).await?;
+        Ok(match reply.map_err(|e| command_error(&self.redis, e))? {
+            Value::BulkString(bytes) => serde_json::from_slice(&bytes).ok(),
+            _ => None,
+        })
+    }
+
+    /// Keeps the camera's learned wordings for the next pass.
+    pub async fn save_wordings(
+        &self,
+        camera: &str,
+        wordings: &CameraWordings,
+    ) -> Result<(), ConnError> {
+        let key = wordings_key(camera);
+        let json = serde_json::to_vec(wordings).expect("wordings serialise");
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(&key).arg(json);
+        let reply = self.redis.query(key.as_bytes(), cmd).await?;
+        reply.map_err(|e| command_error(&self.redis, e))?;
+        Ok(())
     }
 
     /// The layout.
@@ -436,6 +465,11 @@ fn reply_count(reply: redis::RedisResult<Value>, redis: &RedisEndpoint) -> Resul
         Ok(_) => Ok(0),
         Err(e) => Err(command_error(redis, e)),
     }
+}
+
+/// The key keeping a camera's learned wordings (same hash slot as its lease).
+fn wordings_key(camera: &str) -> String {
+    format!("ferry:{{tier/{camera}}}:wordings")
 }
 
 /// A failed command on `redis`, as a connection error naming the endpoint.

@@ -1,0 +1,257 @@
+//! Which wordings describe the same scene, learned from the events they share.
+//!
+//! A captioner describes one scene in a few alternating wordings ("customer paying at the
+//! checkout counter", "a shopper pays the cashier at the till") that share almost no words, so a
+//! lexical similarity keeps splitting the scene. Within the events a first grouping of a
+//! camera's captions makes, those wordings keep meeting — the scene's events each hold several
+//! of them — while a caption of another scene meets them only as a rare outlier. [`Wordings`]
+//! counts, for each pair of normalised captions, the events that hold both; a pair that meets
+//! in at least [`MIN_SHARE`] of the events of the more frequent one is related, with that share
+//! as its weight. [`Wordings::mix`] then adds to a caption's vector, at [`RELATED_WEIGHT`], the
+//! weighted mean of its related wordings' vectors.
+//!
+//! The table is learned per camera before a pass groups anything ([`Wordings::learn_from`]) and
+//! kept with the camera, so a pass that is interrupted and run again groups with the same
+//! vectors.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use super::embed::normalize_l2;
+use super::grouping::GroupInput;
+use super::{EntryId, Grouper, GroupingConfig};
+
+/// Share of events (of the wording seen in more events) two wordings must meet in to be related.
+pub const MIN_SHARE: f32 = 0.3;
+
+/// Weight of the related wordings' mean in a mixed vector.
+pub const RELATED_WEIGHT: f32 = 0.5;
+
+/// Wordings one camera's table keeps; when more come, it starts over (learned again from the
+/// next events).
+pub const CAPACITY: usize = 4_000;
+
+/// Pair counts of wordings that met in events.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Wordings {
+    /// Events each wording was seen in.
+    events: BTreeMap<String, u32>,
+    /// For each wording, the events it shared with each other wording.
+    together: BTreeMap<String, BTreeMap<String, u32>>,
+}
+
+impl Wordings {
+    /// Whether nothing was learned yet.
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
+    /// Wordings known.
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    /// Counts the distinct wordings of one event.
+    pub fn learn(&mut self, wordings: &[&str]) {
+        let distinct: BTreeSet<&str> = wordings.iter().copied().collect();
+        let new = distinct
+            .iter()
+            .filter(|w| !self.events.contains_key(**w))
+            .count();
+        if self.events.len() + new > CAPACITY {
+            *self = Wordings::default();
+        }
+        for w in &distinct {
+            *self.events.entry((*w).to_string()).or_default() += 1;
+        }
+        if distinct.len() < 2 {
+            return;
+        }
+        for a in &distinct {
+            let met = self.together.entry((*a).to_string()).or_default();
+            for b in distinct.iter().filter(|b| *b != a) {
+                *met.entry((*b).to_string()).or_default() += 1;
+            }
+        }
+    }
+
+    /// The wordings related to `wording`, with the share of events they met in, in name order.
+    pub fn related(&self, wording: &str) -> Vec<(&str, f32)> {
+        let (Some(met), Some(&own)) = (self.together.get(wording), self.events.get(wording)) else {
+            return Vec::new();
+        };
+        met.iter()
+            .filter_map(|(other, &n)| {
+                let theirs = self.events.get(other).copied().unwrap_or(n);
+                let share = n as f32 / own.max(theirs).max(1) as f32;
+                (share >= MIN_SHARE).then_some((other.as_str(), share))
+            })
+            .collect()
+    }
+
+    /// Groups `captions` (one camera's, in order, with their plain vectors) as a pass would and
+    /// counts the wordings each event holds; then groups them again with the vectors mixed by
+    /// what the first grouping showed (wordings that only met through a third one meet now) and
+    /// counts that grouping's events instead.
+    pub fn learn_from(&mut self, config: &GroupingConfig, captions: &[GroupInput]) {
+        let mut first = self.clone();
+        first.count_events(config, captions);
+        let plain: BTreeMap<&str, &Vec<f32>> = captions
+            .iter()
+            .filter_map(|c| c.embedding.as_ref().map(|e| (c.norm.as_str(), e)))
+            .collect();
+        let lookup = |t: &str| plain.get(t).map(|v| v.to_vec()).unwrap_or_default();
+        let mixed: Vec<GroupInput> = captions
+            .iter()
+            .map(|c| GroupInput {
+                embedding: c.embedding.as_ref().map(|e| first.mix(&c.norm, e, lookup)),
+                ..c.clone()
+            })
+            .collect();
+        self.count_events(config, &mixed);
+    }
+
+    fn count_events(&mut self, config: &GroupingConfig, captions: &[GroupInput]) {
+        let mut grouper = Grouper::new("learning", config.clone(), "learning");
+        let mut events = Vec::new();
+        for c in captions {
+            events.extend(grouper.push(c.clone()));
+        }
+        events.extend(grouper.close_all());
+        let entries: Vec<EntryId> = captions.iter().map(|c| c.entry).collect();
+        for event in events {
+            let from = entries.partition_point(|e| *e < event.first_entry);
+            let to = entries.partition_point(|e| *e <= event.last_entry);
+            let held: Vec<&str> = captions[from..to].iter().map(|c| c.norm.as_str()).collect();
+            self.learn(&held);
+        }
+    }
+
+    /// `own` (the plain vector of `wording`) plus the weighted mean of its related wordings'
+    /// plain vectors (`plain` gives them), unit length; `own` unchanged when none is related.
+    pub fn mix(&self, wording: &str, own: &[f32], plain: impl Fn(&str) -> Vec<f32>) -> Vec<f32> {
+        let mut related = vec![0f32; own.len()];
+        let mut any = false;
+        for (other, share) in self.related(wording) {
+            let v = plain(other);
+            if v.len() == own.len() {
+                related
+                    .iter_mut()
+                    .zip(&v)
+                    .for_each(|(r, x)| *r += share * x);
+                any = true;
+            }
+        }
+        if !any {
+            return own.to_vec();
+        }
+        normalize_l2(&mut related);
+        let mut mixed: Vec<f32> = own
+            .iter()
+            .zip(&related)
+            .map(|(o, r)| o + RELATED_WEIGHT * r)
+            .collect();
+        normalize_l2(&mut mixed);
+        mixed
+    }
+}
+
+/// A camera's table as kept between passes, with whether the pass that learned it finished.
+///
+/// A pass learns before it groups and keeps the table unfinished until its last commit: a pass
+/// run again after an interruption finds it unfinished and groups with the same table (so with
+/// the same vectors) instead of learning from what is left.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CameraWordings {
+    /// The pass that learned it ended.
+    pub pass_finished: bool,
+    /// The table.
+    pub wordings: Wordings,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tier::embed::cosine;
+
+    #[test]
+    fn wordings_that_keep_meeting_are_related_and_a_rare_outlier_is_not() {
+        let mut w = Wordings::default();
+        for i in 0..10 {
+            if i % 5 == 0 {
+                // Once in a while an outlier of another scene is absorbed.
+                w.learn(&["empty lot", "vacant car park", "person at the gate"]);
+            } else {
+                w.learn(&["empty lot", "vacant car park"]);
+            }
+            w.learn(&["person at the gate", "someone climbing the fence"]);
+        }
+        assert_eq!(w.related("empty lot"), vec![("vacant car park", 1.0)]);
+        let gate = w.related("person at the gate");
+        assert_eq!(gate.len(), 1, "{gate:?}");
+        assert_eq!(gate[0].0, "someone climbing the fence");
+        assert!(w.related("unknown").is_empty());
+    }
+
+    #[test]
+    fn a_full_table_starts_over() {
+        let mut w = Wordings::default();
+        for i in 0..CAPACITY / 2 {
+            w.learn(&[&format!("a{i}"), &format!("b{i}")]);
+        }
+        assert_eq!(w.len(), CAPACITY);
+        w.learn(&["x", "y"]);
+        assert_eq!(w.len(), 2);
+        assert_eq!(w.related("x"), vec![("y", 1.0)]);
+    }
+
+    fn caption(i: u64, norm: &str, e: [f32; 4]) -> GroupInput {
+        GroupInput {
+            entry: EntryId::new(i, 0),
+            ts_ms: i as i64 * 10_000,
+            text: norm.to_string(),
+            norm: norm.to_string(),
+            embedding: Some(e.to_vec()),
+        }
+    }
+
+    /// Two wordings of one scene that are unlike each other (0.45) but alternate within its
+    /// events come out alike once mixed; a short scene between keeps its own vector.
+    #[test]
+    fn alternating_wordings_are_learned_and_mixed_alike() {
+        let lot = [1.0, 0.0, 0.0, 0.0];
+        let park = [0.45, 0.9, 0.0, 0.0];
+        let gate = [0.0, 0.0, 1.0, 0.0];
+        let mut captions = Vec::new();
+        for i in 0..30 {
+            let (n, e) = if i % 3 == 2 {
+                ("car park", park)
+            } else {
+                ("lot", lot)
+            };
+            captions.push(caption(i, n, e));
+        }
+        captions.push(caption(30, "gate", gate));
+        captions.push(caption(31, "gate", gate));
+        for i in 32..40 {
+            captions.push(caption(i, "lot", lot));
+        }
+        let mut w = Wordings::default();
+        w.learn_from(&GroupingConfig::default(), &captions);
+        let plain = |t: &str| match t {
+            "lot" => lot.to_vec(),
+            "car park" => park.to_vec(),
+            _ => gate.to_vec(),
+        };
+        let mixed_lot = w.mix("lot", &lot, plain);
+        let mixed_park = w.mix("car park", &park, plain);
+        assert!(
+            cosine(&mixed_lot, &mixed_park) > cosine(&lot, &park) + 0.2,
+            "{} vs {}",
+            cosine(&mixed_lot, &mixed_park),
+            cosine(&lot, &park)
+        );
+        assert_eq!(w.mix("gate", &gate, plain), gate.to_vec());
+    }
+}
