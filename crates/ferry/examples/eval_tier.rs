@@ -722,16 +722,13 @@ fn evaluate(
         // The lexical backend learns each camera's wordings before its pass, as the job does
         // (`Wordings::learn_from` on the captions with their plain vectors, then `mix`).
         let mixed: Option<HashMap<String, Vec<f32>>> = learn.then(|| {
-            let inputs: Vec<GroupInput> = stream
+            let captions: Vec<(EntryId, i64, &str)> = stream
                 .iter()
-                .map(|c| GroupInput {
-                    embedding: vectors.get(&c.input.norm).cloned(),
-                    ..c.input.clone()
-                })
+                .map(|c| (c.input.entry, c.input.ts_ms, c.input.norm.as_str()))
                 .collect();
-            let mut wordings = Wordings::default();
-            wordings.learn_from(config, &inputs);
             let plain = |t: &str| vectors.get(t).cloned().unwrap_or_default();
+            let mut wordings = Wordings::default();
+            wordings.learn_from(config, &captions, plain);
             stream
                 .iter()
                 .map(|c| c.input.norm.as_str())

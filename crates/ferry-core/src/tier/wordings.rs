@@ -90,41 +90,49 @@ impl Wordings {
             .collect()
     }
 
-    /// Groups `captions` (one camera's, in order, with their plain vectors) as a pass would and
-    /// counts the wordings each event holds; then groups them again with the vectors mixed by
-    /// what the first grouping showed (wordings that only met through a third one meet now) and
-    /// counts that grouping's events instead.
-    pub fn learn_from(&mut self, config: &GroupingConfig, captions: &[GroupInput]) {
+    /// Groups `captions` (one camera's, in order: entry, time and normalised text; `plain` gives
+    /// a text's plain vector) as a pass would and counts the wordings each event holds; then
+    /// groups them again with the vectors mixed by what the first grouping showed (wordings that
+    /// only met through a third one meet now) and counts that grouping's events instead.
+    /// Vectors are made as captions are pushed, so memory stays that of one open event.
+    pub fn learn_from(
+        &mut self,
+        config: &GroupingConfig,
+        captions: &[(EntryId, i64, &str)],
+        plain: impl Fn(&str) -> Vec<f32>,
+    ) {
         let mut first = self.clone();
-        first.count_events(config, captions);
-        let plain: BTreeMap<&str, &Vec<f32>> = captions
-            .iter()
-            .filter_map(|c| c.embedding.as_ref().map(|e| (c.norm.as_str(), e)))
-            .collect();
-        let lookup = |t: &str| plain.get(t).map(|v| v.to_vec()).unwrap_or_default();
-        let mixed: Vec<GroupInput> = captions
-            .iter()
-            .map(|c| GroupInput {
-                embedding: c.embedding.as_ref().map(|e| first.mix(&c.norm, e, lookup)),
-                ..c.clone()
-            })
-            .collect();
-        self.count_events(config, &mixed);
+        first.count_events(config, captions, &plain);
+        self.count_events(config, captions, |t| first.mix(t, &plain(t), &plain));
     }
 
-    fn count_events(&mut self, config: &GroupingConfig, captions: &[GroupInput]) {
+    fn count_events(
+        &mut self,
+        config: &GroupingConfig,
+        captions: &[(EntryId, i64, &str)],
+        vector: impl Fn(&str) -> Vec<f32>,
+    ) {
         let mut grouper = Grouper::new("learning", config.clone(), "learning");
-        let mut events = Vec::new();
-        for c in captions {
-            events.extend(grouper.push(c.clone()));
+        let count = |event: &super::TierEvent, table: &mut Wordings| {
+            let from = captions.partition_point(|c| c.0 < event.first_entry);
+            let to = captions.partition_point(|c| c.0 <= event.last_entry);
+            let held: Vec<&str> = captions[from..to].iter().map(|c| c.2).collect();
+            table.learn(&held);
+        };
+        for &(entry, ts_ms, norm) in captions {
+            let closed = grouper.push(GroupInput {
+                entry,
+                ts_ms,
+                text: String::new(),
+                norm: norm.to_string(),
+                embedding: Some(vector(norm)),
+            });
+            for event in &closed {
+                count(event, self);
+            }
         }
-        events.extend(grouper.close_all());
-        let entries: Vec<EntryId> = captions.iter().map(|c| c.entry).collect();
-        for event in events {
-            let from = entries.partition_point(|e| *e < event.first_entry);
-            let to = entries.partition_point(|e| *e <= event.last_entry);
-            let held: Vec<&str> = captions[from..to].iter().map(|c| c.norm.as_str()).collect();
-            self.learn(&held);
+        for event in &grouper.close_all() {
+            count(event, self);
         }
     }
 
@@ -206,14 +214,8 @@ mod tests {
         assert_eq!(w.related("x"), vec![("y", 1.0)]);
     }
 
-    fn caption(i: u64, norm: &str, e: [f32; 4]) -> GroupInput {
-        GroupInput {
-            entry: EntryId::new(i, 0),
-            ts_ms: i as i64 * 10_000,
-            text: norm.to_string(),
-            norm: norm.to_string(),
-            embedding: Some(e.to_vec()),
-        }
+    fn caption(i: u64, norm: &str) -> (EntryId, i64, &str) {
+        (EntryId::new(i, 0), i as i64 * 10_000, norm)
     }
 
     /// Two wordings of one scene that are unlike each other (0.45) but alternate within its
@@ -223,27 +225,23 @@ mod tests {
         let lot = [1.0, 0.0, 0.0, 0.0];
         let park = [0.45, 0.9, 0.0, 0.0];
         let gate = [0.0, 0.0, 1.0, 0.0];
-        let mut captions = Vec::new();
+        let mut captions: Vec<(EntryId, i64, &str)> = Vec::new();
         for i in 0..30 {
-            let (n, e) = if i % 3 == 2 {
-                ("car park", park)
-            } else {
-                ("lot", lot)
-            };
-            captions.push(caption(i, n, e));
+            let n = if i % 3 == 2 { "car park" } else { "lot" };
+            captions.push(caption(i, n));
         }
-        captions.push(caption(30, "gate", gate));
-        captions.push(caption(31, "gate", gate));
+        captions.push(caption(30, "gate"));
+        captions.push(caption(31, "gate"));
         for i in 32..40 {
-            captions.push(caption(i, "lot", lot));
+            captions.push(caption(i, "lot"));
         }
-        let mut w = Wordings::default();
-        w.learn_from(&GroupingConfig::default(), &captions);
         let plain = |t: &str| match t {
             "lot" => lot.to_vec(),
             "car park" => park.to_vec(),
             _ => gate.to_vec(),
         };
+        let mut w = Wordings::default();
+        w.learn_from(&GroupingConfig::default(), &captions, plain);
         let mixed_lot = w.mix("lot", &lot, plain);
         let mixed_park = w.mix("car park", &park, plain);
         assert!(

@@ -11,8 +11,8 @@ use ferry_core::tier::embed::normalize_l2;
 use ferry_core::tier::grouping::GroupInput;
 use ferry_core::tier::wordings::{CameraWordings, Wordings};
 use ferry_core::tier::{
-    CameraState, EmbedError, EntryId, EventStatus, EventStore, Grouper, OpenEventState, RunRecord,
-    TierEvent, store::Fence,
+    CameraState, EmbedError, EntryId, EventStatus, EventStore, Grouper, LexicalEmbedder,
+    OpenEventState, RunRecord, TierEvent, store::Fence,
 };
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
@@ -526,26 +526,17 @@ async fn learn_wordings(
                 .filter(|c| watermark.is_none_or(|w| c.entry > w)),
         );
     }
-    let norms: Vec<String> = captions
-        .iter()
-        .map(|c| ctx.normalizer.normalize(&c.text))
-        .collect();
-    let vectors = embed(ctx, &norms, None).await?;
-    let inputs: Vec<GroupInput> = captions
+    // Entry, time and normalised text only: plain vectors are made as the learning groups.
+    let read: Vec<(EntryId, i64, String)> = captions
         .into_iter()
-        .zip(norms)
-        .zip(vectors)
-        .map(|((c, norm), vector)| GroupInput {
-            entry: c.entry,
-            ts_ms: c.ts_ms,
-            text: c.text,
-            norm,
-            embedding: vector.map(|v| v.as_ref().clone()),
-        })
+        .map(|c| (c.entry, c.ts_ms, ctx.normalizer.normalize(&c.text)))
         .collect();
     let grouping = ctx.grouping.clone();
     let wordings = tokio::task::spawn_blocking(move || {
-        wordings.learn_from(&grouping, &inputs);
+        let lexical = LexicalEmbedder::default();
+        let captions: Vec<(EntryId, i64, &str)> =
+            read.iter().map(|(e, t, n)| (*e, *t, n.as_str())).collect();
+        wordings.learn_from(&grouping, &captions, |t| lexical.vector(t));
         wordings
     })
     .await
