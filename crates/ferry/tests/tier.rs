@@ -663,33 +663,12 @@ fn provided_embeddings_group_captions_by_their_own_vectors() {
 /// makes an event or two instead of a run of fragments, and no event mixes the two scenes.
 #[test]
 fn lexical_learns_that_paraphrases_without_common_words_are_one_scene() {
-    const PAYING: [&str; 4] = [
-        "customer paying at the checkout counter",
-        "shopper settles the bill at the till",
-        "woman hands banknotes over",
-        "purchase completed at register",
-    ];
-    const LIFTING: [&str; 4] = [
-        "forklift lifting a pallet",
-        "warehouse truck raising crates",
-        "loader stacks boxes high",
-        "machine hoists wooden platform",
-    ];
     let s = TierSetup::new("");
     let mut c = s.conn();
     let t0 = now_ms() - 3 * HOUR;
     // The captioner picks a wording at random for each frame (a fixed pseudo-random sequence).
-    let mut seed = 7u64;
-    let mut pick = || {
-        seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (seed >> 33) as usize % 4
-    };
-    for i in 0..48 {
-        let texts = if i < 24 { &PAYING } else { &LIFTING };
-        xadd(&mut c, "cam1", t0 + i as i64 * 10_000, 0, texts[pick()]);
-    }
+    let next = worded_scene(&mut c, t0, 24, &PAYING, 7);
+    worded_scene(&mut c, next, 24, &LIFTING, 11);
     s.run_ok(&["tier", "run"]);
     let events = s.events();
     assert_eq!(frames(&events), 48);
@@ -713,4 +692,98 @@ fn lexical_learns_that_paraphrases_without_common_words_are_one_scene() {
         events.len(),
         summary(&events)
     );
+}
+
+const PAYING: [&str; 4] = [
+    "customer paying at the checkout counter",
+    "shopper settles the bill at the till",
+    "woman hands banknotes over",
+    "purchase completed at register",
+];
+const LIFTING: [&str; 4] = [
+    "forklift lifting a pallet",
+    "warehouse truck raising crates",
+    "loader stacks boxes high",
+    "machine hoists wooden platform",
+];
+
+/// `n` captions of `texts` from `start`, one every 10 s, the wording picked pseudo-randomly.
+fn worded_scene(c: &mut Connection, start: i64, n: usize, texts: &[&str], seed: u64) -> i64 {
+    let mut seed = seed;
+    for i in 0..n {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let text = texts[(seed >> 33) as usize % texts.len()];
+        xadd(c, "cam1", start + i as i64 * 10_000, 0, text);
+    }
+    start + n as i64 * 10_000
+}
+
+/// A pass killed after its last commit leaves the learned wordings unfinished; captions that
+/// arrive before it is run again were never learned from: the rerun learns them, and ends with
+/// the events an uninterrupted history makes.
+#[test]
+fn captions_arriving_after_a_killed_pass_are_learned_from_like_the_next_pass_would() {
+    let t0 = now_ms() - 3 * HOUR;
+    let first = |c: &mut Connection| worded_scene(c, t0, 24, &PAYING, 3);
+    let second = |c: &mut Connection| worded_scene(c, t0 + 600_000, 24, &LIFTING, 5);
+
+    let reference = TierSetup::new("");
+    let mut c = reference.conn();
+    first(&mut c);
+    reference.run_ok(&["tier", "run"]);
+    second(&mut c);
+    reference.run_ok(&["tier", "run"]);
+    let mut expected = reference.events();
+    strip_run_ids(&mut expected);
+
+    let s = TierSetup::new("");
+    let mut c = s.conn();
+    first(&mut c);
+    kill_at_failpoint(s.command(&["tier", "run"]), "tier-after-commit");
+    std::thread::sleep(Duration::from_millis(1_200));
+    second(&mut c);
+    s.run_ok(&["tier", "run"]);
+    let mut events = s.events();
+    strip_run_ids(&mut events);
+    assert!(
+        events == expected,
+        "{}\nexpected:\n{}",
+        summary(&events),
+        summary(&expected)
+    );
+}
+
+/// Another program's key where the learned wordings live (of another type, or not JSON of
+/// Ferry's): the camera is still drained, and the key overwritten.
+#[test]
+fn a_foreign_wordings_key_does_not_block_the_camera() {
+    for foreign in ["hash", "garbage", "inconsistent"] {
+        let s = TierSetup::new("");
+        let mut c = s.conn();
+        let key = "ferry:{tier/cam1}:wordings";
+        match foreign {
+            "hash" => {
+                let _: () = c.hset(key, "a", "b").unwrap();
+            }
+            "garbage" => {
+                let _: () = c.set(key, "\u{0}not json").unwrap();
+            }
+            _ => {
+                let _: () = c
+                    .set(
+                        key,
+                        r#"{"pass_finished":false,"learned_until":"99999999999999-0","wordings":{"texts":["a"],"events":[1,2],"together":{"7":{"9":1}}}}"#,
+                    )
+                    .unwrap();
+            }
+        }
+        worded_scene(&mut c, now_ms() - 3 * HOUR, 24, &PAYING, 3);
+        s.run_ok(&["tier", "run"]);
+        assert_eq!(frames(&s.events()), 24, "{foreign}");
+        assert_eq!(xlen(&mut c, "cam1"), 0, "{foreign}");
+        let kept: String = c.get(key).unwrap();
+        assert!(kept.contains("\"pass_finished\":true"), "{foreign}: {kept}");
+    }
 }

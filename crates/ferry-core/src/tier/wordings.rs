@@ -14,7 +14,7 @@
 //! kept with the camera, so a pass that is interrupted and run again groups with the same
 //! vectors.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
@@ -32,60 +32,134 @@ pub const RELATED_WEIGHT: f32 = 0.5;
 /// next events).
 pub const CAPACITY: usize = 4_000;
 
-/// Pair counts of wordings that met in events.
+/// Events with more distinct wordings than this teach nothing (no single scene is worded that
+/// many ways; they would only add pairs by the square).
+pub const MAX_EVENT_WORDINGS: usize = 16;
+
+/// Pair counts of wordings that met in events. Each wording's text is kept once; counts refer
+/// to it by number, so the table stays small however long the captions are.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(from = "Stored", into = "Stored")]
 pub struct Wordings {
-    /// Events each wording was seen in.
-    events: BTreeMap<String, u32>,
+    /// The wordings' texts; a wording's number is its position.
+    texts: Vec<String>,
+    /// The number of each text.
+    ids: HashMap<String, u32>,
+    /// Events each wording was seen in, by number.
+    events: Vec<u32>,
     /// For each wording, the events it shared with each other wording.
-    together: BTreeMap<String, BTreeMap<String, u32>>,
+    together: BTreeMap<u32, BTreeMap<u32, u32>>,
+}
+
+/// [`Wordings`] as stored (without the index of texts, rebuilt on load).
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    texts: Vec<String>,
+    events: Vec<u32>,
+    together: BTreeMap<u32, BTreeMap<u32, u32>>,
+}
+
+impl From<Stored> for Wordings {
+    fn from(s: Stored) -> Self {
+        let consistent = s.texts.len() == s.events.len()
+            && s.together.iter().all(|(a, met)| {
+                (*a as usize) < s.texts.len() && met.keys().all(|b| (*b as usize) < s.texts.len())
+            });
+        if !consistent {
+            // Not a table Ferry wrote: learned again.
+            return Wordings::default();
+        }
+        let ids = s
+            .texts
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.clone(), i as u32))
+            .collect();
+        Wordings {
+            texts: s.texts,
+            ids,
+            events: s.events,
+            together: s.together,
+        }
+    }
+}
+
+impl From<Wordings> for Stored {
+    fn from(w: Wordings) -> Self {
+        Stored {
+            texts: w.texts,
+            events: w.events,
+            together: w.together,
+        }
+    }
 }
 
 impl Wordings {
     /// Whether nothing was learned yet.
     pub fn is_empty(&self) -> bool {
-        self.events.is_empty()
+        self.texts.is_empty()
     }
 
     /// Wordings known.
     pub fn len(&self) -> usize {
-        self.events.len()
+        self.texts.len()
     }
 
-    /// Counts the distinct wordings of one event.
+    fn id(&mut self, text: &str) -> u32 {
+        if let Some(&id) = self.ids.get(text) {
+            return id;
+        }
+        let id = self.texts.len() as u32;
+        self.texts.push(text.to_string());
+        self.ids.insert(text.to_string(), id);
+        self.events.push(0);
+        id
+    }
+
+    /// Counts the distinct wordings of one event (an event of more than [`MAX_EVENT_WORDINGS`]
+    /// is skipped).
     pub fn learn(&mut self, wordings: &[&str]) {
         let distinct: BTreeSet<&str> = wordings.iter().copied().collect();
-        let new = distinct
-            .iter()
-            .filter(|w| !self.events.contains_key(**w))
-            .count();
-        if self.events.len() + new > CAPACITY {
-            *self = Wordings::default();
-        }
-        for w in &distinct {
-            *self.events.entry((*w).to_string()).or_default() += 1;
-        }
-        if distinct.len() < 2 {
+        if distinct.len() > MAX_EVENT_WORDINGS {
             return;
         }
-        for a in &distinct {
-            let met = self.together.entry((*a).to_string()).or_default();
-            for b in distinct.iter().filter(|b| *b != a) {
-                *met.entry((*b).to_string()).or_default() += 1;
+        let new = distinct
+            .iter()
+            .filter(|w| !self.ids.contains_key(**w))
+            .count();
+        if self.texts.len() + new > CAPACITY {
+            *self = Wordings::default();
+        }
+        let ids: Vec<u32> = distinct.iter().map(|w| self.id(w)).collect();
+        for &a in &ids {
+            self.events[a as usize] += 1;
+        }
+        if ids.len() < 2 {
+            return;
+        }
+        for &a in &ids {
+            let met = self.together.entry(a).or_default();
+            for &b in ids.iter().filter(|b| **b != a) {
+                *met.entry(b).or_default() += 1;
             }
         }
     }
 
-    /// The wordings related to `wording`, with the share of events they met in, in name order.
+    /// The wordings related to `wording`, with the share of events they met in, in the order
+    /// they were first seen.
     pub fn related(&self, wording: &str) -> Vec<(&str, f32)> {
-        let (Some(met), Some(&own)) = (self.together.get(wording), self.events.get(wording)) else {
+        let Some(&a) = self.ids.get(wording) else {
             return Vec::new();
         };
+        let Some(met) = self.together.get(&a) else {
+            return Vec::new();
+        };
+        let own = self.events[a as usize];
         met.iter()
-            .filter_map(|(other, &n)| {
-                let theirs = self.events.get(other).copied().unwrap_or(n);
+            .filter_map(|(&b, &n)| {
+                let theirs = self.events[b as usize];
                 let share = n as f32 / own.max(theirs).max(1) as f32;
-                (share >= MIN_SHARE).then_some((other.as_str(), share))
+                (share >= MIN_SHARE).then_some((self.texts[b as usize].as_str(), share))
             })
             .collect()
     }
@@ -174,6 +248,10 @@ impl Wordings {
 pub struct CameraWordings {
     /// The pass that learned it ended.
     pub pass_finished: bool,
+    /// The last entry the learning read (`ms-seq`): a pass that finds the table unfinished
+    /// uses it as it is only when nothing came after.
+    #[serde(default)]
+    pub learned_until: Option<String>,
     /// The table.
     pub wordings: Wordings,
 }

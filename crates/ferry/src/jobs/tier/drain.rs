@@ -481,6 +481,7 @@ async fn drain_camera(
         // The pass ended: the next one learns from what comes next.
         let done = CameraWordings {
             pass_finished: true,
+            learned_until: None,
             wordings: Arc::unwrap_or_clone(wordings),
         };
         ctx.source.save_wordings(camera, &done).await?;
@@ -507,7 +508,16 @@ async fn learn_wordings(
     if let Some(s) = &stored
         && !s.pass_finished
     {
-        return Ok(s.wordings.clone());
+        // An interrupted pass: group what it read with the same table — unless captions came
+        // after what it learned from, which it never saw (then learn again, on top of it).
+        let until: Option<EntryId> = s.learned_until.as_deref().and_then(|u| u.parse().ok());
+        let newer = match until {
+            Some(u) => !ctx.source.read(camera, Some(u), 1, index).await?.is_empty(),
+            None => true,
+        };
+        if !newer {
+            return Ok(s.wordings.clone());
+        }
     }
     let mut wordings = stored.map(|s| s.wordings).unwrap_or_default();
     let mut captions = Vec::new();
@@ -544,6 +554,7 @@ async fn learn_wordings(
     if keep {
         let unfinished = CameraWordings {
             pass_finished: false,
+            learned_until: after.map(|a| a.to_string()),
             wordings: wordings.clone(),
         };
         ctx.source.save_wordings(camera, &unfinished).await?;

@@ -129,9 +129,14 @@ impl CaptionSource {
         let mut cmd = redis::cmd("GET");
         cmd.arg(&key);
         let reply = self.redis.query(key.as_bytes(), cmd).await?;
-        Ok(match reply.map_err(|e| command_error(&self.redis, e))? {
-            Value::BulkString(bytes) => serde_json::from_slice(&bytes).ok(),
-            _ => None,
+        Ok(match reply {
+            Ok(Value::BulkString(bytes)) => serde_json::from_slice(&bytes).ok(),
+            Ok(_) => None,
+            Err(e) => {
+                // Not a string (another program's key): learned again, and overwritten.
+                tracing::warn!(camera, key, error = %e, "the learned wordings cannot be read; learning again");
+                None
+            }
         })
     }
 
