@@ -32,6 +32,9 @@ pub const RELATED_WEIGHT: f32 = 0.5;
 /// next events).
 pub const CAPACITY: usize = 4_000;
 
+/// Vectors the learning keeps at once (wordings repeat; all distinct, they are made again).
+const VECTOR_CACHE: usize = 4_096;
+
 /// Events with more distinct wordings than this teach nothing (no single scene is worded that
 /// many ways; they would only add pairs by the square).
 pub const MAX_EVENT_WORDINGS: usize = 16;
@@ -175,9 +178,35 @@ impl Wordings {
         captions: &[(EntryId, i64, &str)],
         plain: impl Fn(&str) -> Vec<f32>,
     ) {
+        // Wordings repeat: their vectors are made once (a bounded cache).
+        let cache = std::cell::RefCell::new(HashMap::<String, Vec<f32>>::new());
+        let cached = |t: &str| -> Vec<f32> {
+            if let Some(v) = cache.borrow().get(t) {
+                return v.clone();
+            }
+            let v = plain(t);
+            let mut c = cache.borrow_mut();
+            if c.len() >= VECTOR_CACHE {
+                c.clear();
+            }
+            c.insert(t.to_string(), v.clone());
+            v
+        };
         let mut first = self.clone();
-        first.count_events(config, captions, &plain);
-        self.count_events(config, captions, |t| first.mix(t, &plain(t), &plain));
+        first.count_events(config, captions, cached);
+        let mixed = std::cell::RefCell::new(HashMap::<String, Vec<f32>>::new());
+        self.count_events(config, captions, |t| {
+            if let Some(v) = mixed.borrow().get(t) {
+                return v.clone();
+            }
+            let v = first.mix(t, &cached(t), cached);
+            let mut m = mixed.borrow_mut();
+            if m.len() >= VECTOR_CACHE {
+                m.clear();
+            }
+            m.insert(t.to_string(), v.clone());
+            v
+        });
     }
 
     fn count_events(

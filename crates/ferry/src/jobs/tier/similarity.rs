@@ -134,12 +134,17 @@ impl Similarity {
         self.embed_all(&all)?;
         let cache = &self.cache;
         let plain = |t: &str| cache.get(t).map(|v| v.to_vec()).unwrap_or_default();
+        // A chunk repeats its wordings: each is mixed once.
+        let mut mixed: HashMap<&str, Arc<Vec<f32>>> = HashMap::new();
         Ok(texts
             .iter()
             .map(|t| {
-                cache
-                    .get(*t)
-                    .map(|own| Arc::new(wordings.mix(t, own, plain)))
+                if let Some(v) = mixed.get(t) {
+                    return Some(v.clone());
+                }
+                let v = Arc::new(wordings.mix(t, cache.get(*t)?, plain));
+                mixed.insert(t, v.clone());
+                Some(v)
             })
             .collect())
     }
