@@ -357,9 +357,7 @@ async fn drain_camera(
     // The lexical backend first learns which wordings describe one scene on this camera.
     let keeps_wordings = ctx.options.similarity == Backend::Lexical && !req.dry_run;
     let wordings = if ctx.options.similarity == Backend::Lexical {
-        Some(Arc::new(
-            learn_wordings(ctx, camera, index, state.watermark, keeps_wordings).await?,
-        ))
+        Some(learn_wordings(ctx, camera, index, state.watermark, keeps_wordings).await?)
     } else {
         None
     };
@@ -402,7 +400,13 @@ async fn drain_camera(
             .iter()
             .map(|c| ctx.normalizer.normalize(&c.text))
             .collect();
-        let vectors = embed(ctx, &norms, wordings.clone()).await?;
+        let vectors = match &wordings {
+            Some(w) => {
+                let entries: Vec<EntryId> = captions.iter().map(|c| c.entry).collect();
+                w.embed(ctx, &norms, &entries).await?
+            }
+            None => embed(ctx, &norms, None).await?,
+        };
         for ((caption, norm), vector) in captions.into_iter().zip(norms).zip(vectors) {
             let embedding = match ctx.options.similarity {
                 Backend::Provided => caption.embedding.map(|mut e| {
@@ -482,7 +486,7 @@ async fn drain_camera(
         let done = CameraWordings {
             pass_finished: true,
             learned_until: None,
-            wordings: Arc::unwrap_or_clone(wordings),
+            wordings: Arc::unwrap_or_clone(wordings.after),
         };
         ctx.source.save_wordings(camera, &done).await?;
     }
@@ -492,36 +496,76 @@ async fn drain_camera(
 /// Most captions a pass reads ahead to learn a camera's wordings.
 const LEARN_LIMIT: usize = 100_000;
 
-/// The camera's wordings for this pass (see [`CameraWordings`]). When the last pass did not
-/// finish, its table is used as it is, so that the events it left unwritten come out the same;
-/// otherwise the captions after `watermark` (up to [`LEARN_LIMIT`]) are grouped with plain
-/// vectors and what their events show is added to the table, which is kept (unfinished) when
-/// `keep` is set.
+/// The tables a pass groups with: `before` for the entries up to `until` (those an
+/// interrupted pass learned from, grouped again as it grouped them), `after` for the rest.
+struct PassWordings {
+    until: Option<EntryId>,
+    before: Arc<Wordings>,
+    after: Arc<Wordings>,
+}
+
+impl PassWordings {
+    fn one(table: Wordings) -> Self {
+        let table = Arc::new(table);
+        PassWordings {
+            until: None,
+            before: table.clone(),
+            after: table,
+        }
+    }
+
+    /// The vectors of one chunk's captions (`entries` in order), each with its table.
+    async fn embed(
+        &self,
+        ctx: &TierContext,
+        norms: &[String],
+        entries: &[EntryId],
+    ) -> Result<Vec<Option<Arc<Vec<f32>>>>, TierError> {
+        let Some(until) = self.until else {
+            return embed(ctx, norms, Some(self.after.clone())).await;
+        };
+        let split = entries.partition_point(|e| *e <= until);
+        let mut vectors = embed(ctx, &norms[..split], Some(self.before.clone())).await?;
+        vectors.extend(embed(ctx, &norms[split..], Some(self.after.clone())).await?);
+        Ok(vectors)
+    }
+}
+
+/// The camera's wordings for this pass (see [`CameraWordings`]).
+///
+/// - After a finished pass (or none), the captions after `watermark` (up to [`LEARN_LIMIT`])
+///   are grouped with plain vectors and what their events show is added to the table.
+/// - After an interrupted pass, its table is used as it is for the entries it learned from,
+///   so that the events it left unwritten come out the same; captions that came after those
+///   (which it never saw) are learned from on top of it, as the next pass would have.
+///
+/// The table is kept unfinished, with the last entry learned from, when `keep` is set.
 async fn learn_wordings(
     ctx: &TierContext,
     camera: &str,
     index: &[u64],
     watermark: Option<EntryId>,
     keep: bool,
-) -> Result<Wordings, TierError> {
+) -> Result<PassWordings, TierError> {
     let stored = ctx.source.load_wordings(camera).await?;
+    let mut interrupted_until = None;
     if let Some(s) = &stored
         && !s.pass_finished
     {
-        // An interrupted pass: group what it read with the same table — unless captions came
-        // after what it learned from, which it never saw (then learn again, on top of it).
         let until: Option<EntryId> = s.learned_until.as_deref().and_then(|u| u.parse().ok());
-        let newer = match until {
-            Some(u) => !ctx.source.read(camera, Some(u), 1, index).await?.is_empty(),
-            None => true,
-        };
-        if !newer {
-            return Ok(s.wordings.clone());
+        match until {
+            Some(u) if ctx.source.read(camera, Some(u), 1, index).await?.is_empty() => {
+                return Ok(PassWordings::one(s.wordings.clone()));
+            }
+            Some(u) => interrupted_until = Some(u),
+            None => {}
         }
     }
-    let mut wordings = stored.map(|s| s.wordings).unwrap_or_default();
+    let before = stored.map(|s| s.wordings).unwrap_or_default();
+    let mut wordings = before.clone();
     let mut captions = Vec::new();
-    let mut after = None;
+    // After an interrupted pass, only what came after what it learned from is new.
+    let mut after = interrupted_until;
     while captions.len() < LEARN_LIMIT {
         let chunk = ctx
             .source
@@ -554,12 +598,19 @@ async fn learn_wordings(
     if keep {
         let unfinished = CameraWordings {
             pass_finished: false,
-            learned_until: after.map(|a| a.to_string()),
+            learned_until: after.or(interrupted_until).map(|a| a.to_string()),
             wordings: wordings.clone(),
         };
         ctx.source.save_wordings(camera, &unfinished).await?;
     }
-    Ok(wordings)
+    Ok(match interrupted_until {
+        Some(until) => PassWordings {
+            until: Some(until),
+            before: Arc::new(before),
+            after: Arc::new(wordings),
+        },
+        None => PassWordings::one(wordings),
+    })
 }
 
 /// Embeds normalised texts on a blocking thread (the model is CPU-bound), mixed with their

@@ -130,7 +130,13 @@ impl CaptionSource {
         cmd.arg(&key);
         let reply = self.redis.query(key.as_bytes(), cmd).await?;
         Ok(match reply {
-            Ok(Value::BulkString(bytes)) => serde_json::from_slice(&bytes).ok(),
+            Ok(Value::BulkString(bytes)) => match serde_json::from_slice(&bytes) {
+                Ok(wordings) => Some(wordings),
+                Err(e) => {
+                    tracing::warn!(camera, key, error = %e, "the learned wordings are not Ferry's JSON; learning again");
+                    None
+                }
+            },
             Ok(_) => None,
             Err(e) => {
                 // Not a string (another program's key): learned again, and overwritten.
