@@ -9,15 +9,17 @@ use ferry_core::checkpoint::StoreError;
 use ferry_core::telemetry::Metric;
 use ferry_core::tier::embed::normalize_l2;
 use ferry_core::tier::grouping::GroupInput;
-use ferry_core::tier::wordings::{CameraWordings, Wordings};
+use ferry_core::tier::wordings::Wordings;
 use ferry_core::tier::{
-    CameraState, EmbedError, EntryId, EventStatus, EventStore, Grouper, LexicalEmbedder,
-    OpenEventState, RunRecord, TierEvent, store::Fence,
+    CameraState, EmbedError, EntryId, EventStatus, EventStore, Grouper, OpenEventState, RunRecord,
+    TierEvent, store::Fence,
 };
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
+use super::learn::learn_wordings;
 use super::similarity::Backend;
+use super::source::RawEntry;
 use super::{TierContext, TierError, check_camera, now_ms};
 use crate::runtime::{LeaseGuard, failpoint, pausepoint};
 use crate::store::AnyStore;
@@ -371,10 +373,7 @@ async fn drain_camera(
             // Stop requested: store what is ready, leave the rest for the next pass.
             return drain.commit(None, out).await;
         }
-        let chunk = ctx
-            .source
-            .read(camera, after, ctx.options.chunk_size, index)
-            .await?;
+        let chunk = read_chunk(ctx, camera, after, index).await?;
         let Some(last) = chunk.last() else { break };
         after = Some(last.entry);
         let mut captions = Vec::with_capacity(chunk.len());
@@ -482,140 +481,14 @@ async fn drain_camera(
     }
     drain.commit(open_state, out).await?;
     if keeps_wordings && let Some(wordings) = wordings {
-        // The pass ended: the next one learns from what comes next.
-        let done = CameraWordings {
-            pass_finished: true,
-            learned_until: None,
-            wordings: Arc::unwrap_or_clone(wordings.after),
-        };
-        ctx.source.save_wordings(camera, &done).await?;
+        wordings.finish(ctx, camera).await?;
     }
     Ok(())
 }
 
-/// Most captions a pass reads ahead to learn a camera's wordings.
-const LEARN_LIMIT: usize = 100_000;
-
-/// The tables a pass groups with: `before` for the entries up to `until` (those an
-/// interrupted pass learned from, grouped again as it grouped them), `after` for the rest.
-struct PassWordings {
-    until: Option<EntryId>,
-    before: Arc<Wordings>,
-    after: Arc<Wordings>,
-}
-
-impl PassWordings {
-    fn one(table: Wordings) -> Self {
-        let table = Arc::new(table);
-        PassWordings {
-            until: None,
-            before: table.clone(),
-            after: table,
-        }
-    }
-
-    /// The vectors of one chunk's captions (`entries` in order), each with its table.
-    async fn embed(
-        &self,
-        ctx: &TierContext,
-        norms: &[String],
-        entries: &[EntryId],
-    ) -> Result<Vec<Option<Arc<Vec<f32>>>>, TierError> {
-        let Some(until) = self.until else {
-            return embed(ctx, norms, Some(self.after.clone())).await;
-        };
-        let split = entries.partition_point(|e| *e <= until);
-        let mut vectors = embed(ctx, &norms[..split], Some(self.before.clone())).await?;
-        vectors.extend(embed(ctx, &norms[split..], Some(self.after.clone())).await?);
-        Ok(vectors)
-    }
-}
-
-/// The camera's wordings for this pass (see [`CameraWordings`]).
-///
-/// - After a finished pass (or none), the captions after `watermark` (up to [`LEARN_LIMIT`])
-///   are grouped with plain vectors and what their events show is added to the table.
-/// - After an interrupted pass, its table is used as it is for the entries it learned from,
-///   so that the events it left unwritten come out the same; captions that came after those
-///   (which it never saw) are learned from on top of it, as the next pass would have.
-///
-/// The table is kept unfinished, with the last entry learned from, when `keep` is set.
-async fn learn_wordings(
-    ctx: &TierContext,
-    camera: &str,
-    index: &[u64],
-    watermark: Option<EntryId>,
-    keep: bool,
-) -> Result<PassWordings, TierError> {
-    let stored = ctx.source.load_wordings(camera).await?;
-    let mut interrupted_until = None;
-    if let Some(s) = &stored
-        && !s.pass_finished
-    {
-        let until: Option<EntryId> = s.learned_until.as_deref().and_then(|u| u.parse().ok());
-        match until {
-            Some(u) if ctx.source.read(camera, Some(u), 1, index).await?.is_empty() => {
-                return Ok(PassWordings::one(s.wordings.clone()));
-            }
-            Some(u) => interrupted_until = Some(u),
-            None => {}
-        }
-    }
-    let before = stored.map(|s| s.wordings).unwrap_or_default();
-    let mut wordings = before.clone();
-    let mut captions = Vec::new();
-    // After an interrupted pass, only what came after what it learned from is new.
-    let mut after = interrupted_until;
-    while captions.len() < LEARN_LIMIT {
-        let chunk = ctx
-            .source
-            .read(camera, after, ctx.options.chunk_size, index)
-            .await?;
-        let Some(last) = chunk.last() else { break };
-        after = Some(last.entry);
-        captions.extend(
-            chunk
-                .into_iter()
-                .filter_map(|raw| raw.caption.ok())
-                .filter(|c| watermark.is_none_or(|w| c.entry > w)),
-        );
-    }
-    // Entry, time and normalised text only: plain vectors are made as the learning groups.
-    let read: Vec<(EntryId, i64, String)> = captions
-        .into_iter()
-        .map(|c| (c.entry, c.ts_ms, ctx.normalizer.normalize(&c.text)))
-        .collect();
-    let grouping = ctx.grouping.clone();
-    let wordings = tokio::task::spawn_blocking(move || {
-        let lexical = LexicalEmbedder::default();
-        let captions: Vec<(EntryId, i64, &str)> =
-            read.iter().map(|(e, t, n)| (*e, *t, n.as_str())).collect();
-        wordings.learn_from(&grouping, &captions, |t| lexical.vector(t));
-        wordings
-    })
-    .await
-    .map_err(|e| EmbedError(format!("the learning thread panicked: {e}")))?;
-    if keep {
-        let unfinished = CameraWordings {
-            pass_finished: false,
-            learned_until: after.or(interrupted_until).map(|a| a.to_string()),
-            wordings: wordings.clone(),
-        };
-        ctx.source.save_wordings(camera, &unfinished).await?;
-    }
-    Ok(match interrupted_until {
-        Some(until) => PassWordings {
-            until: Some(until),
-            before: Arc::new(before),
-            after: Arc::new(wordings),
-        },
-        None => PassWordings::one(wordings),
-    })
-}
-
 /// Embeds normalised texts on a blocking thread (the model is CPU-bound), mixed with their
 /// related wordings when a table is given.
-async fn embed(
+pub(super) async fn embed(
     ctx: &TierContext,
     norms: &[String],
     wordings: Option<Arc<Wordings>>,
@@ -635,6 +508,19 @@ async fn embed(
     .await
     .map_err(|e| EmbedError(format!("the embedding thread panicked: {e}")))??;
     Ok(result)
+}
+
+/// The camera's next `chunk_size` entries after `after`.
+pub(super) async fn read_chunk(
+    ctx: &TierContext,
+    camera: &str,
+    after: Option<EntryId>,
+    index: &[u64],
+) -> Result<Vec<RawEntry>, TierError> {
+    Ok(ctx
+        .source
+        .read(camera, after, ctx.options.chunk_size, index)
+        .await?)
 }
 
 /// The camera's stored state, or a fresh one for a camera the store does not know yet.
@@ -682,10 +568,7 @@ async fn discard_leased(
     let mut read = Vec::new();
     let mut after = None;
     loop {
-        let chunk = ctx
-            .source
-            .read(camera, after, ctx.options.chunk_size, index)
-            .await?;
+        let chunk = read_chunk(ctx, camera, after, index).await?;
         let Some(last) = chunk.last() else { break };
         after = Some(last.entry);
         read.extend(chunk.into_iter().map(|raw| raw.entry));

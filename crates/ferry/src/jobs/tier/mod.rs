@@ -18,6 +18,7 @@
 //! lease while paused writes and deletes nothing once another replica took the camera over.
 
 mod drain;
+mod learn;
 mod similarity;
 mod sink;
 mod source;
