@@ -7,12 +7,16 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::jobs::events::EventsOptions;
-use crate::jobs::keys::{KeysOptions, OnCollision, OnConflict};
-use crate::jobs::tier::{Backend, Layout, TierOptions};
+use crate::jobs::keys::KeysOptions;
+use crate::jobs::tier::TierOptions;
 use crate::observe::LogFormat;
 use crate::server::ServeOptions;
-use ferry_connectors::secret::{ExposeSecret, Secret, SecretUrl};
-use ferry_core::events::Channels;
+use ferry_connectors::secret::SecretUrl;
+
+pub use crate::jobs::events::config::EventsSection;
+pub use crate::jobs::keys::config::KeysSection;
+pub use crate::jobs::tier::config::TierSection;
+pub use crate::server::config::ServeSection;
 
 /// The whole file.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -36,98 +40,6 @@ pub struct FileConfig {
     /// The events job.
     #[serde(default)]
     pub events: EventsSection,
-}
-
-/// `[events]`
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EventsSection {
-    /// PostgreSQL URL of the event log; `ferry serve` runs the events job when it is set.
-    pub postgres: Option<SecretUrl>,
-    /// Redis URL to publish on.
-    pub redis: Option<SecretUrl>,
-    /// The Pub/Sub channel of every event.
-    pub channel: Option<String>,
-    /// Also publish on `{channel}:{camera_id}`.
-    pub camera_channels: Option<bool>,
-    /// Also publish on `{channel}:{event_type}`.
-    pub type_channels: Option<bool>,
-    /// A Stream that also receives every event, for replay; empty: none.
-    pub history_stream: Option<String>,
-    /// Approximate length of the history Stream.
-    pub history_maxlen: Option<u64>,
-    /// Accepted event types; empty: any.
-    pub allowed_types: Option<Vec<String>>,
-    /// Events per relay transaction.
-    pub relay_batch: Option<usize>,
-    /// Concurrent publishing loops per relay.
-    pub relay_workers: Option<usize>,
-    /// Seconds between rescans of the outbox when no notification arrives.
-    pub rescan_interval_s: Option<f64>,
-    /// PostgreSQL connections.
-    pub connections: Option<usize>,
-    /// Most events in one API request.
-    pub max_batch: Option<usize>,
-}
-
-/// `[tier]` (durations in seconds; fractions allowed).
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TierSection {
-    /// The Redis holding the captions.
-    pub redis: Option<SecretUrl>,
-    /// The durable store URL.
-    pub store: Option<SecretUrl>,
-    /// `stream` or `keys`.
-    pub layout: Option<Layout>,
-    /// Stream or key prefix; empty: the layout's default.
-    pub prefix: Option<String>,
-    /// How long Redis keeps captions.
-    pub hot_window_s: Option<f64>,
-    /// Migrate this long before expiry.
-    pub migrate_before_s: Option<f64>,
-    /// `minilm`, `provided` or `lexical`.
-    pub similarity: Option<Backend>,
-    /// Similarity threshold; 0 means the backend's calibrated default.
-    pub similarity_threshold: Option<f32>,
-    /// MiniLM model directory; empty: `FERRY_MODEL_DIR` or the standard location.
-    pub model_dir: Option<PathBuf>,
-    /// Consecutive dissimilar captions that split an event.
-    pub split_confirm: Option<usize>,
-    /// A longer gap closes an event.
-    pub max_gap_s: Option<f64>,
-    /// A split of a younger event is undone when the next event is alike.
-    pub min_duration_s: Option<f64>,
-    /// Longest event.
-    pub max_duration_s: Option<f64>,
-    /// Distinct captions kept per event.
-    pub max_distinct_captions: Option<usize>,
-    /// Boilerplate prefixes removed before comparing.
-    pub boilerplate_prefixes: Option<Vec<String>>,
-    /// Entries per Redis read.
-    pub chunk_size: Option<usize>,
-    /// Events per store transaction.
-    pub commit_events: Option<usize>,
-}
-
-/// `[serve]`
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ServeSection {
-    /// Address of the HTTP API.
-    pub listen: Option<String>,
-    /// Admin bearer token: every endpoint (prefer FERRY_SERVE_TOKEN); an empty one is refused.
-    pub token: Option<Secret>,
-    /// Read-only bearer token: GET and HEAD endpoints (prefer FERRY_SERVE_READ_TOKEN).
-    pub read_token: Option<Secret>,
-    /// `/metrics` answers without a token (default false).
-    pub metrics_public: Option<bool>,
-    /// Seconds between tier passes.
-    pub interval_s: Option<f64>,
-    /// Seconds between statistics samples.
-    pub stats_interval_s: Option<f64>,
-    /// Largest request body, bytes.
-    pub max_body_bytes: Option<usize>,
 }
 
 /// The longest duration accepted from a config file or a flag: 100 years, in seconds.
@@ -167,30 +79,31 @@ pub fn check_seconds(
     Ok(std::time::Duration::from_secs_f64(value))
 }
 
+/// Checks each `(option, value, positive)` that is set with [`check_seconds`].
+pub(crate) fn check_durations<const N: usize>(
+    durations: [(&str, Option<f64>, Option<&str>); N],
+) -> Result<(), String> {
+    for (option, value, positive) in durations {
+        if let Some(v) = value {
+            check_seconds(option, v, positive)?;
+        }
+    }
+    Ok(())
+}
+
 /// `seconds` in ms (`default_ms` when absent); never panics (values are checked by
 /// [`FileConfig::check`] when the file is parsed).
-fn ms(seconds: Option<f64>, default_ms: i64) -> i64 {
+pub(crate) fn ms(seconds: Option<f64>, default_ms: i64) -> i64 {
     seconds.filter(|s| s.is_finite()).map_or(default_ms, |s| {
         (s.clamp(0.0, MAX_SECONDS) * 1000.0).round() as i64
     })
 }
 
 /// `seconds` as a duration (`default` when absent or not a duration); never panics.
-fn secs(seconds: Option<f64>, default: std::time::Duration) -> std::time::Duration {
+pub(crate) fn secs(seconds: Option<f64>, default: std::time::Duration) -> std::time::Duration {
     seconds
         .and_then(|s| std::time::Duration::try_from_secs_f64(s).ok())
         .unwrap_or(default)
-}
-
-/// A token of `[serve]`; an empty one is an error (it is never taken as "no token").
-fn serve_token(key: &str, token: &Option<Secret>) -> Result<Option<Secret>, String> {
-    match token {
-        Some(t) if t.expose_secret().is_empty() => Err(format!(
-            "[serve] {key} is empty: an empty token is refused rather than taken as \"no \
-             authentication\"; set a token or remove the line"
-        )),
-        t => Ok(t.clone()),
-    }
 }
 
 /// `[log]`
@@ -209,41 +122,6 @@ pub struct LogSection {
 pub struct CheckpointSection {
     /// `redis://…`, `redis+cluster://…` or `file://DIR`; empty means the target Redis.
     pub url: Option<SecretUrl>,
-}
-
-/// `[keys]`
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KeysSection {
-    /// Source URL.
-    pub source: Option<SecretUrl>,
-    /// Target URL (default: the source).
-    pub target: Option<SecretUrl>,
-    /// Rules file, relative to the config file.
-    pub rules: Option<PathBuf>,
-    /// SCAN MATCH glob narrowing the keys.
-    #[serde(rename = "match")]
-    pub match_glob: Option<String>,
-    /// Name of the migration run.
-    pub run_name: Option<String>,
-    /// Keys per batch.
-    pub batch_size: Option<usize>,
-    /// Batches in flight.
-    pub concurrency: Option<usize>,
-    /// `skip`, `overwrite` or `fail`.
-    pub on_conflict: Option<OnConflict>,
-    /// `refuse`, `first-wins` or `fail-key`: old keys that map to one new name.
-    pub on_collision: Option<OnCollision>,
-    /// Delete source keys after their copy.
-    pub delete_source: Option<bool>,
-    /// Keys per second at most (0 = unlimited).
-    pub rate: Option<u64>,
-    /// Largest value copied with one DUMP, in bytes.
-    pub max_payload: Option<u64>,
-    /// Elements per chunk for chunked copies.
-    pub chunk_size: Option<usize>,
-    /// TTL tolerance of verify, in milliseconds.
-    pub ttl_tolerance_ms: Option<i64>,
 }
 
 /// A config file that cannot be used.
@@ -293,161 +171,38 @@ impl FileConfig {
         Ok(cfg)
     }
 
-    /// Checks every duration of the file with [`check_seconds`]: finite, not negative, at most
-    /// 100 years, and positive where a loop or an interval repeats with it.
+    /// Checks every section: durations with [`check_seconds`] (finite, not negative, at most
+    /// 100 years, and positive where a loop or an interval repeats with it) and other values.
     pub fn check(&self) -> Result<(), String> {
-        let t = &self.tier;
-        let s = &self.serve;
-        let e = &self.events;
-        if let Some(ms) = self.keys.ttl_tolerance_ms
-            && ms < 0
-        {
-            return Err(format!(
-                "[keys] ttl_tolerance_ms = {ms} is negative: give 0 or more milliseconds"
-            ));
-        }
-        let durations: [(&str, Option<f64>, Option<&str>); 8] = [
-            (
-                "[tier] hot_window_s",
-                t.hot_window_s,
-                Some("every caption would be due at once"),
-            ),
-            ("[tier] migrate_before_s", t.migrate_before_s, None),
-            (
-                "[tier] max_gap_s",
-                t.max_gap_s,
-                Some("every caption would close its event"),
-            ),
-            ("[tier] min_duration_s", t.min_duration_s, None),
-            (
-                "[tier] max_duration_s",
-                t.max_duration_s,
-                Some("every event would end at once"),
-            ),
-            (
-                "[serve] interval_s",
-                s.interval_s,
-                Some("the tier pass loop of `ferry serve` would run without pause"),
-            ),
-            (
-                "[serve] stats_interval_s",
-                s.stats_interval_s,
-                Some("the statistics sampler of `ferry serve` would run without pause"),
-            ),
-            (
-                "[events] rescan_interval_s",
-                e.rescan_interval_s,
-                Some("the relay would rescan the outbox without pause"),
-            ),
-        ];
-        for (option, value, positive) in durations {
-            if let Some(v) = value {
-                check_seconds(option, v, positive)?;
-            }
-        }
-        Ok(())
+        self.keys.check()?;
+        self.tier.check()?;
+        self.serve.check()?;
+        self.events.check()
+    }
+
+    /// `[checkpoint] url`, when set.
+    fn checkpoint_url(&self) -> Option<SecretUrl> {
+        self.checkpoint.url.clone().filter(|u| !u.is_empty())
     }
 
     /// Tier options from this file over the defaults.
     pub fn tier_options(&self) -> TierOptions {
-        let d = TierOptions::default();
-        let t = &self.tier;
-        TierOptions {
-            redis: t.redis.clone().unwrap_or(d.redis),
-            store: t.store.clone().unwrap_or(d.store),
-            checkpoint: self.checkpoint.url.clone().filter(|u| !u.is_empty()),
-            layout: t.layout.unwrap_or(d.layout),
-            prefix: t.prefix.clone().filter(|p| !p.is_empty()),
-            hot_window_ms: ms(t.hot_window_s, d.hot_window_ms),
-            migrate_before_ms: ms(t.migrate_before_s, d.migrate_before_ms),
-            similarity: t.similarity.unwrap_or(d.similarity),
-            similarity_threshold: t.similarity_threshold.filter(|&x| x > 0.0),
-            model_dir: t.model_dir.clone().filter(|p| !p.as_os_str().is_empty()),
-            split_confirm: t.split_confirm.unwrap_or(d.split_confirm),
-            max_gap_ms: ms(t.max_gap_s, d.max_gap_ms),
-            min_duration_ms: ms(t.min_duration_s, d.min_duration_ms),
-            max_duration_ms: ms(t.max_duration_s, d.max_duration_ms),
-            max_distinct_captions: t.max_distinct_captions.unwrap_or(d.max_distinct_captions),
-            boilerplate_prefixes: t
-                .boilerplate_prefixes
-                .clone()
-                .unwrap_or(d.boilerplate_prefixes),
-            chunk_size: t.chunk_size.unwrap_or(d.chunk_size),
-            commit_events: t.commit_events.unwrap_or(d.commit_events),
-            ..d
-        }
+        self.tier.options(self.checkpoint_url())
     }
 
     /// Events options from this file over the defaults.
     pub fn events_options(&self) -> EventsOptions {
-        let d = EventsOptions::default();
-        let e = &self.events;
-        EventsOptions {
-            postgres: e
-                .postgres
-                .clone()
-                .filter(|p| !p.is_empty())
-                .unwrap_or(d.postgres),
-            redis: e.redis.clone().filter(|r| !r.is_empty()).unwrap_or(d.redis),
-            channels: Channels {
-                main: e.channel.clone().unwrap_or(d.channels.main),
-                per_camera: e.camera_channels.unwrap_or(d.channels.per_camera),
-                per_type: e.type_channels.unwrap_or(d.channels.per_type),
-            },
-            history_stream: e.history_stream.clone().filter(|s| !s.is_empty()),
-            history_maxlen: e.history_maxlen.unwrap_or(d.history_maxlen),
-            allowed_types: e.allowed_types.clone().unwrap_or(d.allowed_types),
-            relay_batch: e.relay_batch.unwrap_or(d.relay_batch),
-            relay_workers: e.relay_workers.unwrap_or(d.relay_workers),
-            rescan_interval: secs(e.rescan_interval_s, d.rescan_interval),
-            connections: e.connections.unwrap_or(d.connections),
-            max_batch: e.max_batch.unwrap_or(d.max_batch),
-        }
+        self.events.options()
     }
 
     /// Serve options from this file over the defaults.
     pub fn serve_options(&self) -> Result<ServeOptions, String> {
-        let d = ServeOptions::default();
-        let s = &self.serve;
-        Ok(ServeOptions {
-            listen: match &s.listen {
-                Some(l) => l
-                    .parse()
-                    .map_err(|_| format!("[serve] listen = `{l}` is not HOST:PORT"))?,
-                None => d.listen,
-            },
-            token: serve_token("token", &s.token)?,
-            read_token: serve_token("read_token", &s.read_token)?,
-            metrics_public: s.metrics_public.unwrap_or(d.metrics_public),
-            insecure: d.insecure,
-            interval: secs(s.interval_s, d.interval),
-            stats_interval: secs(s.stats_interval_s, d.stats_interval),
-            max_body_bytes: s.max_body_bytes.unwrap_or(d.max_body_bytes),
-        })
+        self.serve.options()
     }
 
     /// Keys options from this file over the defaults.
     pub fn keys_options(&self) -> KeysOptions {
-        let d = KeysOptions::default();
-        let k = &self.keys;
-        KeysOptions {
-            source: k.source.clone().unwrap_or(d.source),
-            target: k.target.clone().filter(|t| !t.is_empty()),
-            rules: k.rules.clone().unwrap_or(d.rules),
-            match_glob: k.match_glob.clone().filter(|m| !m.is_empty()),
-            checkpoint: self.checkpoint.url.clone().filter(|u| !u.is_empty()),
-            run_name: k.run_name.clone().unwrap_or(d.run_name),
-            batch_size: k.batch_size.unwrap_or(d.batch_size),
-            concurrency: k.concurrency.unwrap_or(d.concurrency),
-            on_conflict: k.on_conflict.unwrap_or(d.on_conflict),
-            on_collision: k.on_collision.unwrap_or(d.on_collision),
-            delete_source: k.delete_source.unwrap_or(d.delete_source),
-            rate: k.rate.filter(|&r| r > 0),
-            max_payload: k.max_payload.unwrap_or(d.max_payload),
-            chunk_size: k.chunk_size.unwrap_or(d.chunk_size),
-            ttl_tolerance_ms: k.ttl_tolerance_ms.unwrap_or(d.ttl_tolerance_ms),
-            ..d
-        }
+        self.keys.options(self.checkpoint_url())
     }
 }
 

@@ -10,6 +10,7 @@
 //!   read new key names and fall back to old ones during a migration;
 //! - [`config`], [`report`], [`observe`], [`runtime`], [`store`]: what every job shares.
 
+pub mod cli;
 pub mod compat;
 pub mod config;
 pub mod demo;

@@ -1,8 +1,5 @@
-//! The `ferry` binary: parses the command line and hands over to the library.
-
-mod cli;
-mod events_cmd;
-mod tier_cmd;
+//! The `ferry` binary: parses the command line, reads the config file, sets up logging,
+//! metrics and the runtime, and hands the command over to its job (`ferry::jobs::<job>::cli`).
 
 /// Ferry allocates many small buffers per key (commands, replies); mimalloc keeps that cheap.
 #[global_allocator]
@@ -11,11 +8,10 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::process::ExitCode;
 
 use clap::Parser;
-use cli::{Cli, Command, Common, KeysAction, WriteOpts};
+use ferry::cli::{Cli, Command};
 use ferry::config::FileConfig;
-use ferry::jobs::keys::{self, KeysContext, KeysError, KeysOptions};
-use ferry::report::{Report, display_key};
-use ferry_core::error::{Classify, ExitStatus};
+use ferry::{jobs, server};
+use ferry_core::error::ExitStatus;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -59,22 +55,34 @@ fn main() -> ExitCode {
     ExitCode::from(status.code() as u8)
 }
 
+/// Hands the command over to its job.
 async fn run(cli: Cli, file: FileConfig) -> ExitStatus {
     match cli.command {
+        Command::Keys { action } => jobs::keys::cli::run(action, &file).await,
+        Command::Tier { action } => jobs::tier::cli::run(action, &file).await,
+        Command::Events { action } => jobs::events::cli::run(action, &file).await,
+        Command::Serve {
+            tier,
+            events_postgres,
+            events_redis,
+            serve,
+        } => {
+            let events = server::command::events_args(events_postgres, events_redis);
+            server::command::run(&file, &tier, &events, &serve).await
+        }
         Command::Demo {
             redis,
             keys,
             report,
             postgres,
         } => {
-            match ferry::demo::run(ferry::demo::DemoOptions {
+            let options = ferry::demo::DemoOptions {
                 redis,
                 keys,
                 report,
                 postgres,
-            })
-            .await
-            {
+            };
+            match ferry::demo::run(options).await {
                 Ok(()) => ExitStatus::Done,
                 Err(e) => {
                     eprintln!("error: {e:#}");
@@ -82,441 +90,5 @@ async fn run(cli: Cli, file: FileConfig) -> ExitStatus {
                 }
             }
         }
-        Command::Tier { action } => match tier_cmd::tier_action(action, &file).await {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                ExitStatus::Fatal
-            }
-        },
-        Command::Events { action } => match events_cmd::events_action(action, &file).await {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                ExitStatus::Fatal
-            }
-        },
-        Command::Serve {
-            tier,
-            events_postgres,
-            events_redis,
-            serve,
-        } => match tier_cmd::serve(
-            &file,
-            &tier,
-            &cli::EventsArgs {
-                postgres: events_postgres,
-                redis: events_redis,
-            },
-            &serve,
-        )
-        .await
-        {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                ExitStatus::Fatal
-            }
-        },
-        Command::Keys { action } => match keys_action(action, &file).await {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("error: {e}");
-                tracing::debug!(class = %e.class(), "fatal");
-                ExitStatus::Fatal
-            }
-        },
-    }
-}
-
-/// Merges flags (and FERRY_* variables, which clap reads) over the config file.
-fn options(
-    file: &FileConfig,
-    common: &Common,
-    write: Option<&WriteOpts>,
-) -> Result<KeysOptions, KeysError> {
-    let mut o = file.keys_options();
-    if let Some(s) = &common.source {
-        o.source = s.clone();
-    } else if file.keys.source.is_none() {
-        return Err(KeysError::Usage(
-            "no source: pass --source URL (or FERRY_SOURCE, or [keys] source in --config)".into(),
-        ));
-    }
-    if let Some(t) = &common.target {
-        o.target = Some(t.clone());
-    }
-    if let Some(r) = &common.rules {
-        o.rules = r.clone();
-    } else if file.keys.rules.is_none() {
-        return Err(KeysError::Usage(
-            "no rules: pass --rules FILE (or FERRY_RULES, or [keys] rules in --config)".into(),
-        ));
-    }
-    if let Some(m) = &common.match_glob {
-        o.match_glob = Some(m.clone());
-    }
-    if let Some(c) = &common.checkpoint {
-        o.checkpoint = Some(c.clone());
-    }
-    if let Some(r) = &common.run_name {
-        o.run_name = r.clone();
-    }
-    if let Some(b) = common.batch_size {
-        o.batch_size = b;
-    }
-    if let Some(c) = common.concurrency {
-        o.concurrency = c;
-    }
-    if let Some(w) = write {
-        if let Some(p) = w.on_conflict {
-            o.on_conflict = p;
-        }
-        if let Some(p) = w.on_collision {
-            o.on_collision = p;
-        }
-        o.delete_source |= w.delete_source;
-    }
-    o.source_password = std::env::var("FERRY_SOURCE_PASSWORD").ok().map(Into::into);
-    o.target_password = std::env::var("FERRY_TARGET_PASSWORD").ok().map(Into::into);
-    Ok(o)
-}
-
-fn write_report(common: &Common, report: Report) -> Result<(), KeysError> {
-    if let Some(path) = &common.report {
-        report.write(path, common.report_format).map_err(|e| {
-            KeysError::Usage(format!("cannot write the report {}: {e}", path.display()))
-        })?;
-        println!("report: {}", path.display());
-    }
-    Ok(())
-}
-
-/// Parses `\xNN` escapes so binary key names can be typed.
-fn unescape(s: &str) -> Vec<u8> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && b.get(i + 1) == Some(&b'x')
-            && let Some(h) = s
-                .get(i + 2..i + 4)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-        {
-            out.push(h);
-            i += 4;
-            continue;
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    out
-}
-
-fn confirm(question: &str) -> bool {
-    use std::io::{BufRead, IsTerminal, Write};
-    if !std::io::stdin().is_terminal() {
-        return false;
-    }
-    print!("{question} [y/N] ");
-    let _ = std::io::stdout().flush();
-    let mut line = String::new();
-    let _ = std::io::stdin().lock().read_line(&mut line);
-    matches!(line.trim(), "y" | "Y" | "yes")
-}
-
-async fn keys_action(action: KeysAction, file: &FileConfig) -> Result<ExitStatus, KeysError> {
-    let stop = ferry::runtime::shutdown_token();
-    match action {
-        KeysAction::TestRules { rules, keys } => {
-            let (set, warnings) = keys::load_rules(&rules)?;
-            for w in warnings {
-                eprintln!("warning: {w}");
-            }
-            for key in keys {
-                let raw = unescape(&key);
-                match set.rename(&raw) {
-                    Some((rule, new)) => println!(
-                        "{} -> {}  [{}]",
-                        display_key(&raw),
-                        display_key(&new),
-                        set.rules()[rule].name
-                    ),
-                    None => println!("{} -> unmatched", display_key(&raw)),
-                }
-            }
-            Ok(ExitStatus::Done)
-        }
-        KeysAction::Analyze { common, sample } => {
-            let mut o = options(file, &common, None)?;
-            o.sample = sample;
-            let ctx = KeysContext::open(o).await?;
-            warn_rules(&ctx);
-            let a = keys::analyze(&ctx).await?;
-            println!(
-                "scanned {}  matched {}  unmatched {}",
-                a.scanned, a.matched, a.unmatched
-            );
-            for (rule, r) in &a.per_rule {
-                println!("  {rule:<16} {:>9} keys  types {:?}", r.keys, r.types);
-                for [old, new] in &r.samples {
-                    println!("      {old} -> {new}");
-                }
-            }
-            println!("types: {:?}", a.types);
-            println!("ttl: {:?}", a.ttl);
-            println!(
-                "memory (sampled {}): mean {:.0} B, p50 {} B, p95 {} B, max {} B, estimated total {} B",
-                a.memory.sampled,
-                a.memory.mean,
-                a.memory.p50,
-                a.memory.p95,
-                a.memory.max,
-                a.memory.estimated_total
-            );
-            for b in a.biggest.iter().take(5) {
-                println!("  big: {} ({}, {} B)", b.key, b.r#type, b.bytes);
-            }
-            println!(
-                "collisions: {} new names claimed twice, {} new names already exist",
-                a.collisions.duplicate_new_names, a.collisions.target_exists
-            );
-            let stats = serde_json::json!({"scanned": a.scanned, "matched": a.matched, "unmatched": a.unmatched});
-            write_report(
-                &common,
-                Report::new(
-                    "keys",
-                    "analyze",
-                    true,
-                    a.started.unwrap_or_else(chrono::Utc::now),
-                    stats,
-                    Default::default(),
-                )
-                .with("analysis", &a),
-            )?;
-            Ok(ExitStatus::Done)
-        }
-        KeysAction::Plan { common, write } => {
-            let ctx = KeysContext::open(options(file, &common, Some(&write))?).await?;
-            warn_rules(&ctx);
-            let p = keys::plan(&ctx).await?;
-            println!(
-                "plan (dry run, nothing written): scanned {}  matched {}  unmatched {}",
-                p.scanned, p.matched, p.unmatched
-            );
-            for (action, n) in &p.actions {
-                println!("  {action:<14} {n}");
-            }
-            for a in p.planned.iter().take(20) {
-                println!(
-                    "  {} {} -> {} [{} via {}]",
-                    a.action, a.key, a.new_key, a.rule, a.method
-                );
-            }
-            if p.delete_source {
-                println!("  each copied source key would then be deleted (--delete-source)");
-            }
-            if p.clash_count > 0 {
-                println!(
-                    "  {} new name(s) would each be written from more than one old key (--on-collision {:?}):",
-                    p.clash_count, p.on_collision
-                );
-                for c in p.clashes.iter().take(20) {
-                    let from: Vec<String> = c
-                        .sources
-                        .iter()
-                        .map(|s| format!("{} [{}]", s.key, s.rule))
-                        .collect();
-                    println!("  clash {} <- {}", c.new_key, from.join(", "));
-                }
-            }
-            let stats = serde_json::json!({"scanned": p.scanned, "matched": p.matched, "unmatched": p.unmatched, "actions": p.actions, "clashes": p.clash_count});
-            write_report(
-                &common,
-                Report::new(
-                    "keys",
-                    "plan",
-                    true,
-                    p.started.unwrap_or_else(chrono::Utc::now),
-                    stats,
-                    Default::default(),
-                )
-                .with("plan", &p),
-            )?;
-            Ok(ExitStatus::Done)
-        }
-        KeysAction::Apply {
-            common,
-            write,
-            rate,
-            values,
-            restart,
-            yes,
-        } => {
-            let mut o = options(file, &common, Some(&write))?;
-            if let Some(r) = rate {
-                o.rate = Some(r).filter(|&r| r > 0);
-            }
-            values.apply_to(&mut o);
-            o.restart = restart;
-            let ctx = KeysContext::open(o).await?;
-            warn_rules(&ctx);
-            if !yes
-                && !confirm(&format!(
-                    "copy keys from {} to {}?",
-                    ctx.source.display(),
-                    ctx.target.display()
-                ))
-            {
-                return Err(KeysError::Usage(
-                    "apply changes data: review `ferry keys plan`, then pass -y".into(),
-                ));
-            }
-            let a = keys::apply(&ctx, stop).await?;
-            let s = &a.stats;
-            println!(
-                "apply{}: scanned {}  migrated {}  skipped_existing {}  overwritten {}  vanished {}  failed {}  unmatched {}  collisions {}  source_deleted {}  ({:.0} keys/s)",
-                if a.resumed { " (resumed)" } else { "" },
-                s.scanned,
-                s.migrated,
-                s.skipped_existing,
-                s.overwritten,
-                s.vanished,
-                s.failed,
-                s.unmatched,
-                s.collisions,
-                s.source_deleted,
-                a.keys_per_s
-            );
-            for e in a.errors.items.iter().take(10) {
-                eprintln!("  failed: {}: {}", e.item, e.error);
-            }
-            let failed = s.failed;
-            write_report(
-                &common,
-                Report::new(
-                    "keys",
-                    "apply",
-                    false,
-                    a.started,
-                    serde_json::to_value(&a.stats).unwrap_or_default(),
-                    a.errors,
-                )
-                .with("per_rule", &a.per_rule)
-                .with("keys_per_s", a.keys_per_s)
-                .with("resumed", a.resumed)
-                .with("source", ctx.source.display())
-                .with("target", ctx.target.display()),
-            )?;
-            Ok(ExitStatus::from_failures(failed))
-        }
-        KeysAction::Verify {
-            common,
-            sample,
-            ttl_tolerance,
-            values,
-        } => {
-            let mut o = options(file, &common, None)?;
-            values.apply_to(&mut o);
-            o.sample = sample;
-            if let Some(t) = ttl_tolerance {
-                o.ttl_tolerance_ms = (t * 1000.0) as i64;
-            }
-            let ctx = KeysContext::open(o).await?;
-            let v = keys::verify(&ctx).await?;
-            println!(
-                "verify: checked {}  ok {}  missing {}  value differs {}  ttl differs {}  source gone {}  moved (existence only) {}",
-                v.checked,
-                v.ok,
-                v.missing,
-                v.mismatched_value,
-                v.mismatched_ttl,
-                v.source_gone,
-                v.moved_unchecked
-            );
-            for e in v.errors.items.iter().take(10) {
-                println!("  {}: {}", e.item, e.error);
-            }
-            let failures = v.failures();
-            write_report(
-                &common,
-                Report::new(
-                    "keys",
-                    "verify",
-                    true,
-                    v.started.unwrap_or_else(chrono::Utc::now),
-                    serde_json::to_value(&v).unwrap_or_default(),
-                    v.errors.clone(),
-                ),
-            )?;
-            Ok(ExitStatus::from_failures(failures))
-        }
-        KeysAction::Rollback {
-            common,
-            values,
-            yes,
-        } => {
-            let mut o = options(file, &common, None)?;
-            values.apply_to(&mut o);
-            let ctx = KeysContext::open(o).await?;
-            let r = keys::rollback(&ctx, !yes, stop).await?;
-            if r.dry_run {
-                println!(
-                    "rollback would undo {} keys written by apply (run `{}`); pass -y to do it",
-                    r.entries, ctx.opts.run_name
-                );
-            } else {
-                println!(
-                    "rollback: {} entries, {} new keys deleted, {} overwritten keys restored, {} source keys restored, {} failed",
-                    r.entries, r.deleted, r.restored_overwritten, r.restored_sources, r.failed
-                );
-            }
-            let failed = r.failed;
-            write_report(
-                &common,
-                Report::new(
-                    "keys",
-                    "rollback",
-                    r.dry_run,
-                    r.started.unwrap_or_else(chrono::Utc::now),
-                    serde_json::to_value(&r).unwrap_or_default(),
-                    r.errors.clone(),
-                ),
-            )?;
-            Ok(ExitStatus::from_failures(failed))
-        }
-        KeysAction::Status { common } => {
-            let ctx = KeysContext::open(options(file, &common, None)?).await?;
-            let s = keys::status(&ctx).await?;
-            match &s.state {
-                None => println!("run `{}`: no apply recorded", s.run_name),
-                Some(st) => println!(
-                    "run `{}`: {} ({:.1} %), started {}, updated {}; scanned {} migrated {} skipped {} failed {}; {} keys in the ledger",
-                    s.run_name,
-                    st.state,
-                    s.percent.unwrap_or(0.0),
-                    st.started_at,
-                    st.updated_at,
-                    st.stats.scanned,
-                    st.stats.migrated,
-                    st.stats.skipped_existing,
-                    st.stats.failed,
-                    s.ledger_entries
-                ),
-            }
-            if let Some(path) = &common.report {
-                std::fs::write(path, serde_json::to_vec_pretty(&s).unwrap_or_default()).map_err(
-                    |e| KeysError::Usage(format!("cannot write {}: {e}", path.display())),
-                )?;
-            }
-            Ok(ExitStatus::Done)
-        }
-    }
-}
-
-fn warn_rules(ctx: &KeysContext) {
-    for w in &ctx.rule_warnings {
-        eprintln!("warning: {w}");
     }
 }

@@ -18,7 +18,7 @@ use subtle::{Choice, ConstantTimeEq};
 use tower_http::validate_request::{ValidateRequest, ValidateRequestHeaderLayer};
 
 use super::ServeOptions;
-use super::api::ApiError;
+use super::error::ApiError;
 
 /// Paths that answer without a token whatever the configuration.
 pub const ALWAYS_OPEN: &[&str] = &["/healthz"];

@@ -9,9 +9,14 @@
 //! (MiniLM embedding) runs on blocking threads so that requests and lease renewals are answered
 //! while a pass runs.
 
-mod api;
+pub mod args;
 mod auth;
-mod events_api;
+pub mod command;
+pub mod config;
+pub mod error;
+pub mod params;
+mod router;
+mod state;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -22,13 +27,13 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio_util::sync::CancellationToken;
 
 use crate::jobs::events::{self, EventsContext};
-use crate::jobs::tier::{self, PassRequest, TierContext};
+use crate::jobs::tier::{self, TierContext};
 use ferry_connectors::secret::{ExposeSecret, Secret};
 use ferry_core::error::{Classify, ErrorClass};
-use ferry_core::telemetry::Metric;
 
-pub use api::{AppState, app, routes};
 pub use auth::{ALWAYS_OPEN, Access, BearerAuth, auth_layer, is_read_method};
+pub use router::{Endpoint, app, routes};
+pub use state::AppState;
 
 /// Checked options of `ferry serve`.
 #[derive(Debug, Clone)]
@@ -180,118 +185,22 @@ pub async fn serve(
     // stderr.
     let _ = writeln!(std::io::stdout().lock(), "listening on http://{addr}");
     let mut state = AppState::new(tier, options.clone(), metrics, stop.clone());
-    let mut relay = None;
+    let mut tasks = Vec::new();
     if let Some(ctx) = events {
         let ctx = Arc::new(ctx);
         state = state.with_events(ctx.clone());
-        let stop = stop.clone();
-        relay = Some(tokio::spawn(async move {
-            match events::relay(&ctx, false, stop).await {
-                Ok(s) => tracing::info!(published = s.published, "events relay stopped"),
-                Err(e) => tracing::error!(error = %e, "events relay failed"),
-            }
-        }));
+        tasks.push(events::service::spawn(ctx, &stop));
     }
     let state = Arc::new(state);
-    let mut tier_tasks = Vec::new();
-    if state.tier.is_some() {
-        tier_tasks.push(tokio::spawn(schedule(
-            state.clone(),
-            options.interval,
-            stop.clone(),
-        )));
-        tier_tasks.push(tokio::spawn(sample_stats(
-            state.clone(),
-            options.stats_interval,
-            stop.clone(),
-        )));
-    }
+    tasks.extend(tier::service::spawn(&state, &options, &stop));
     let shutdown = stop.clone();
     axum::serve(listener, app(state))
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await?;
     stop.cancel();
-    for task in tier_tasks {
+    for task in tasks {
         let _ = task.await;
-    }
-    if let Some(relay) = relay {
-        let _ = relay.await;
     }
     tracing::info!("stopped");
     Ok(())
-}
-
-/// One tier pass every `interval`; a failed pass is retried with exponential backoff (1 s,
-/// 2 s, … up to the interval).
-async fn schedule(state: Arc<AppState>, interval: Duration, stop: CancellationToken) {
-    let Some(tier) = state.tier.as_ref() else {
-        return;
-    };
-    let mut backoff = Duration::from_secs(1);
-    loop {
-        let wait = {
-            let _pass = state.pass_lock.lock().await;
-            let request = PassRequest {
-                trigger: "serve".into(),
-                ..PassRequest::default()
-            };
-            match tier::run_pass(tier, request, stop.child_token()).await {
-                Ok(outcome) if outcome.failed() == 0 => {
-                    backoff = Duration::from_secs(1);
-                    tracing::info!(
-                        events = outcome.run.events_written,
-                        captions = outcome.run.captions_migrated,
-                        deleted = outcome.run.entries_deleted,
-                        "tier pass done"
-                    );
-                    interval
-                }
-                Ok(outcome) => {
-                    tracing::warn!(failed = outcome.failed(), error = ?outcome.run.error, "tier pass had failures; retrying");
-                    next_backoff(&mut backoff, interval)
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "tier pass failed; retrying");
-                    metrics::counter!(Metric::TierPassesTotal.name(), "outcome" => "failed")
-                        .increment(1);
-                    next_backoff(&mut backoff, interval)
-                }
-            }
-        };
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(wait) => {}
-        }
-    }
-}
-
-fn next_backoff(backoff: &mut Duration, interval: Duration) -> Duration {
-    let wait = (*backoff).min(interval);
-    *backoff = (*backoff * 2).min(interval.max(Duration::from_secs(1)));
-    wait
-}
-
-/// Samples captions pending in Redis and the store's counts every `every`.
-async fn sample_stats(state: Arc<AppState>, every: Duration, stop: CancellationToken) {
-    let Some(tier) = state.tier.as_ref() else {
-        return;
-    };
-    loop {
-        match tier::status(tier).await {
-            Ok(s) => {
-                metrics::gauge!(Metric::TierCaptionsPending.name()).set(s.pending_captions as f64);
-                tracing::info!(
-                    cameras = s.cameras.len(),
-                    pending = s.pending_captions,
-                    events = s.counts.events,
-                    "tier statistics"
-                );
-            }
-            Err(e) => tracing::warn!(error = %e, "tier statistics failed"),
-        }
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(every) => {}
-        }
-    }
 }

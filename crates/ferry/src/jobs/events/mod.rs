@@ -7,9 +7,14 @@
 //! - [`relay`]: the outbox → Redis publisher (`ferry events relay`, also inside `ferry serve`);
 //! - [`publisher`]: what one event becomes on Redis.
 
+pub mod args;
+pub mod cli;
+pub mod config;
 pub mod ingest;
 pub mod publisher;
 pub mod relay;
+pub mod routes;
+pub mod service;
 
 use std::time::Duration;
 

@@ -10,7 +10,10 @@
 
 mod analyze;
 mod apply;
+pub mod args;
 mod clash;
+pub mod cli;
+pub mod config;
 mod rollback;
 mod scan;
 mod status;

@@ -17,8 +17,13 @@
 //! on the captions' Redis (the `source` module says where it cannot), so a pass that lost its
 //! lease while paused writes and deletes nothing once another replica took the camera over.
 
+pub mod args;
+pub mod cli;
+pub mod config;
 mod drain;
 mod learn;
+pub mod routes;
+pub mod service;
 mod similarity;
 mod sink;
 mod source;

@@ -9,9 +9,10 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use ferry_connectors::postgres::events::EventLogError;
 use ferry_core::error::Classify;
 use ferry_core::events::{NewEvent, parse_timestamp};
@@ -19,8 +20,31 @@ use ferry_core::telemetry::Metric;
 use futures::{Stream, StreamExt};
 use serde_json::json;
 
-use super::api::{ApiError, AppState, Params, check_params, class_status, parse_json, query_limit};
-use crate::jobs::events::{EventQuery, EventsContext};
+use super::{EventQuery, EventsContext};
+use crate::server::error::{ApiError, class_status, parse_json};
+use crate::server::params::{Params, check_params, query_limit};
+use crate::server::{AppState, Endpoint};
+
+/// The events job's endpoints.
+pub fn endpoints() -> Vec<Endpoint> {
+    vec![
+        (Method::POST, "/api/v1/events", post(save)),
+        (Method::GET, "/api/v1/events", get(query)),
+        (Method::GET, "/api/v1/events/live", get(live)),
+        (Method::GET, "/api/v1/events/stats", get(stats)),
+    ]
+}
+
+/// The events job's part of `/healthz`: its PostgreSQL; `false` when it fails.
+pub async fn health(ctx: &EventsContext, body: &mut serde_json::Value) -> bool {
+    let log = ctx.log.healthcheck().await;
+    let healthy = log.is_ok();
+    body["events_postgres"] = json!(
+        log.map(|_| "ok".to_string())
+            .unwrap_or_else(|e| e.to_string())
+    );
+    healthy
+}
 
 impl From<EventLogError> for ApiError {
     fn from(e: EventLogError) -> Self {
@@ -50,7 +74,7 @@ fn unavailable(what: &str, e: impl std::fmt::Display) -> ApiError {
 
 /// `POST /api/v1/events`: one event (an object) or a batch (an array), stored in one
 /// transaction; `201 {"ids": [...], "duplicates": N}` in the order sent.
-pub(super) async fn save(
+async fn save(
     State(state): State<Arc<AppState>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -140,7 +164,7 @@ fn time_param(
 
 /// `GET /api/v1/events?camera_id=&event_type=&since=&until=&limit=&cursor=`: newest first,
 /// `{"events": [...], "next_cursor": ID|null}`.
-pub(super) async fn query(
+async fn query(
     State(state): State<Arc<AppState>>,
     Query(params): Params,
 ) -> Result<Response, ApiError> {
@@ -180,14 +204,14 @@ pub(super) async fn query(
 }
 
 /// `GET /api/v1/events/stats`.
-pub(super) async fn stats(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
+async fn stats(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
     let ctx = context(&state)?;
     Ok(Json(ctx.log.stats().await?).into_response())
 }
 
 /// `GET /api/v1/events/live?camera_id=&event_type=`: the published events as they are
 /// published (Server-Sent Events; `id` is the event id, `data` its JSON).
-pub(super) async fn live(
+async fn live(
     State(state): State<Arc<AppState>>,
     Query(params): Params,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {

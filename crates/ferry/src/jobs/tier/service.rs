@@ -1,0 +1,105 @@
+//! What the tier job runs inside `ferry serve`: a pass on a schedule and a statistics sampler.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferry_core::telemetry::Metric;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::PassRequest;
+use crate::server::{AppState, ServeOptions};
+
+/// Starts the scheduler and the sampler when the tier job is configured.
+pub fn spawn(
+    state: &Arc<AppState>,
+    options: &ServeOptions,
+    stop: &CancellationToken,
+) -> Vec<JoinHandle<()>> {
+    if state.tier.is_none() {
+        return Vec::new();
+    }
+    vec![
+        tokio::spawn(schedule(state.clone(), options.interval, stop.clone())),
+        tokio::spawn(sample_stats(
+            state.clone(),
+            options.stats_interval,
+            stop.clone(),
+        )),
+    ]
+}
+
+/// One tier pass every `interval`; a failed pass is retried with exponential backoff (1 s,
+/// 2 s, … up to the interval).
+async fn schedule(state: Arc<AppState>, interval: Duration, stop: CancellationToken) {
+    let Some(tier) = state.tier.as_ref() else {
+        return;
+    };
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let wait = {
+            let _pass = state.pass_lock.lock().await;
+            let request = PassRequest {
+                trigger: "serve".into(),
+                ..PassRequest::default()
+            };
+            match super::run_pass(tier, request, stop.child_token()).await {
+                Ok(outcome) if outcome.failed() == 0 => {
+                    backoff = Duration::from_secs(1);
+                    tracing::info!(
+                        events = outcome.run.events_written,
+                        captions = outcome.run.captions_migrated,
+                        deleted = outcome.run.entries_deleted,
+                        "tier pass done"
+                    );
+                    interval
+                }
+                Ok(outcome) => {
+                    tracing::warn!(failed = outcome.failed(), error = ?outcome.run.error, "tier pass had failures; retrying");
+                    next_backoff(&mut backoff, interval)
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "tier pass failed; retrying");
+                    metrics::counter!(Metric::TierPassesTotal.name(), "outcome" => "failed")
+                        .increment(1);
+                    next_backoff(&mut backoff, interval)
+                }
+            }
+        };
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+fn next_backoff(backoff: &mut Duration, interval: Duration) -> Duration {
+    let wait = (*backoff).min(interval);
+    *backoff = (*backoff * 2).min(interval.max(Duration::from_secs(1)));
+    wait
+}
+
+/// Samples captions pending in Redis and the store's counts every `every`.
+async fn sample_stats(state: Arc<AppState>, every: Duration, stop: CancellationToken) {
+    let Some(tier) = state.tier.as_ref() else {
+        return;
+    };
+    loop {
+        match super::status(tier).await {
+            Ok(s) => {
+                metrics::gauge!(Metric::TierCaptionsPending.name()).set(s.pending_captions as f64);
+                tracing::info!(
+                    cameras = s.cameras.len(),
+                    pending = s.pending_captions,
+                    events = s.counts.events,
+                    "tier statistics"
+                );
+            }
+            Err(e) => tracing::warn!(error = %e, "tier statistics failed"),
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! The router: every endpoint of the API in one list, built from the jobs' own lists, behind
+//! one authentication layer; `/healthz` and `/metrics`.
+
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, get};
+use axum::{Json, Router};
+use serde_json::json;
+
+use super::auth::auth_layer;
+use super::error::ApiError;
+use super::state::AppState;
+use crate::jobs;
+
+/// One endpoint: its method, its path and its handler.
+pub type Endpoint = (Method, &'static str, MethodRouter<Arc<AppState>>);
+
+/// Every endpoint of the API, in one list that [`app`] builds the router from and [`routes`]
+/// lists (so the authentication tests cover every route, including future ones).
+fn endpoints() -> Vec<Endpoint> {
+    let mut all: Vec<Endpoint> = vec![
+        (Method::GET, "/healthz", get(healthz)),
+        (Method::GET, "/metrics", get(metrics)),
+    ];
+    // Each job's endpoints (a job that is not configured answers 404 saying so).
+    all.extend(jobs::tier::routes::endpoints());
+    all.extend(jobs::events::routes::endpoints());
+    all
+}
+
+/// The method and path of every route the router serves (`GET` routes also answer `HEAD`).
+pub fn routes() -> Vec<(Method, &'static str)> {
+    endpoints()
+        .into_iter()
+        .map(|(method, path, _)| (method, path))
+        .collect()
+}
+
+/// The router: health, metrics, the tier and events APIs, behind one authentication layer
+/// (see [`super::auth`]).
+pub fn app(state: Arc<AppState>) -> Router {
+    let limit = state.max_body_bytes;
+    let auth = auth_layer(&state.options);
+    let mut router = Router::new();
+    for (_, path, handler) in endpoints() {
+        router = router.route(path, handler);
+    }
+    router
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(auth)
+        .with_state(state)
+}
+
+/// `GET /healthz`: 200 `{"status": "ok", …}` when every configured job's services answer, 503
+/// `degraded` otherwise; always open.
+async fn healthz(State(state): State<Arc<AppState>>) -> Response {
+    let mut healthy = true;
+    let mut body = json!({});
+    if let Some(tier) = &state.tier {
+        healthy &= jobs::tier::routes::health(tier, &mut body).await;
+    }
+    if let Some(events) = &state.events {
+        healthy &= jobs::events::routes::health(events, &mut body).await;
+    }
+    body["status"] = json!(if healthy { "ok" } else { "degraded" });
+    let code = if healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(body)).into_response()
+}
+
+/// `GET /metrics`: the Prometheus text format.
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    match &state.metrics {
+        Some(h) => (
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            h.render(),
+        )
+            .into_response(),
+        None => ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: "no metrics recorder installed in this process".into(),
+            field: None,
+        }
+        .into_response(),
+    }
+}

@@ -1,0 +1,57 @@
+//! What every handler shares: the configured jobs' contexts, the server's options and its
+//! stop signal.
+
+use std::sync::Arc;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::ServeOptions;
+use crate::jobs::events::EventsContext;
+use crate::jobs::tier::TierContext;
+
+/// What every handler shares.
+#[derive(Debug)]
+pub struct AppState {
+    /// The tier job, when configured.
+    pub tier: Option<TierContext>,
+    pub(crate) options: ServeOptions,
+    pub(crate) max_body_bytes: usize,
+    pub(crate) metrics: Option<PrometheusHandle>,
+    stop: CancellationToken,
+    /// Serialises passes of this process (the scheduler's and the API's).
+    pub pass_lock: tokio::sync::Mutex<()>,
+    /// The events job, when configured.
+    pub events: Option<Arc<EventsContext>>,
+}
+
+impl AppState {
+    /// State for [`app`].
+    pub fn new(
+        tier: Option<TierContext>,
+        options: ServeOptions,
+        metrics: Option<PrometheusHandle>,
+        stop: CancellationToken,
+    ) -> Self {
+        AppState {
+            tier,
+            max_body_bytes: options.max_body_bytes,
+            options,
+            metrics,
+            stop,
+            pass_lock: tokio::sync::Mutex::new(()),
+            events: None,
+        }
+    }
+
+    /// Cancelled when the server stops (ends long-lived responses such as the live view).
+    pub fn stop_token(&self) -> CancellationToken {
+        self.stop.clone()
+    }
+
+    /// Adds the events job's endpoints.
+    pub fn with_events(mut self, events: Arc<EventsContext>) -> Self {
+        self.events = Some(events);
+        self
+    }
+}
