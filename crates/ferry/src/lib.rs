@@ -15,6 +15,7 @@ pub mod compat;
 pub mod config;
 pub mod demo;
 pub mod jobs;
+pub mod lifecycle;
 pub mod observe;
 pub mod report;
 pub mod runtime;

@@ -8,7 +8,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::args::{Common, KeysAction, ValueOpts, WriteOpts};
 use super::{KeysContext, KeysError, KeysOptions};
+
+/// The job's name in reports.
+const JOB: &str = <KeysContext as Migration>::JOB;
 use crate::config::FileConfig;
+use crate::lifecycle::{Migration, StepOutcome};
 use crate::report::{Report, display_key};
 
 /// Runs one keys action; an error is printed and gives [`ExitStatus::Fatal`].
@@ -97,7 +101,7 @@ fn test_rules(rules: &Path, keys: &[String]) -> Result<ExitStatus, KeysError> {
 async fn analyze(o: KeysOptions, common: &Common) -> Result<ExitStatus, KeysError> {
     let ctx = KeysContext::open(o).await?;
     warn_rules(&ctx);
-    let a = super::analyze(&ctx).await?;
+    let a = ctx.analyze().await?;
     println!(
         "scanned {}  matched {}  unmatched {}",
         a.scanned, a.matched, a.unmatched
@@ -126,28 +130,15 @@ async fn analyze(o: KeysOptions, common: &Common) -> Result<ExitStatus, KeysErro
         "collisions: {} new names claimed twice, {} new names already exist",
         a.collisions.duplicate_new_names, a.collisions.target_exists
     );
-    let stats =
-        serde_json::json!({"scanned": a.scanned, "matched": a.matched, "unmatched": a.unmatched});
-    write_report(
-        common,
-        Report::new(
-            "keys",
-            "analyze",
-            true,
-            a.started.unwrap_or_else(chrono::Utc::now),
-            stats,
-            Default::default(),
-        )
-        .with("analysis", &a),
-    )?;
-    Ok(ExitStatus::Done)
+    write_report(common, a.report(JOB).with("analysis", &a))?;
+    Ok(a.exit_status())
 }
 
 /// `ferry keys plan`: a dry run.
 async fn plan(o: KeysOptions, common: &Common) -> Result<ExitStatus, KeysError> {
     let ctx = KeysContext::open(o).await?;
     warn_rules(&ctx);
-    let p = super::plan(&ctx).await?;
+    let p = ctx.plan().await?;
     println!(
         "plan (dry run, nothing written): scanned {}  matched {}  unmatched {}",
         p.scanned, p.matched, p.unmatched
@@ -178,20 +169,8 @@ async fn plan(o: KeysOptions, common: &Common) -> Result<ExitStatus, KeysError> 
             println!("  clash {} <- {}", c.new_key, from.join(", "));
         }
     }
-    let stats = serde_json::json!({"scanned": p.scanned, "matched": p.matched, "unmatched": p.unmatched, "actions": p.actions, "clashes": p.clash_count});
-    write_report(
-        common,
-        Report::new(
-            "keys",
-            "plan",
-            true,
-            p.started.unwrap_or_else(chrono::Utc::now),
-            stats,
-            Default::default(),
-        )
-        .with("plan", &p),
-    )?;
-    Ok(ExitStatus::Done)
+    write_report(common, p.report(JOB).with("plan", &p))?;
+    Ok(p.exit_status())
 }
 
 /// `ferry keys apply`: asks first unless `-y`.
@@ -214,7 +193,7 @@ async fn apply(
             "apply changes data: review `ferry keys plan`, then pass -y".into(),
         ));
     }
-    let a = super::apply(&ctx, stop).await?;
+    let a = ctx.apply(stop).await?;
     let s = &a.stats;
     println!(
         "apply{}: scanned {}  migrated {}  skipped_existing {}  overwritten {}  vanished {}  failed {}  unmatched {}  collisions {}  source_deleted {}  ({:.0} keys/s)",
@@ -233,30 +212,21 @@ async fn apply(
     for e in a.errors.items.iter().take(10) {
         eprintln!("  failed: {}: {}", e.item, e.error);
     }
-    let failed = s.failed;
-    write_report(
-        common,
-        Report::new(
-            "keys",
-            "apply",
-            false,
-            a.started,
-            serde_json::to_value(&a.stats).unwrap_or_default(),
-            a.errors,
-        )
+    let report = a
+        .report(JOB)
         .with("per_rule", &a.per_rule)
         .with("keys_per_s", a.keys_per_s)
         .with("resumed", a.resumed)
         .with("source", ctx.source.display())
-        .with("target", ctx.target.display()),
-    )?;
-    Ok(ExitStatus::from_failures(failed))
+        .with("target", ctx.target.display());
+    write_report(common, report)?;
+    Ok(a.exit_status())
 }
 
 /// `ferry keys verify`.
 async fn verify(o: KeysOptions, common: &Common) -> Result<ExitStatus, KeysError> {
     let ctx = KeysContext::open(o).await?;
-    let v = super::verify(&ctx).await?;
+    let v = ctx.verify().await?;
     println!(
         "verify: checked {}  ok {}  missing {}  value differs {}  ttl differs {}  source gone {}  moved (existence only) {}",
         v.checked,
@@ -270,19 +240,8 @@ async fn verify(o: KeysOptions, common: &Common) -> Result<ExitStatus, KeysError
     for e in v.errors.items.iter().take(10) {
         println!("  {}: {}", e.item, e.error);
     }
-    let failures = v.failures();
-    write_report(
-        common,
-        Report::new(
-            "keys",
-            "verify",
-            true,
-            v.started.unwrap_or_else(chrono::Utc::now),
-            serde_json::to_value(&v).unwrap_or_default(),
-            v.errors.clone(),
-        ),
-    )?;
-    Ok(ExitStatus::from_failures(failures))
+    write_report(common, v.report(JOB))?;
+    Ok(v.exit_status())
 }
 
 /// `ferry keys rollback`: counts without `-y`, undoes with it.
@@ -293,7 +252,7 @@ async fn rollback(
     stop: CancellationToken,
 ) -> Result<ExitStatus, KeysError> {
     let ctx = KeysContext::open(o).await?;
-    let r = super::rollback(&ctx, !yes, stop).await?;
+    let r = ctx.rollback(!yes, stop).await?;
     if r.dry_run {
         println!(
             "rollback would undo {} keys written by apply (run `{}`); pass -y to do it",
@@ -305,25 +264,14 @@ async fn rollback(
             r.entries, r.deleted, r.restored_overwritten, r.restored_sources, r.failed
         );
     }
-    let failed = r.failed;
-    write_report(
-        common,
-        Report::new(
-            "keys",
-            "rollback",
-            r.dry_run,
-            r.started.unwrap_or_else(chrono::Utc::now),
-            serde_json::to_value(&r).unwrap_or_default(),
-            r.errors.clone(),
-        ),
-    )?;
-    Ok(ExitStatus::from_failures(failed))
+    write_report(common, r.report(JOB))?;
+    Ok(r.exit_status())
 }
 
 /// `ferry keys status`.
 async fn status(o: KeysOptions, common: &Common) -> Result<ExitStatus, KeysError> {
     let ctx = KeysContext::open(o).await?;
-    let s = super::status(&ctx).await?;
+    let s = ctx.status().await?;
     match &s.state {
         None => println!("run `{}`: no apply recorded", s.run_name),
         Some(st) => println!(
