@@ -191,15 +191,22 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     );
 
     let endpoint = RedisEndpoint::connect(&url, None).await?;
-    let data = seed_commands(opts.keys, 7);
-    for chunk in data.chunks(2000) {
-        for r in endpoint
-            .run(chunk.iter().map(|c| (Vec::new(), c.clone())).collect())
-            .await?
-        {
-            r?;
-        }
-    }
+    keys_part(&endpoint, &url, &dir, &opts).await?;
+    tier_part(&endpoint, &url, &dir).await?;
+    events_part(&url, opts.postgres.expose()).await?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// The keys part: `opts.keys` seed-style keys in the old naming scheme, then analyze → plan →
+/// apply → verify with the example rules, and the apply report written to `opts.report`.
+async fn keys_part(
+    endpoint: &RedisEndpoint,
+    url: &str,
+    dir: &Path,
+    opts: &DemoOptions,
+) -> anyhow::Result<()> {
+    fill_old_keys(endpoint, opts.keys).await?;
     println!(
         "1. filled {} keys in the old naming scheme (josancamon:rayban-meta-glasses-api:…)",
         opts.keys
@@ -208,7 +215,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     let rules = dir.join("seed-002-rules.toml");
     std::fs::write(&rules, SEED_RULES)?;
     let ctx = KeysContext::open(KeysOptions {
-        source: url.clone().into(),
+        source: url.into(),
         rules,
         run_name: format!("demo-{}", std::process::id()),
         ..KeysOptions::default()
@@ -265,10 +272,20 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     if verified.failures() > 0 || applied.stats.failed > 0 {
         anyhow::bail!("the demo found differences; see the report");
     }
+    Ok(())
+}
 
-    tier_part(&endpoint, &url, &dir).await?;
-    events_part(&url, opts.postgres.expose()).await?;
-    let _ = std::fs::remove_dir_all(&dir);
+/// Fills Redis with `n` seed-style keys (see [`seed_commands`]), 2000 commands at a time.
+async fn fill_old_keys(endpoint: &RedisEndpoint, n: usize) -> anyhow::Result<()> {
+    let data = seed_commands(n, 7);
+    for chunk in data.chunks(2000) {
+        for r in endpoint
+            .run(chunk.iter().map(|c| (Vec::new(), c.clone())).collect())
+            .await?
+        {
+            r?;
+        }
+    }
     Ok(())
 }
 

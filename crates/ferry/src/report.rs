@@ -170,6 +170,9 @@ pub enum ReportFormat {
 }
 
 /// A key shown to people: UTF-8 as is, other bytes as `\xNN`.
+// Hand-written rather than `bstr`'s `BStr` Debug, which quotes every key and writes `\0`, `\"`,
+// `\'` and `\\` where reports, logs and tests show a key's own quotes and backslashes and NUL
+// as `\u{0}`.
 pub fn display_key(key: &[u8]) -> String {
     let mut out = String::with_capacity(key.len());
     for chunk in key.utf8_chunks() {

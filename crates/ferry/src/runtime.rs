@@ -236,12 +236,37 @@ fn same_program(pid: u32) -> Option<bool> {
 
 /// Crash-test hook: when `FERRY_FAILPOINT` names this point, says so on stderr and stops dead
 /// (the test then SIGKILLs the process), so that a kill lands exactly between two steps.
+///
+/// The points are the `fail` crate's: the first hook reached configures the point named by
+/// `FERRY_FAILPOINT` (see `configure_failpoint`), then every hook evaluates its own. Without
+/// the `failpoints` feature (see `Cargo.toml`) the hooks compile to nothing.
 pub fn failpoint(name: &str) {
-    if std::env::var("FERRY_FAILPOINT").is_ok_and(|f| f == name) {
+    #[cfg(feature = "failpoints")]
+    {
+        static CONFIGURED: std::sync::Once = std::sync::Once::new();
+        CONFIGURED.call_once(configure_failpoint);
+        fail::fail_point!(name);
+    }
+    #[cfg(not(feature = "failpoints"))]
+    let _ = name;
+}
+
+/// Configures the point `FERRY_FAILPOINT` names, if any, to say so on stderr and block its
+/// thread for good.
+#[cfg(feature = "failpoints")]
+fn configure_failpoint() {
+    let Ok(point) = std::env::var("FERRY_FAILPOINT") else {
+        return;
+    };
+    let name = point.clone();
+    let stop_dead = move || {
         eprintln!("failpoint {name} reached");
         loop {
             std::thread::sleep(Duration::from_secs(3600));
         }
+    };
+    if let Err(e) = fail::cfg_callback(point, stop_dead) {
+        eprintln!("cannot set FERRY_FAILPOINT: {e}");
     }
 }
 
@@ -250,6 +275,9 @@ pub fn failpoint(name: &str) {
 /// [`failpoint`], the process goes on afterwards, as after a long GC or VM pause: its lease
 /// renewal was frozen too, so another run may have taken its work over meanwhile, or an
 /// application may have written what it is working on.
+///
+/// Hand-written rather than a `fail` point: `fail`'s `pause` action blocks only the thread that
+/// reaches the point, while the lease-renewal tasks on other threads must freeze with it.
 pub fn pausepoint(name: &str) {
     static PAUSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     if std::env::var("FERRY_PAUSEPOINT").is_ok_and(|p| p == name)
