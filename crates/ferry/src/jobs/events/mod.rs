@@ -10,6 +10,7 @@
 pub mod args;
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod ingest;
 pub mod publisher;
 pub mod relay;

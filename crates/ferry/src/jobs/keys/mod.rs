@@ -14,6 +14,7 @@ pub mod args;
 mod clash;
 pub mod cli;
 pub mod config;
+pub mod demo;
 mod lifecycle;
 mod rollback;
 mod scan;

@@ -20,6 +20,7 @@
 pub mod args;
 pub mod cli;
 pub mod config;
+pub mod demo;
 mod drain;
 mod learn;
 pub mod routes;
