@@ -19,3 +19,4 @@ pub mod report;
 pub mod runtime;
 pub mod server;
 pub mod store;
+pub mod streams;
