@@ -21,3 +21,4 @@ pub mod report;
 pub mod runtime;
 pub mod server;
 pub mod store;
+pub mod streams;

@@ -9,6 +9,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use backon::{BackoffBuilder, ExponentialBuilder};
 use chrono::Utc;
 use ferry_connectors::postgres::events::{EventLog, PublishError, Published};
 use ferry_core::telemetry::Metric;
@@ -25,6 +26,19 @@ const MIN_HELD_POLL: Duration = Duration::from_millis(2);
 const MAX_HELD_POLL: Duration = Duration::from_millis(10);
 /// How long `--once` waits for a transaction in flight before it stops with events queued.
 const ONCE_HELD_LIMIT: Duration = Duration::from_secs(5);
+/// First pause before retrying a failed attempt; it doubles up to [`MAX_RETRY_DELAY`].
+const MIN_RETRY_DELAY: Duration = Duration::from_millis(100);
+/// Longest pause between two attempts.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
+
+/// The pauses between failed attempts: 100 ms doubling up to 5 s, for as long as it takes.
+fn retry_delays() -> impl Iterator<Item = Duration> {
+    ExponentialBuilder::default()
+        .with_min_delay(MIN_RETRY_DELAY)
+        .with_max_delay(MAX_RETRY_DELAY)
+        .without_max_times()
+        .build()
+}
 
 /// What a relay run did.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -85,8 +99,7 @@ async fn worker(
     stop: &CancellationToken,
 ) -> Result<RelaySummary, EventsError> {
     let mut summary = RelaySummary::default();
-    let mut backoff = Duration::from_millis(100);
-    let max_backoff = Duration::from_secs(5);
+    let mut delays = retry_delays();
     let mut held_since: Option<Instant> = None;
     let mut held_poll = MIN_HELD_POLL;
     while !stop.is_cancelled() {
@@ -111,7 +124,7 @@ async fn worker(
                 events: 0,
                 held_back,
             }) => {
-                backoff = Duration::from_millis(100);
+                delays = retry_delays();
                 if !held_back {
                     held_since = None;
                     held_poll = MIN_HELD_POLL;
@@ -142,7 +155,7 @@ async fn worker(
                 }
             }
             Ok(Published { events: n, .. }) => {
-                backoff = Duration::from_millis(100);
+                delays = retry_delays();
                 held_since = None;
                 held_poll = MIN_HELD_POLL;
                 summary.published += n as u64;
@@ -158,12 +171,12 @@ async fn worker(
                 if once {
                     return Err(error);
                 }
-                tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "relay failed; events stay queued");
+                let delay = delays.next().unwrap_or(MAX_RETRY_DELAY);
+                tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "relay failed; events stay queued");
                 tokio::select! {
                     _ = stop.cancelled() => break,
-                    _ = tokio::time::sleep(backoff) => {}
+                    _ = tokio::time::sleep(delay) => {}
                 }
-                backoff = (backoff * 2).min(max_backoff);
             }
         }
     }
