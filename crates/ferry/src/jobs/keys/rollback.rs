@@ -124,63 +124,9 @@ async fn run(
             }
             continue;
         }
-        let mut handled = Vec::with_capacity(entries.len());
-        let mut undone = Vec::new();
-        let mut parked = Vec::new();
-        'page: for group in entries.chunks(backups_at_once) {
-            let overwritten: Vec<Vec<u8>> = group
-                .iter()
-                .filter(|(_, v)| parse_ledger_value(v).0 & OVERWROTE != 0)
-                .map(|(k, _)| k.clone())
-                .collect();
-            let mut backups = ctx
-                .store
-                .ledger_get(&ctx.scope, LEDGER_BACKUP, &overwritten)
-                .await?
-                .into_iter();
-            for (new, value) in group {
-                if stop.is_cancelled() {
-                    interrupted = true;
-                    break 'page;
-                }
-                let (flags, src) = parse_ledger_value(value);
-                let backup = if flags & OVERWROTE != 0 {
-                    backups.next().flatten()
-                } else {
-                    None
-                };
-                out.entries += 1;
-                handled.push(new.clone());
-                match undo_one(ctx, new, flags, src, backup.as_deref()).await? {
-                    Ok(kind) => {
-                        match kind {
-                            Undo::Deleted => out.deleted += 1,
-                            Undo::RestoredOverwritten => out.restored_overwritten += 1,
-                        }
-                        if flags & SOURCE_DELETED != 0 {
-                            out.restored_sources += 1;
-                        }
-                        undone.push(new.clone());
-                    }
-                    Err(e) => {
-                        out.failed += 1;
-                        out.errors.push(display_key(new), e);
-                        // Parked until the rollback stops, then put back for a later one.
-                        parked.push((new.clone(), value.clone()));
-                    }
-                }
-            }
-        }
-        ctx.store
-            .ledger_put(&ctx.scope, LEDGER_PARKED, &parked)
-            .await?;
-        ctx.store
-            .ledger_remove(&ctx.scope, LEDGER_BACKUP, &undone)
-            .await?;
-        ctx.store
-            .ledger_remove(&ctx.scope, LEDGER_CREATED, &handled)
-            .await?;
-        progress.inc(handled.len() as u64);
+        let page = undo_page(ctx, &entries, backups_at_once, out, stop).await?;
+        interrupted = page.interrupted;
+        progress.inc(page.handled);
     }
     progress.finish();
     if interrupted {
@@ -192,6 +138,87 @@ async fn run(
         return Ok(());
     }
     unpark(ctx).await
+}
+
+/// What [`undo_page`] did.
+struct PageUndone {
+    /// Entries handled (undone or parked).
+    handled: u64,
+    /// Whether it stopped on `stop`, before the page's end.
+    interrupted: bool,
+}
+
+/// Undoes the entries of one page of the `created` ledger, reading the backups of `backups_at_once`
+/// entries at a time, until `stop`; then parks the failed entries, forgets the backups of the
+/// undone ones and removes the handled ones from the ledger.
+async fn undo_page(
+    ctx: &KeysContext,
+    entries: &[(Vec<u8>, Vec<u8>)],
+    backups_at_once: usize,
+    out: &mut RollbackOutcome,
+    stop: &CancellationToken,
+) -> Result<PageUndone, KeysError> {
+    let mut interrupted = false;
+    let mut handled = Vec::with_capacity(entries.len());
+    let mut undone = Vec::new();
+    let mut parked = Vec::new();
+    'page: for group in entries.chunks(backups_at_once) {
+        let overwritten: Vec<Vec<u8>> = group
+            .iter()
+            .filter(|(_, v)| parse_ledger_value(v).0 & OVERWROTE != 0)
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut backups = ctx
+            .store
+            .ledger_get(&ctx.scope, LEDGER_BACKUP, &overwritten)
+            .await?
+            .into_iter();
+        for (new, value) in group {
+            if stop.is_cancelled() {
+                interrupted = true;
+                break 'page;
+            }
+            let (flags, src) = parse_ledger_value(value);
+            let backup = if flags & OVERWROTE != 0 {
+                backups.next().flatten()
+            } else {
+                None
+            };
+            out.entries += 1;
+            handled.push(new.clone());
+            match undo_one(ctx, new, flags, src, backup.as_deref()).await? {
+                Ok(kind) => {
+                    match kind {
+                        Undo::Deleted => out.deleted += 1,
+                        Undo::RestoredOverwritten => out.restored_overwritten += 1,
+                    }
+                    if flags & SOURCE_DELETED != 0 {
+                        out.restored_sources += 1;
+                    }
+                    undone.push(new.clone());
+                }
+                Err(e) => {
+                    out.failed += 1;
+                    out.errors.push(display_key(new), e);
+                    // Parked until the rollback stops, then put back for a later one.
+                    parked.push((new.clone(), value.clone()));
+                }
+            }
+        }
+    }
+    ctx.store
+        .ledger_put(&ctx.scope, LEDGER_PARKED, &parked)
+        .await?;
+    ctx.store
+        .ledger_remove(&ctx.scope, LEDGER_BACKUP, &undone)
+        .await?;
+    ctx.store
+        .ledger_remove(&ctx.scope, LEDGER_CREATED, &handled)
+        .await?;
+    Ok(PageUndone {
+        handled: handled.len() as u64,
+        interrupted,
+    })
 }
 
 /// Moves the entries parked in `rollback-failed` back into `created` (an entry `created` holds
