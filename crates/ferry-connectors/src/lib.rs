@@ -3,7 +3,7 @@
 //! - `redis` (feature `redis`): standalone and Cluster endpoints with slot routing and
 //!   MOVED/ASK handling, key copy primitives, and the Redis-backed checkpoint store.
 //! - `sqlite`, `postgres`, `falkordb`, `neo4j` (features of the same names): durable stores of the
-//!   `tier` job's events, implementing [`ferry_core::tier::EventStore`].
+//!   `tier` job's events, implementing [`ferry_core::jobs::tier::EventStore`].
 //! - `embed` (feature `minilm`): all-MiniLM-L6-v2 sentence embeddings on CPU with candle.
 //! - [`secret`]: redaction of connection strings and the secret types options hold them in.
 

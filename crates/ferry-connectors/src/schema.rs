@@ -1,8 +1,10 @@
 //! What the event stores share: rows as stored (JSON captions, little-endian f32 centroid) and
 //! schema version checks.
 
-use ferry_core::tier::store::EventStoreResult;
-use ferry_core::tier::{CameraState, EntryId, EventStatus, EventStoreError, RunRecord, TierEvent};
+use ferry_core::jobs::tier::store::EventStoreResult;
+use ferry_core::jobs::tier::{
+    CameraState, EntryId, EventStatus, EventStoreError, RunRecord, TierEvent,
+};
 
 /// An event as the stores keep it.
 #[derive(Debug, Clone, PartialEq)]

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use ferry_connectors::postgres::events::{EventLog, EventLogError, EventQuery, PublishError};
-use ferry_core::events::{NewEvent, StoredEvent};
+use ferry_core::jobs::events::{NewEvent, StoredEvent};
 use ferry_testkit::PgDatabase;
 use serde_json::json;
 

@@ -12,9 +12,9 @@ use ferry_connectors::neo4j::Neo4jEventStore;
 use ferry_connectors::postgres::PostgresEventStore;
 use ferry_connectors::sqlite::SqliteEventStore;
 use ferry_core::error::{Classify, ErrorClass};
-use ferry_core::tier::grouping::{DistinctCaption, OpenEventState};
-use ferry_core::tier::store::Fence;
-use ferry_core::tier::{
+use ferry_core::jobs::tier::grouping::{DistinctCaption, OpenEventState};
+use ferry_core::jobs::tier::store::Fence;
+use ferry_core::jobs::tier::{
     CameraState, CaptionCount, EntryId, EventStatus, EventStore, EventStoreError, RunRecord,
     TierEvent, event_id,
 };

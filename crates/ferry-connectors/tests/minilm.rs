@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use ferry_connectors::embed::MiniLm;
-use ferry_core::tier::Embedder;
+use ferry_core::jobs::tier::Embedder;
 
 fn model() -> MiniLm {
     match MiniLm::from_default_location() {

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use ferry_connectors::postgres::{EventLog, PostgresEventStore, TlsMode, connect_config};
-use ferry_core::events::NewEvent;
-use ferry_core::tier::{CameraState, EntryId, EventStatus, EventStore, TierEvent, event_id};
+use ferry_core::jobs::events::NewEvent;
+use ferry_core::jobs::tier::{CameraState, EntryId, EventStatus, EventStore, TierEvent, event_id};
 use ferry_testkit::PgDatabase;
 use openssl::asn1::Asn1Time;
 use openssl::bn::{BigNum, MsbOption};

@@ -1,15 +1,17 @@
 //! Ferry's core: everything that does not talk to a network.
 //!
-//! - [`rules`]: key-rename rules (`{name}` / `{name..}` patterns over bytes);
-//! - [`checkpoint`]: the checkpoint store and run lease traits, and a file-backed store;
-//! - [`error`]: error classes and exit codes shared by every job;
-//! - [`events`]: the events job's records, their validation and Pub/Sub channels;
-//! - [`tier`]: the tier job's captions, events, grouping and event store trait;
+//! What every job shares:
+//! - [`checkpoint`]: the checkpoint store and run lease traits (fencing tokens, ledgers), and a
+//!   file-backed store;
+//! - [`error`]: error classes and exit codes;
 //! - [`telemetry`]: the names of every metric Ferry emits.
+//!
+//! Each job's pure parts, under [`jobs`]:
+//! - [`jobs::keys::rules`]: key-rename rules (`{name}` / `{name..}` patterns over bytes);
+//! - [`jobs::tier`]: the tier job's captions, events, grouping and event store trait;
+//! - [`jobs::events`]: the events job's records, their validation and Pub/Sub channels.
 
 pub mod checkpoint;
 pub mod error;
-pub mod events;
-pub mod rules;
+pub mod jobs;
 pub mod telemetry;
-pub mod tier;

@@ -1,8 +1,8 @@
 //! Loading, matching and checking rename rules through the public API.
 
-use ferry_core::rules::{RuleSet, RulesError};
+use ferry_core::jobs::keys::rules::{RuleSet, RulesError};
 
-fn load(text: &str) -> Result<ferry_core::rules::LoadedRules, RulesError> {
+fn load(text: &str) -> Result<ferry_core::jobs::keys::rules::LoadedRules, RulesError> {
     RuleSet::from_toml_str(text, "rules.toml")
 }
 

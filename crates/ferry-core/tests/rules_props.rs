@@ -2,7 +2,7 @@
 //! bytes, renamed keys map back to their old names, the shadowing warning is sound, and matching
 //! agrees with a naive reference matcher.
 
-use ferry_core::rules::{LoadedRules, RuleSet};
+use ferry_core::jobs::keys::rules::{LoadedRules, RuleSet};
 use proptest::prelude::*;
 
 /// A piece of a `from` pattern.

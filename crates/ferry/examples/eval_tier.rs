@@ -24,10 +24,10 @@ use std::collections::{HashMap, HashSet};
 
 use ferry::jobs::tier::Backend;
 use ferry_connectors::embed::MiniLm;
-use ferry_core::tier::grouping::GroupInput;
-use ferry_core::tier::normalize::Normalizer;
-use ferry_core::tier::wordings::Wordings;
-use ferry_core::tier::{Embedder, EntryId, Grouper, GroupingConfig, LexicalEmbedder};
+use ferry_core::jobs::tier::grouping::GroupInput;
+use ferry_core::jobs::tier::normalize::Normalizer;
+use ferry_core::jobs::tier::wordings::Wordings;
+use ferry_core::jobs::tier::{Embedder, EntryId, Grouper, GroupingConfig, LexicalEmbedder};
 
 /// Paraphrase sets: each line is one true scene, described several ways.
 const SCENES: &[&[&str]] = &[
@@ -786,7 +786,7 @@ fn evaluate(
 /// duration and whether it continues an earlier event.
 fn describe(
     stream: &[Labelled],
-    event: &ferry_core::tier::TierEvent,
+    event: &ferry_core::jobs::tier::TierEvent,
     by_entry: &HashMap<EntryId, usize>,
 ) -> String {
     let mut runs: Vec<(usize, usize, usize)> = Vec::new();

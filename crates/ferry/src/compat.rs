@@ -12,7 +12,7 @@
 
 use std::path::Path;
 
-use ferry_core::rules::{RuleSet, RulesError};
+use ferry_core::jobs::keys::rules::{RuleSet, RulesError};
 use redis::aio::ConnectionLike;
 
 /// The compiled rename rules, both ways: old name → new name and new name → old name.

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use ferry::jobs::tier::{Backend, CaptionSource, Layout, TierContext, TierError, TierOptions};
 use ferry_connectors::redis::RedisEndpoint;
-use ferry_core::tier::EntryId;
-use ferry_core::tier::store::Fence;
+use ferry_core::jobs::tier::EntryId;
+use ferry_core::jobs::tier::store::Fence;
 use ferry_testkit::RedisServer;
 use redis::{Commands, Connection};
 

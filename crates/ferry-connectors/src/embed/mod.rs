@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config};
-use ferry_core::tier::{EmbedError, Embedder};
+use ferry_core::jobs::tier::{EmbedError, Embedder};
 use tokenizers::{Encoding, Tokenizer};
 
 /// Texts per forward pass: enough to amortise the call, few enough that padding to the longest

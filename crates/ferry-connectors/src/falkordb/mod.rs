@@ -8,8 +8,8 @@
 
 mod cypher;
 
-use ferry_core::tier::store::{EventStoreResult, Fence};
-use ferry_core::tier::{
+use ferry_core::jobs::tier::store::{EventStoreResult, Fence};
+use ferry_core::jobs::tier::{
     CameraState, EventStore, EventStoreError, RunRecord, StoreCounts, TierEvent,
 };
 use redis::Value;

@@ -10,8 +10,8 @@
 
 use std::collections::HashMap;
 
-use ferry_core::tier::store::{EventStoreResult, Fence};
-use ferry_core::tier::{
+use ferry_core::jobs::tier::store::{EventStoreResult, Fence};
+use ferry_core::jobs::tier::{
     CameraState, EventStore, EventStoreError, RunRecord, StoreCounts, TierEvent,
 };
 use neo4rs::{BoltType, ConfigBuilder, Graph, Query, Row, query};

@@ -1,8 +1,8 @@
 //! The tier job's PostgreSQL event store (`postgres://user[:password]@host:port/db`, TLS by
 //! its `sslmode`: see [`super::connect_config`]).
 
-use ferry_core::tier::store::{EventStoreResult, Fence};
-use ferry_core::tier::{
+use ferry_core::jobs::tier::store::{EventStoreResult, Fence};
+use ferry_core::jobs::tier::{
     CameraState, EventStore, EventStoreError, RunRecord, StoreCounts, TierEvent,
 };
 use tokio::sync::Mutex;

@@ -7,8 +7,8 @@
 
 use std::sync::{Arc, Mutex};
 
-use ferry_core::tier::store::{EventStoreResult, Fence};
-use ferry_core::tier::{
+use ferry_core::jobs::tier::store::{EventStoreResult, Fence};
+use ferry_core::jobs::tier::{
     CameraState, EventStore, EventStoreError, RunRecord, StoreCounts, TierEvent,
 };
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};

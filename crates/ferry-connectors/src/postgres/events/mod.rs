@@ -29,7 +29,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use ferry_core::error::{Classify, ErrorClass};
-use ferry_core::events::{InvalidEvent, NewEvent, StoredEvent};
+use ferry_core::jobs::events::{InvalidEvent, NewEvent, StoredEvent};
 use serde::Serialize;
 use tokio::sync::Notify;
 use tokio_postgres::types::ToSql;

@@ -139,7 +139,7 @@ async fn the_tier_store_and_the_event_log_can_create_their_schemas_at_once() {
         let (store, log) = tokio::join!(
             async {
                 let store = crate::postgres::PostgresEventStore::open(&url).await?;
-                ferry_core::tier::EventStore::migrate(&store).await
+                ferry_core::jobs::tier::EventStore::migrate(&store).await
             },
             EventLog::open(&url, 2)
         );

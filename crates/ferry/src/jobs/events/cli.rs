@@ -164,7 +164,7 @@ fn parse_time(
     value
         .as_deref()
         .map(|v| {
-            ferry_core::events::parse_timestamp(v).with_context(|| {
+            ferry_core::jobs::events::parse_timestamp(v).with_context(|| {
                 format!("--{flag} `{v}` is not an RFC 3339 time (e.g. 2026-11-22T10:00:00Z)")
             })
         })

@@ -6,7 +6,7 @@ use serde::Deserialize;
 use super::EventsOptions;
 use crate::config::{check_durations, secs};
 use ferry_connectors::secret::SecretUrl;
-use ferry_core::events::Channels;
+use ferry_core::jobs::events::Channels;
 
 /// `[events]`
 #[derive(Debug, Clone, Default, Deserialize)]

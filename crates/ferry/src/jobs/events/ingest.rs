@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use ferry_connectors::postgres::events::EventLogError;
-use ferry_core::events::NewEvent;
+use ferry_core::jobs::events::NewEvent;
 use ferry_core::telemetry::Metric;
 use redis::Value;
 use redis::streams::StreamId;

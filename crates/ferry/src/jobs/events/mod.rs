@@ -22,10 +22,10 @@ use std::time::Duration;
 use ferry_connectors::postgres::events::EventLogError;
 use ferry_connectors::secret::SecretUrl;
 use ferry_core::error::{Classify, ErrorClass};
-use ferry_core::events::Channels;
+use ferry_core::jobs::events::Channels;
 
 pub use ferry_connectors::postgres::events::{EventLog, EventPage, EventQuery, EventStats, Saved};
-pub use ferry_core::events::{NewEvent, StoredEvent};
+pub use ferry_core::jobs::events::{NewEvent, StoredEvent};
 pub use ingest::{IngestOptions, IngestSummary, ingest};
 pub use publisher::Publisher;
 pub use relay::{RelaySummary, relay};

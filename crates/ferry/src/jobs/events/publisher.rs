@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use ferry_core::events::{Channels, StoredEvent};
+use ferry_core::jobs::events::{Channels, StoredEvent};
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, RedisResult};
 use tokio::sync::Mutex;

@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use ferry_connectors::postgres::events::EventLogError;
 use ferry_core::error::Classify;
-use ferry_core::events::{NewEvent, parse_timestamp};
+use ferry_core::jobs::events::{NewEvent, parse_timestamp};
 use ferry_core::telemetry::Metric;
 use futures::{Stream, StreamExt};
 use serde_json::json;

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
 
-use ferry_core::rules::RuleSet;
+use ferry_core::jobs::keys::rules::RuleSet;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 

@@ -29,7 +29,7 @@ use ferry_connectors::redis::{ConnError, RedisCheckpointStore, RedisEndpoint};
 use ferry_connectors::secret::{ExposeSecret, Secret, SecretUrl};
 use ferry_core::checkpoint::StoreError;
 use ferry_core::error::{Classify, ErrorClass};
-use ferry_core::rules::{LoadedRules, RuleSet, RulesError};
+use ferry_core::jobs::keys::rules::{LoadedRules, RuleSet, RulesError};
 use serde::{Deserialize, Serialize};
 
 use crate::store::{AnyStore, OpenStoreError};

@@ -4,7 +4,7 @@
 use anyhow::Context;
 use chrono::{TimeZone, Utc};
 use ferry_core::error::ExitStatus;
-use ferry_core::tier::TierEvent;
+use ferry_core::jobs::tier::TierEvent;
 use tokio_util::sync::CancellationToken;
 
 use super::args::{TierAction, TierArgs};

@@ -1,11 +1,11 @@
 //! Learned wordings for one pass of the lexical backend: read the camera's captions ahead,
-//! learn which wordings describe one scene (see [`ferry_core::tier::wordings`]), keep the table
+//! learn which wordings describe one scene (see [`ferry_core::jobs::tier::wordings`]), keep the table
 //! for a pass run again after an interruption, and embed each chunk with its table.
 
 use std::sync::Arc;
 
-use ferry_core::tier::wordings::{CameraWordings, Wordings};
-use ferry_core::tier::{EmbedError, EntryId, LexicalEmbedder};
+use ferry_core::jobs::tier::wordings::{CameraWordings, Wordings};
+use ferry_core::jobs::tier::{EmbedError, EntryId, LexicalEmbedder};
 
 use super::drain::{embed, read_chunk};
 use super::{TierContext, TierError};

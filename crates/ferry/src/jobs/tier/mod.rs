@@ -3,7 +3,7 @@
 //! events.
 //!
 //! One pass, per camera, under a per-camera lease (so two `ferry serve` replicas never drain one
-//! camera at once): read the captions oldest first in chunks, group them ([`ferry_core::tier`]),
+//! camera at once): read the captions oldest first in chunks, group them ([`ferry_core::jobs::tier`]),
 //! and for every event whose oldest unstored caption is *due* (older than `hot_window -
 //! migrate_before`): **1.** upsert the events and the camera's watermark in one store
 //! transaction, **2.** delete exactly the entries those events consumed (by id, never newer
@@ -36,8 +36,8 @@ use ferry_connectors::redis::{ConnError, RedisEndpoint};
 use ferry_connectors::secret::{ExposeSecret, Secret, SecretUrl};
 use ferry_core::checkpoint::StoreError;
 use ferry_core::error::{Classify, ErrorClass};
-use ferry_core::tier::normalize::{DEFAULT_BOILERPLATE_PREFIXES, Normalizer};
-use ferry_core::tier::{
+use ferry_core::jobs::tier::normalize::{DEFAULT_BOILERPLATE_PREFIXES, Normalizer};
+use ferry_core::jobs::tier::{
     EmbedError, EventStore, EventStoreError, GroupingConfig, GroupingConfigError, RunRecord,
     StoreCounts, TierEvent,
 };

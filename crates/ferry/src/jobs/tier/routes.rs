@@ -9,7 +9,7 @@ use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use ferry_core::error::Classify;
-use ferry_core::tier::EventStore;
+use ferry_core::jobs::tier::EventStore;
 use serde::Deserialize;
 use serde_json::json;
 

@@ -4,8 +4,8 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use ferry_core::tier::wordings::Wordings;
-use ferry_core::tier::{EmbedError, Embedder, LexicalEmbedder};
+use ferry_core::jobs::tier::wordings::Wordings;
+use ferry_core::jobs::tier::{EmbedError, Embedder, LexicalEmbedder};
 use serde::{Deserialize, Serialize};
 
 /// Which vectors captions are compared with.

@@ -4,8 +4,8 @@ use ferry_connectors::falkordb::FalkorDbEventStore;
 use ferry_connectors::neo4j::Neo4jEventStore;
 use ferry_connectors::postgres::PostgresEventStore;
 use ferry_connectors::sqlite::SqliteEventStore;
-use ferry_core::tier::store::{EventStoreResult, Fence};
-use ferry_core::tier::{
+use ferry_core::jobs::tier::store::{EventStoreResult, Fence};
+use ferry_core::jobs::tier::{
     CameraState, EventStore, EventStoreError, RunRecord, StoreCounts, TierEvent,
 };
 

@@ -24,9 +24,9 @@ use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
 use ferry_connectors::redis::{ConnError, LuaScript, RedisCheckpointStore, RedisEndpoint};
-use ferry_core::tier::store::Fence;
-use ferry_core::tier::wordings::CameraWordings;
-use ferry_core::tier::{Caption, EntryId};
+use ferry_core::jobs::tier::store::Fence;
+use ferry_core::jobs::tier::wordings::CameraWordings;
+use ferry_core::jobs::tier::{Caption, EntryId};
 use redis::Value;
 use serde::{Deserialize, Serialize};
 

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use ferry_connectors::redis::{Cmd, ConnError, RedisEndpoint, RedisResult, Value, cmd};
-use ferry_core::rules::RuleSet;
+use ferry_core::jobs::keys::rules::RuleSet;
 use futures::StreamExt;
 
 use crate::jobs::keys::scan::{ScanBatch, estimate_keys, scan_batches};

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use ferry_connectors::redis::{LedgerWrite, RedisEndpoint};
-use ferry_core::rules::RuleSet;
+use ferry_core::jobs::keys::rules::RuleSet;
 
 use super::record::Tally;
 use crate::jobs::keys::clash::ClashResolution;

@@ -4,10 +4,10 @@
 
 use std::sync::Arc;
 
+use ferry_core::jobs::tier::embed::normalize_l2;
+use ferry_core::jobs::tier::grouping::GroupInput;
+use ferry_core::jobs::tier::{Caption, EntryId, EventStatus, Grouper, OpenEventState, TierEvent};
 use ferry_core::telemetry::Metric;
-use ferry_core::tier::embed::normalize_l2;
-use ferry_core::tier::grouping::GroupInput;
-use ferry_core::tier::{Caption, EntryId, EventStatus, Grouper, OpenEventState, TierEvent};
 use tokio_util::sync::CancellationToken;
 
 use super::commit::PendingCommit;

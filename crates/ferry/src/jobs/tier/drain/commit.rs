@@ -6,8 +6,10 @@ use std::collections::VecDeque;
 use std::mem;
 
 use ferry_core::checkpoint::StoreError;
+use ferry_core::jobs::tier::{
+    CameraState, EntryId, EventStore, OpenEventState, TierEvent, store::Fence,
+};
 use ferry_core::telemetry::Metric;
-use ferry_core::tier::{CameraState, EntryId, EventStore, OpenEventState, TierEvent, store::Fence};
 
 use super::CameraOutcome;
 use crate::jobs::tier::{TierContext, TierError};

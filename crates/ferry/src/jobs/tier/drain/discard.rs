@@ -1,7 +1,7 @@
 //! `tier clear --discard`: drop a camera's captions from Redis without storing them.
 
 use ferry_core::checkpoint::StoreError;
-use ferry_core::tier::{EventStore, store::Fence};
+use ferry_core::jobs::tier::{EventStore, store::Fence};
 use tokio_util::sync::CancellationToken;
 
 use super::read::read_chunk;

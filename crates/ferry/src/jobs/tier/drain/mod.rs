@@ -13,8 +13,8 @@ mod read;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use ferry_core::checkpoint::StoreError;
+use ferry_core::jobs::tier::{EventStore, RunRecord, TierEvent};
 use ferry_core::telemetry::Metric;
-use ferry_core::tier::{EventStore, RunRecord, TierEvent};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 

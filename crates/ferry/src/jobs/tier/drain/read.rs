@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use ferry_core::tier::wordings::Wordings;
-use ferry_core::tier::{CameraState, EmbedError, EntryId, EventStore};
+use ferry_core::jobs::tier::wordings::Wordings;
+use ferry_core::jobs::tier::{CameraState, EmbedError, EntryId, EventStore};
 
 use crate::jobs::tier::similarity::Backend;
 use crate::jobs::tier::source::RawEntry;

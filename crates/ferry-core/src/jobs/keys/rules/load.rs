@@ -161,8 +161,8 @@ fn read_rule<'a>(
 
 #[cfg(test)]
 mod tests {
-    use crate::rules::test_support::{SEED, file, rejected};
-    use crate::rules::{RuleSet, RulesError};
+    use crate::jobs::keys::rules::test_support::{SEED, file, rejected};
+    use crate::jobs::keys::rules::{RuleSet, RulesError};
 
     #[test]
     fn toml_errors_unknown_fields_and_wrong_types_give_the_line() {

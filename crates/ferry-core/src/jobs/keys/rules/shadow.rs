@@ -145,7 +145,7 @@ pub(super) fn shadow_warnings(rules: &[Rule], origin: &str) -> Vec<RulesWarning>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::test_support::{SEED, file, load, warnings};
+    use crate::jobs::keys::rules::test_support::{SEED, file, load, warnings};
 
     #[test]
     fn a_greedy_generic_rule_first_shadows_every_seed_rule() {
@@ -252,7 +252,7 @@ mod tests {
     mod props {
         use super::super::*;
         use super::{file, load};
-        use crate::rules::pattern::{Pattern, STACK_SLOTS};
+        use crate::jobs::keys::rules::pattern::{Pattern, STACK_SLOTS};
         use proptest::prelude::*;
 
         /// Small `from` patterns over `a`, `b` and `:`, with `a` between placeholders.

@@ -39,7 +39,7 @@ impl RuleSet {
 mod tests {
     use std::path::Path;
 
-    use crate::rules::RuleSet;
+    use crate::jobs::keys::rules::RuleSet;
 
     #[test]
     fn collision_risks_name_rules_whose_new_names_can_meet() {

@@ -1,7 +1,7 @@
 //! The grouping rules' tests.
 
 use super::*;
-use crate::tier::event_id;
+use crate::jobs::tier::event_id;
 
 /// Captions every 10 s; `scene` picks a unit vector so similarity is 1 within a scene and 0
 /// across scenes.

@@ -21,7 +21,7 @@ impl RuleSet {
 
 #[cfg(test)]
 mod tests {
-    use crate::rules::test_support::{file, rules};
+    use crate::jobs::keys::rules::test_support::{file, rules};
 
     #[test]
     fn fingerprint_follows_names_patterns_and_order() {

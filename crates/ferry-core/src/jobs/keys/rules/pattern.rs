@@ -187,7 +187,7 @@ pub(super) fn render(tpl: &[Tok], key: &[u8], caps: &[(usize, usize)]) -> Vec<u8
 
 #[cfg(test)]
 mod tests {
-    use crate::rules::test_support::{file, renamed, rules};
+    use crate::jobs::keys::rules::test_support::{file, renamed, rules};
 
     #[test]
     fn any_placeholders_take_colons_and_the_split_is_the_first_that_works() {

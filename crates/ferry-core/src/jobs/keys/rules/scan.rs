@@ -42,7 +42,7 @@ fn glob_escape(prefix: &[u8]) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
-    use crate::rules::test_support::{file, load, rules};
+    use crate::jobs::keys::rules::test_support::{file, load, rules};
 
     #[test]
     fn scan_globs_escape_metacharacters_and_drop_covered_prefixes() {

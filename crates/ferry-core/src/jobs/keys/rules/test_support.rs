@@ -3,7 +3,7 @@
 use super::{LoadedRules, RuleSet, RulesError};
 
 /// The seed rules file shipped with the examples.
-pub(super) const SEED: &str = include_str!("../../../../config/examples/seed-002-rules.toml");
+pub(super) const SEED: &str = include_str!("../../../../../../config/examples/seed-002-rules.toml");
 
 /// Loads rules text named `rules.toml`.
 pub(super) fn load(text: &str) -> Result<LoadedRules, RulesError> {

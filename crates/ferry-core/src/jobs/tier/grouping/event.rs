@@ -3,8 +3,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::GroupInput;
-use crate::tier::embed::{cosine, normalize_l2};
-use crate::tier::{CaptionCount, EntryId, EventStatus, TierEvent, event_id};
+use crate::jobs::tier::embed::{cosine, normalize_l2};
+use crate::jobs::tier::{CaptionCount, EntryId, EventStatus, TierEvent, event_id};
 
 /// A distinct caption of an open event, with the embedding used to pick the representative.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -288,7 +288,7 @@ pub struct CameraWordings {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tier::embed::cosine;
+    use crate::jobs::tier::embed::cosine;
 
     #[test]
     fn wordings_that_keep_meeting_are_related_and_a_rare_outlier_is_not() {

@@ -45,7 +45,7 @@ impl RuleSet {
 
 #[cfg(test)]
 mod tests {
-    use crate::rules::test_support::{file, load, renamed, rules};
+    use crate::jobs::keys::rules::test_support::{file, load, renamed, rules};
 
     #[test]
     fn keys_are_bytes() {

@@ -183,7 +183,7 @@ fn readback_problem(names: &[(String, bool)], uses: &[usize], to_tpl: &[Tok]) ->
 
 #[cfg(test)]
 mod tests {
-    use crate::rules::test_support::{file, load, rejected, warnings};
+    use crate::jobs::keys::rules::test_support::{file, load, rejected, warnings};
 
     #[test]
     fn malformed_placeholders_are_rejected_on_their_line() {

@@ -1,0 +1,3 @@
+//! The keys job's pure parts: the key-rename rules.
+
+pub mod rules;
