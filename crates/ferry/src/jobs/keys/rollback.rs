@@ -414,7 +414,7 @@ async fn restore_source(
         match ctx.source.query(src, c).await? {
             Ok(_) => return Ok(Ok(())),
             // A payload from a newer server: element by element instead.
-            Err(e) if refuses_payload(&e.to_string()) => {}
+            Err(e) if super::apply::refuses_payload(&e.to_string()) => {}
             Err(e) => {
                 return Ok(Err(format!(
                     "restoring the source {}: {e}",
@@ -445,10 +445,4 @@ async fn restore_source(
         ))),
         Err(ChunkError::Conn(e)) => Err(e.into()),
     }
-}
-
-/// Whether a server's error message says it cannot read a DUMP payload (e.g. from a newer
-/// server).
-fn refuses_payload(message: &str) -> bool {
-    message.contains("payload version or checksum") || message.contains("Bad data format")
 }

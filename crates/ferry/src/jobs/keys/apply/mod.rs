@@ -56,6 +56,7 @@ mod batch;
 mod decide;
 mod map;
 mod payload;
+pub(super) use payload::refuses_payload;
 mod rate;
 mod record;
 mod write;

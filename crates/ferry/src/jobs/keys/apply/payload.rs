@@ -53,6 +53,6 @@ pub(super) fn is_payload_rejection(e: &RedisError) -> bool {
 
 /// Whether a server's error message says it cannot read a DUMP payload (e.g. from a newer
 /// server).
-pub(super) fn refuses_payload(message: &str) -> bool {
+pub(in crate::jobs::keys) fn refuses_payload(message: &str) -> bool {
     message.contains("payload version or checksum") || message.contains("Bad data format")
 }
