@@ -1,14 +1,14 @@
-//! Command-line interface: `ferry <job> <action> [options]`. Each job defines its own actions
-//! and options in its folder (`jobs/<job>/args.rs`); this file lists the jobs.
+//! Command-line interface: `ferry <job> <action> [options]`, `ferry serve`, `ferry demo`. Each
+//! job defines its own actions and options in its folder (`jobs/<job>/args.rs`); the jobs are
+//! listed once, in [`crate::jobs::JobCommand`].
 
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 use ferry_connectors::secret::{Secret, SecretUrl};
 
-use crate::jobs::events::args::EventsAction;
-use crate::jobs::keys::args::KeysAction;
-use crate::jobs::tier::args::{TierAction, TierArgs};
+use crate::jobs::JobCommand;
+use crate::jobs::tier::args::TierArgs;
 use crate::observe::LogFormat;
 use crate::server::args::ServeArgs;
 
@@ -30,28 +30,13 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Jobs.
+/// What to do: one job's action, `serve` or `demo`.
 #[derive(Debug, Subcommand)]
 #[allow(clippy::large_enum_variant)] // parsed once
 pub enum Command {
-    /// Restructure key names and copy keys between Redis servers or clusters.
-    Keys {
-        /// The action.
-        #[command(subcommand)]
-        action: KeysAction,
-    },
-    /// Drain the Redis hot cache of camera captions into durable time-range events.
-    Tier {
-        /// The action.
-        #[command(subcommand)]
-        action: TierAction,
-    },
-    /// Save every event in PostgreSQL, then publish it on Redis Pub/Sub, with nothing lost.
-    Events {
-        /// The action.
-        #[command(subcommand)]
-        action: EventsAction,
-    },
+    /// A job's action (`ferry keys …`, `ferry tier …`, `ferry events …`).
+    #[command(flatten)]
+    Job(JobCommand),
     /// Run the tier job on a schedule (and the events relay when [events] postgres or
     /// --events-postgres is set); serve the HTTP API and Prometheus metrics.
     Serve {

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use ferry::cli::{Cli, Command};
 use ferry::config::FileConfig;
-use ferry::{jobs, server};
+use ferry::server;
 use ferry_core::error::ExitStatus;
 
 fn main() -> ExitCode {
@@ -58,9 +58,7 @@ fn main() -> ExitCode {
 /// Hands the command over to its job.
 async fn run(cli: Cli, file: FileConfig) -> ExitStatus {
     match cli.command {
-        Command::Keys { action } => jobs::keys::cli::run(action, &file).await,
-        Command::Tier { action } => jobs::tier::cli::run(action, &file).await,
-        Command::Events { action } => jobs::events::cli::run(action, &file).await,
+        Command::Job(job) => job.run(&file).await,
         Command::Serve {
             tier,
             events_postgres,

@@ -1,5 +1,96 @@
-//! Ferry's jobs, one module each.
+//! Ferry's jobs, one folder each, all of the same shape:
+//!
+//! | file | what it holds |
+//! |---|---|
+//! | `mod.rs` | the job's options, errors, context (its connected clients) and actions |
+//! | `args.rs` | its command-line actions and flags (clap) |
+//! | `cli.rs` | running one action from the command line: print, report, exit status |
+//! | `config.rs` | its section of the config file (serde, defaults, validation) |
+//! | `routes.rs` | its HTTP endpoints and its part of `/healthz` (jobs that serve any) |
+//! | `service.rs` | what it runs inside `ferry serve` (jobs that run any) |
+//! | `demo.rs` | its part of `ferry demo` |
+//!
+//! plus one file or folder per stage of its work. A job is registered in this file only (its
+//! module, its command and what it brings to `ferry serve`), and its config section is a field
+//! of [`crate::config::FileConfig`].
 
 pub mod events;
 pub mod keys;
 pub mod tier;
+
+use std::sync::Arc;
+
+use clap::Subcommand;
+use ferry_core::error::ExitStatus;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::FileConfig;
+use crate::server::{AppState, Endpoint, ServeOptions};
+
+/// The jobs' commands: `ferry <job> <action>`.
+#[derive(Debug, Subcommand)]
+pub enum JobCommand {
+    /// Restructure key names and copy keys between Redis servers or clusters.
+    Keys {
+        /// The action.
+        #[command(subcommand)]
+        action: keys::args::KeysAction,
+    },
+    /// Drain the Redis hot cache of camera captions into durable time-range events.
+    Tier {
+        /// The action.
+        #[command(subcommand)]
+        action: tier::args::TierAction,
+    },
+    /// Save every event in PostgreSQL, then publish it on Redis Pub/Sub, with nothing lost.
+    Events {
+        /// The action.
+        #[command(subcommand)]
+        action: events::args::EventsAction,
+    },
+}
+
+impl JobCommand {
+    /// Runs the action with its job's `cli::run`.
+    pub async fn run(self, file: &FileConfig) -> ExitStatus {
+        match self {
+            JobCommand::Keys { action } => keys::cli::run(action, file).await,
+            JobCommand::Tier { action } => tier::cli::run(action, file).await,
+            JobCommand::Events { action } => events::cli::run(action, file).await,
+        }
+    }
+}
+
+/// Every job's HTTP endpoints (a job that is not configured answers 404 saying so).
+pub fn endpoints() -> Vec<Endpoint> {
+    let mut all = tier::routes::endpoints();
+    all.extend(events::routes::endpoints());
+    all
+}
+
+/// The configured jobs' part of `/healthz`: `false` when a service one of them needs fails.
+pub async fn health(state: &AppState, body: &mut serde_json::Value) -> bool {
+    let mut healthy = true;
+    if let Some(tier) = &state.tier {
+        healthy &= tier::routes::health(tier, body).await;
+    }
+    if let Some(events) = &state.events {
+        healthy &= events::routes::health(events, body).await;
+    }
+    healthy
+}
+
+/// Starts what the configured jobs run inside `ferry serve` (the tier scheduler and sampler,
+/// the events relay) until `stop`.
+pub fn spawn_services(
+    state: &Arc<AppState>,
+    options: &ServeOptions,
+    stop: &CancellationToken,
+) -> Vec<JoinHandle<()>> {
+    let mut tasks = tier::service::spawn(state, options, stop);
+    if let Some(ctx) = &state.events {
+        tasks.push(events::service::spawn(ctx.clone(), stop));
+    }
+    tasks
+}

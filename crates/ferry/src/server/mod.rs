@@ -26,8 +26,8 @@ use std::time::Duration;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio_util::sync::CancellationToken;
 
-use crate::jobs::events::{self, EventsContext};
-use crate::jobs::tier::{self, TierContext};
+use crate::jobs::events::EventsContext;
+use crate::jobs::tier::TierContext;
 use ferry_connectors::secret::{ExposeSecret, Secret};
 use ferry_core::error::{Classify, ErrorClass};
 
@@ -185,14 +185,11 @@ pub async fn serve(
     // stderr.
     let _ = writeln!(std::io::stdout().lock(), "listening on http://{addr}");
     let mut state = AppState::new(tier, options.clone(), metrics, stop.clone());
-    let mut tasks = Vec::new();
     if let Some(ctx) = events {
-        let ctx = Arc::new(ctx);
-        state = state.with_events(ctx.clone());
-        tasks.push(events::service::spawn(ctx, &stop));
+        state = state.with_events(Arc::new(ctx));
     }
     let state = Arc::new(state);
-    tasks.extend(tier::service::spawn(&state, &options, &stop));
+    let tasks = crate::jobs::spawn_services(&state, &options, &stop);
     let shutdown = stop.clone();
     axum::serve(listener, app(state))
         .with_graceful_shutdown(async move { shutdown.cancelled().await })

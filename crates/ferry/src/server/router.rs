@@ -25,9 +25,7 @@ fn endpoints() -> Vec<Endpoint> {
         (Method::GET, "/healthz", get(healthz)),
         (Method::GET, "/metrics", get(metrics)),
     ];
-    // Each job's endpoints (a job that is not configured answers 404 saying so).
-    all.extend(jobs::tier::routes::endpoints());
-    all.extend(jobs::events::routes::endpoints());
+    all.extend(jobs::endpoints());
     all
 }
 
@@ -57,14 +55,8 @@ pub fn app(state: Arc<AppState>) -> Router {
 /// `GET /healthz`: 200 `{"status": "ok", …}` when every configured job's services answer, 503
 /// `degraded` otherwise; always open.
 async fn healthz(State(state): State<Arc<AppState>>) -> Response {
-    let mut healthy = true;
     let mut body = json!({});
-    if let Some(tier) = &state.tier {
-        healthy &= jobs::tier::routes::health(tier, &mut body).await;
-    }
-    if let Some(events) = &state.events {
-        healthy &= jobs::events::routes::health(events, &mut body).await;
-    }
+    let healthy = jobs::health(&state, &mut body).await;
     body["status"] = json!(if healthy { "ok" } else { "degraded" });
     let code = if healthy {
         StatusCode::OK
