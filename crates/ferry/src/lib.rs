@@ -1,14 +1,18 @@
 //! Ferry moves live data in and around Redis without losing any of it.
 //!
-//! The `ferry` binary is glue around this library:
+//! The `ferry` binary is glue around this library. Each job is one folder of [`jobs`], all of
+//! the same shape (see its documentation):
 //! - [`jobs::keys`]: restructure key names and copy keys between servers (analyze, plan, apply,
 //!   verify, rollback, status);
 //! - [`jobs::tier`]: drain the Redis hot cache of camera captions into durable time-range
 //!   events (run, preview, status, history, clear);
-//! - [`server`]: `ferry serve`, the scheduler and HTTP API with Prometheus metrics;
-//! - [`compat`]: [`compat::KeyMapper`] and [`compat::get_with_fallback`] for applications that
-//!   read new key names and fall back to old ones during a migration;
-//! - [`config`], [`report`], [`observe`], [`runtime`], [`store`]: what every job shares.
+//! - [`jobs::events`]: save every event in PostgreSQL, then publish it on Redis (relay, ingest,
+//!   query, stats).
+//!
+//! What the jobs share: [`lifecycle`] (the migration steps), [`streams`] (the Redis Streams
+//! consumer), [`server`] (`ferry serve`: the HTTP layer and the scheduler), [`cli`], [`config`],
+//! [`report`], [`observe`], [`runtime`], [`store`]; and [`compat`] for applications that read
+//! new key names and fall back to old ones during a migration.
 
 pub mod cli;
 pub mod compat;
