@@ -4,6 +4,8 @@
 //! - [`checkpoint`]: the checkpoint store and run lease traits (fencing tokens, ledgers), and a
 //!   file-backed store;
 //! - [`error`]: error classes and exit codes;
+//! - [`retry`]: the pauses between attempts at something that may succeed later (exponential
+//!   backoff);
 //! - [`telemetry`]: the names of every metric Ferry emits.
 //!
 //! Each job's pure parts, under [`jobs`]:
@@ -14,4 +16,5 @@
 pub mod checkpoint;
 pub mod error;
 pub mod jobs;
+pub mod retry;
 pub mod telemetry;

@@ -9,9 +9,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use backon::{BackoffBuilder, ExponentialBuilder};
 use chrono::Utc;
 use ferry_connectors::postgres::events::{EventLog, PublishError, Published};
+use ferry_core::retry::Backoff;
 use ferry_core::telemetry::Metric;
 use serde::Serialize;
 use tokio::sync::Notify;
@@ -30,15 +30,6 @@ const ONCE_HELD_LIMIT: Duration = Duration::from_secs(5);
 const MIN_RETRY_DELAY: Duration = Duration::from_millis(100);
 /// Longest pause between two attempts.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
-
-/// The pauses between failed attempts: 100 ms doubling up to 5 s, for as long as it takes.
-fn retry_delays() -> impl Iterator<Item = Duration> {
-    ExponentialBuilder::default()
-        .with_min_delay(MIN_RETRY_DELAY)
-        .with_max_delay(MAX_RETRY_DELAY)
-        .without_max_times()
-        .build()
-}
 
 /// What a relay run did.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -99,7 +90,7 @@ async fn worker(
     stop: &CancellationToken,
 ) -> Result<RelaySummary, EventsError> {
     let mut summary = RelaySummary::default();
-    let mut delays = retry_delays();
+    let mut backoff = Backoff::new(MIN_RETRY_DELAY, MAX_RETRY_DELAY);
     let mut held_since: Option<Instant> = None;
     let mut held_poll = MIN_HELD_POLL;
     while !stop.is_cancelled() {
@@ -124,7 +115,7 @@ async fn worker(
                 events: 0,
                 held_back,
             }) => {
-                delays = retry_delays();
+                backoff.reset();
                 if !held_back {
                     held_since = None;
                     held_poll = MIN_HELD_POLL;
@@ -155,7 +146,7 @@ async fn worker(
                 }
             }
             Ok(Published { events: n, .. }) => {
-                delays = retry_delays();
+                backoff.reset();
                 held_since = None;
                 held_poll = MIN_HELD_POLL;
                 summary.published += n as u64;
@@ -171,7 +162,7 @@ async fn worker(
                 if once {
                     return Err(error);
                 }
-                let delay = delays.next().unwrap_or(MAX_RETRY_DELAY);
+                let delay = backoff.next();
                 tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "relay failed; events stay queued");
                 tokio::select! {
                     _ = stop.cancelled() => break,

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use ferry_core::retry::Backoff;
 use ferry_core::telemetry::Metric;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -35,7 +36,7 @@ async fn schedule(state: Arc<AppState>, interval: Duration, stop: CancellationTo
     let Some(tier) = state.tier.as_ref() else {
         return;
     };
-    let mut backoff = Duration::from_secs(1);
+    let mut backoff = pass_backoff(interval);
     loop {
         let wait = {
             let _pass = state.pass_lock.lock().await;
@@ -45,7 +46,7 @@ async fn schedule(state: Arc<AppState>, interval: Duration, stop: CancellationTo
             };
             match super::run_pass(tier, request, stop.child_token()).await {
                 Ok(outcome) if outcome.failed() == 0 => {
-                    backoff = Duration::from_secs(1);
+                    backoff.reset();
                     tracing::info!(
                         events = outcome.run.events_written,
                         captions = outcome.run.captions_migrated,
@@ -56,13 +57,13 @@ async fn schedule(state: Arc<AppState>, interval: Duration, stop: CancellationTo
                 }
                 Ok(outcome) => {
                     tracing::warn!(failed = outcome.failed(), error = ?outcome.run.error, "tier pass had failures; retrying");
-                    next_backoff(&mut backoff, interval)
+                    backoff.next().min(interval)
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "tier pass failed; retrying");
                     metrics::counter!(Metric::TierPassesTotal.name(), "outcome" => "failed")
                         .increment(1);
-                    next_backoff(&mut backoff, interval)
+                    backoff.next().min(interval)
                 }
             }
         };
@@ -73,10 +74,11 @@ async fn schedule(state: Arc<AppState>, interval: Duration, stop: CancellationTo
     }
 }
 
-fn next_backoff(backoff: &mut Duration, interval: Duration) -> Duration {
-    let wait = (*backoff).min(interval);
-    *backoff = (*backoff * 2).min(interval.max(Duration::from_secs(1)));
-    wait
+/// The pauses before retrying a failed pass: 1 s doubling up to the interval (but at least
+/// 1 s); each wait is also capped at the interval.
+fn pass_backoff(interval: Duration) -> Backoff {
+    let min = Duration::from_secs(1);
+    Backoff::new(min, interval.max(min))
 }
 
 /// Samples captions pending in Redis and the store's counts every `every`.
