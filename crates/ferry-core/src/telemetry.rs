@@ -1,153 +1,110 @@
-//! Names of the metrics Ferry emits: `ferry_<subsystem>_<what>_<unit>`, counters end in
-//! `_total`; labels stay low-cardinality (`job`, `stage`, `rule`, `outcome`), never a key name.
+//! Metric names: `ferry_<subsystem>_<what>_<unit>`, counters end in `_total`; labels stay
+//! low-cardinality (`job`, `stage`, `rule`, `outcome`), never a key name.
+//!
+//! Each job declares its own metrics with [`metric_names!`] in its folder
+//! (`ferry::jobs::<job>::metrics`); [`Metric`] holds the ones every job shares.
 
-/// Every metric Ferry emits, in one place so names cannot drift.
+/// What kind of metric a name is, for describing it to the exporter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Metric {
-    /// Keys returned by SCAN (label `job`).
-    KeysScannedTotal,
-    /// Keys handled, by `rule` and `outcome` (migrated, skipped_existing, vanished, failed, unmatched).
-    KeysProcessedTotal,
-    /// Value bytes copied (label `job`).
-    KeysBytesTotal,
-    /// Duration of one pipelined batch, by `stage`.
-    BatchDurationSeconds,
-    /// Checkpoints saved (label `job`).
-    CheckpointsSavedTotal,
-    /// Errors by `job`, `stage` and `error_type`.
-    ErrorsTotal,
-    /// Captions read from Redis by the tier job.
-    TierCaptionsReadTotal,
-    /// Captions merged into events that were stored.
-    TierCaptionsMigratedTotal,
-    /// Events written to the durable store (inserted or extended).
-    TierEventsWrittenTotal,
-    /// Caption entries deleted from Redis after their events were stored.
-    TierEntriesDeletedTotal,
-    /// Entries that could not be read as captions (left in Redis).
-    TierMalformedTotal,
-    /// Tier passes, by `outcome` (ok, failed).
-    TierPassesTotal,
-    /// Duration of one tier pass.
-    TierPassDurationSeconds,
-    /// Captions waiting in Redis, sampled by the statistics task.
-    TierCaptionsPending,
-    /// Events stored by the events job, by `source` (api, library, stream).
-    EventsSavedTotal,
-    /// Events refused as bad input, by `source`.
-    EventsRejectedTotal,
-    /// Events published on Redis and marked published.
-    EventsPublishedTotal,
-    /// Time from an event's commit to its publication.
-    EventsPublishLagSeconds,
-    /// Relay or ingest attempts that failed and are retried, by `stage`.
-    EventsRetriesTotal,
+pub enum Kind {
+    /// Only goes up; the name ends in `_total`.
+    Counter,
+    /// A sampled value.
+    Gauge,
+    /// A distribution (durations in seconds).
+    Histogram,
 }
 
-impl Metric {
-    /// Every metric, for describing them to the exporter.
-    pub const ALL: [Metric; 19] = [
-        Metric::KeysScannedTotal,
-        Metric::KeysProcessedTotal,
-        Metric::KeysBytesTotal,
-        Metric::BatchDurationSeconds,
-        Metric::CheckpointsSavedTotal,
-        Metric::ErrorsTotal,
-        Metric::TierCaptionsReadTotal,
-        Metric::TierCaptionsMigratedTotal,
-        Metric::TierEventsWrittenTotal,
-        Metric::TierEntriesDeletedTotal,
-        Metric::TierMalformedTotal,
-        Metric::TierPassesTotal,
-        Metric::TierPassDurationSeconds,
-        Metric::TierCaptionsPending,
-        Metric::EventsSavedTotal,
-        Metric::EventsRejectedTotal,
-        Metric::EventsPublishedTotal,
-        Metric::EventsPublishLagSeconds,
-        Metric::EventsRetriesTotal,
-    ];
-
-    /// The Prometheus name.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Metric::KeysScannedTotal => "ferry_keys_scanned_total",
-            Metric::KeysProcessedTotal => "ferry_keys_processed_total",
-            Metric::KeysBytesTotal => "ferry_keys_copied_bytes_total",
-            Metric::BatchDurationSeconds => "ferry_batch_duration_seconds",
-            Metric::CheckpointsSavedTotal => "ferry_checkpoints_saved_total",
-            Metric::ErrorsTotal => "ferry_errors_total",
-            Metric::TierCaptionsReadTotal => "ferry_tier_captions_read_total",
-            Metric::TierCaptionsMigratedTotal => "ferry_tier_captions_migrated_total",
-            Metric::TierEventsWrittenTotal => "ferry_tier_events_written_total",
-            Metric::TierEntriesDeletedTotal => "ferry_tier_entries_deleted_total",
-            Metric::TierMalformedTotal => "ferry_tier_malformed_total",
-            Metric::TierPassesTotal => "ferry_tier_passes_total",
-            Metric::TierPassDurationSeconds => "ferry_tier_pass_duration_seconds",
-            Metric::TierCaptionsPending => "ferry_tier_captions_pending",
-            Metric::EventsSavedTotal => "ferry_events_saved_total",
-            Metric::EventsRejectedTotal => "ferry_events_rejected_total",
-            Metric::EventsPublishedTotal => "ferry_events_published_total",
-            Metric::EventsPublishLagSeconds => "ferry_events_publish_lag_seconds",
-            Metric::EventsRetriesTotal => "ferry_events_retries_total",
+/// Declares an enum of metric names, each with its kind, Prometheus name and help text, and
+/// its `ALL`, `name()`, `help()` and `kind()`, so names cannot drift:
+///
+/// ```
+/// ferry_core::metric_names! {
+///     /// The example job's metrics.
+///     pub enum ExampleMetric {
+///         /// Things done.
+///         DoneTotal => (Counter, "ferry_example_done_total", "Things done."),
+///     }
+/// }
+/// assert_eq!(ExampleMetric::DoneTotal.name(), "ferry_example_done_total");
+/// assert!(ferry_core::telemetry::check_convention(ExampleMetric::DoneTotal.name(), ExampleMetric::DoneTotal.kind()).is_ok());
+/// ```
+#[macro_export]
+macro_rules! metric_names {
+    (
+        $(#[$attr:meta])*
+        pub enum $set:ident {
+            $( $(#[doc = $doc:literal])+ $metric:ident => ($kind:ident, $name:literal, $help:literal), )+
         }
-    }
-
-    /// One line of help text.
-    pub const fn help(self) -> &'static str {
-        match self {
-            Metric::KeysScannedTotal => "Keys returned by SCAN on the source.",
-            Metric::KeysProcessedTotal => "Keys handled, by rule and outcome.",
-            Metric::KeysBytesTotal => "Bytes of values copied to the target.",
-            Metric::BatchDurationSeconds => "Duration of one pipelined batch, by stage.",
-            Metric::CheckpointsSavedTotal => "Checkpoints saved.",
-            Metric::ErrorsTotal => "Errors, by job, stage and error type.",
-            Metric::TierCaptionsReadTotal => "Captions read from Redis by the tier job.",
-            Metric::TierCaptionsMigratedTotal => "Captions merged into stored events.",
-            Metric::TierEventsWrittenTotal => "Events written to the durable store.",
-            Metric::TierEntriesDeletedTotal => "Caption entries deleted from Redis after commit.",
-            Metric::TierMalformedTotal => "Entries that are not captions, left in Redis.",
-            Metric::TierPassesTotal => "Tier passes, by outcome.",
-            Metric::TierPassDurationSeconds => "Duration of one tier pass.",
-            Metric::TierCaptionsPending => "Captions waiting in Redis (sampled).",
-            Metric::EventsSavedTotal => "Events stored in PostgreSQL, by source.",
-            Metric::EventsRejectedTotal => "Events refused as bad input, by source.",
-            Metric::EventsPublishedTotal => "Events published on Redis and marked published.",
-            Metric::EventsPublishLagSeconds => "Time from an event's commit to its publication.",
-            Metric::EventsRetriesTotal => "Failed relay or ingest attempts, retried, by stage.",
+    ) => {
+        $(#[$attr])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum $set {
+            $( $(#[doc = $doc])+ $metric, )+
         }
+
+        impl $set {
+            /// Every metric of the set, for describing them to the exporter.
+            pub const ALL: &'static [$set] = &[$($set::$metric),+];
+
+            /// The Prometheus name.
+            pub const fn name(self) -> &'static str {
+                match self { $($set::$metric => $name),+ }
+            }
+
+            /// One line of help text.
+            pub const fn help(self) -> &'static str {
+                match self { $($set::$metric => $help),+ }
+            }
+
+            /// Counter, gauge or histogram.
+            pub const fn kind(self) -> $crate::telemetry::Kind {
+                match self { $($set::$metric => $crate::telemetry::Kind::$kind),+ }
+            }
+        }
+    };
+}
+
+metric_names! {
+    /// The metrics every job shares.
+    pub enum Metric {
+        /// Duration of one pipelined batch, by `stage`.
+        BatchDurationSeconds => (Histogram, "ferry_batch_duration_seconds", "Duration of one pipelined batch, by stage."),
+        /// Checkpoints saved (label `job`).
+        CheckpointsSavedTotal => (Counter, "ferry_checkpoints_saved_total", "Checkpoints saved."),
+        /// Errors by `job`, `stage` and `error_type`.
+        ErrorsTotal => (Counter, "ferry_errors_total", "Errors, by job, stage and error type."),
     }
+}
+
+/// Checks a metric name against the convention: `ferry_` first, no empty part, `_total` on
+/// counters and only on counters, `_seconds` on histograms.
+pub fn check_convention(name: &str, kind: Kind) -> Result<(), String> {
+    if !name.starts_with("ferry_") || name.contains("__") || name.ends_with('_') {
+        return Err(format!("{name}: not ferry_<subsystem>_<what>_<unit>"));
+    }
+    if (kind == Kind::Counter) != name.ends_with("_total") {
+        return Err(format!(
+            "{name}: counters, and only counters, end in _total"
+        ));
+    }
+    if kind == Kind::Histogram && !name.ends_with("_seconds") {
+        return Err(format!("{name}: a histogram of durations ends in _seconds"));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::Metric;
+    use super::*;
 
     #[test]
-    fn metric_names_follow_the_convention() {
+    fn shared_metric_names_follow_the_convention() {
         for m in Metric::ALL {
-            let name = m.name();
-            assert!(name.starts_with("ferry_"), "{name}");
-            assert!(!name.contains("__"), "{name}");
-            let counter = matches!(
-                m,
-                Metric::KeysScannedTotal
-                    | Metric::KeysProcessedTotal
-                    | Metric::KeysBytesTotal
-                    | Metric::CheckpointsSavedTotal
-                    | Metric::ErrorsTotal
-                    | Metric::TierCaptionsReadTotal
-                    | Metric::TierCaptionsMigratedTotal
-                    | Metric::TierEventsWrittenTotal
-                    | Metric::TierEntriesDeletedTotal
-                    | Metric::TierMalformedTotal
-                    | Metric::TierPassesTotal
-                    | Metric::EventsSavedTotal
-                    | Metric::EventsRejectedTotal
-                    | Metric::EventsPublishedTotal
-                    | Metric::EventsRetriesTotal
-            );
-            assert_eq!(counter, name.ends_with("_total"), "{name}");
+            check_convention(m.name(), m.kind()).unwrap();
         }
+        assert!(check_convention("ferry_x_total", Kind::Gauge).is_err());
+        assert!(check_convention("ferry_x", Kind::Counter).is_err());
+        assert!(check_convention("redis_x_total", Kind::Counter).is_err());
     }
 }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use ferry_core::telemetry::Metric;
+use ferry_core::telemetry::{Kind, Metric};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
 
@@ -35,15 +35,12 @@ pub fn init_logging(format: LogFormat, level: &str) {
 /// Describes every metric to the installed recorder (`ferry serve` installs the Prometheus
 /// one; without a recorder the metric macros cost nothing).
 pub fn describe_metrics() {
-    for m in Metric::ALL {
-        match m {
-            Metric::BatchDurationSeconds
-            | Metric::TierPassDurationSeconds
-            | Metric::EventsPublishLagSeconds => {
-                metrics::describe_histogram!(m.name(), m.help())
-            }
-            Metric::TierCaptionsPending => metrics::describe_gauge!(m.name(), m.help()),
-            _ => metrics::describe_counter!(m.name(), m.help()),
+    let shared = Metric::ALL.iter().map(|m| (m.name(), m.help(), m.kind()));
+    for (name, help, kind) in shared.chain(crate::jobs::metric_names()) {
+        match kind {
+            Kind::Histogram => metrics::describe_histogram!(name, help),
+            Kind::Gauge => metrics::describe_gauge!(name, help),
+            Kind::Counter => metrics::describe_counter!(name, help),
         }
     }
 }

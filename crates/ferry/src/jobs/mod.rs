@@ -10,8 +10,10 @@
 //! | `service.rs` | what it runs inside `ferry serve` (jobs that run any) |
 //! | `demo.rs` | its part of `ferry demo` |
 //!
+//! | `metrics.rs` | its metric names |
+//!
 //! plus one file or folder per stage of its work. A job is registered in this file only (its
-//! module, its command and what it brings to `ferry serve`), and its config section is a field
+//! module, its command, its metrics and what it brings to `ferry serve`), and its config section is a field
 //! of [`crate::config::FileConfig`].
 
 pub mod events;
@@ -22,6 +24,7 @@ use std::sync::Arc;
 
 use clap::Subcommand;
 use ferry_core::error::ExitStatus;
+use ferry_core::telemetry::Kind;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -62,6 +65,17 @@ impl JobCommand {
     }
 }
 
+/// Every job's metrics: name, help text and kind (each job declares them in its `metrics.rs`).
+pub fn metric_names() -> Vec<(&'static str, &'static str, Kind)> {
+    let keys = keys::metrics::KeysMetric::ALL.iter();
+    let keys = keys.map(|m| (m.name(), m.help(), m.kind()));
+    let tier = tier::metrics::TierMetric::ALL.iter();
+    let tier = tier.map(|m| (m.name(), m.help(), m.kind()));
+    let events = events::metrics::EventsMetric::ALL.iter();
+    let events = events.map(|m| (m.name(), m.help(), m.kind()));
+    keys.chain(tier).chain(events).collect()
+}
+
 /// Every job's HTTP endpoints (a job that is not configured answers 404 saying so).
 pub fn endpoints() -> Vec<Endpoint> {
     let mut all = tier::routes::endpoints();
@@ -93,4 +107,23 @@ pub fn spawn_services(
         tasks.push(events::service::spawn(ctx.clone(), stop));
     }
     tasks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_jobs_metric_names_follow_the_convention_and_are_unique() {
+        let all = metric_names();
+        let mut names: Vec<_> = all.iter().map(|(name, _, _)| *name).collect();
+        for (name, _, kind) in &all {
+            ferry_core::telemetry::check_convention(name, *kind).unwrap();
+        }
+        names.extend(ferry_core::telemetry::Metric::ALL.iter().map(|m| m.name()));
+        let count = names.len();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), count, "a metric name is declared twice");
+    }
 }

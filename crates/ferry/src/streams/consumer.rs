@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use ferry_core::error::Classify;
 use ferry_core::retry::Backoff;
-use ferry_core::telemetry::Metric;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, RedisResult, Value};
 use tokio_util::sync::CancellationToken;
@@ -25,8 +24,8 @@ const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
 /// A counter a consumer increments: the metric and its fixed labels.
 #[derive(Debug, Clone, Copy)]
 pub struct Counter {
-    /// The metric.
-    pub metric: Metric,
+    /// The metric's Prometheus name (e.g. `EventsMetric::RetriesTotal.name()`).
+    pub metric: &'static str,
     /// Its labels, as (name, value).
     pub labels: &'static [(&'static str, &'static str)],
 }
@@ -34,7 +33,7 @@ pub struct Counter {
 impl Counter {
     /// Adds `n`.
     pub fn increment(&self, n: u64) {
-        metrics::counter!(self.metric.name(), self.labels).increment(n);
+        metrics::counter!(self.metric, self.labels).increment(n);
     }
 }
 

@@ -6,12 +6,12 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use ferry_core::error::{Classify, ErrorClass};
-use ferry_core::telemetry::Metric;
 use ferry_testkit::RedisServer;
 use redis::{Connection, RedisError, Value};
 use tokio_util::sync::CancellationToken;
 
 use super::*;
+use crate::jobs::events::metrics::EventsMetric;
 
 const STREAM: &str = "s:in";
 const GROUP: &str = "g";
@@ -22,11 +22,11 @@ const NAMES: ConsumerNames = ConsumerNames {
     item: "a value",
     after_commit_failpoint: "streams-test-after-commit",
     retries: Counter {
-        metric: Metric::EventsRetriesTotal,
+        metric: EventsMetric::RetriesTotal.name(),
         labels: &[("stage", "test")],
     },
     dead_letters: Counter {
-        metric: Metric::EventsRejectedTotal,
+        metric: EventsMetric::RejectedTotal.name(),
         labels: &[("source", "test")],
     },
 };

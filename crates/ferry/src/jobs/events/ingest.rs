@@ -20,13 +20,13 @@ use std::time::Duration;
 
 use ferry_connectors::postgres::events::EventLogError;
 use ferry_core::jobs::events::NewEvent;
-use ferry_core::telemetry::Metric;
 use redis::Value;
 use redis::streams::StreamId;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use super::{EventsContext, EventsError};
+use crate::jobs::events::metrics::EventsMetric;
 use crate::streams::{
     BatchHandler, CommitError, ConsumerNames, ConsumerOptions, Counter, StreamConsumer, StreamEntry,
 };
@@ -37,11 +37,11 @@ const NAMES: ConsumerNames = ConsumerNames {
     item: "an event",
     after_commit_failpoint: "events-ingest-after-commit",
     retries: Counter {
-        metric: Metric::EventsRetriesTotal,
+        metric: EventsMetric::RetriesTotal.name(),
         labels: &[("stage", "ingest")],
     },
     dead_letters: Counter {
-        metric: Metric::EventsRejectedTotal,
+        metric: EventsMetric::RejectedTotal.name(),
         labels: &[("source", "stream")],
     },
 };
@@ -202,7 +202,7 @@ impl BatchHandler for EventStore<'_> {
                 let stored = saved.len() as u64 - duplicates;
                 self.stored += stored;
                 self.duplicates += duplicates;
-                metrics::counter!(Metric::EventsSavedTotal.name(), "source" => "stream")
+                metrics::counter!(EventsMetric::SavedTotal.name(), "source" => "stream")
                     .increment(stored);
                 Ok(())
             }

@@ -12,6 +12,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod ingest;
+pub mod metrics;
 pub mod publisher;
 pub mod relay;
 pub mod routes;

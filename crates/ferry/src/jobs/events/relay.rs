@@ -12,12 +12,12 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use ferry_connectors::postgres::events::{EventLog, PublishError, Published};
 use ferry_core::retry::Backoff;
-use ferry_core::telemetry::Metric;
 use serde::Serialize;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::{EventsContext, EventsError};
+use crate::jobs::events::metrics::EventsMetric;
 use crate::runtime::failpoint;
 
 /// First pause before looking again at events held back by a transaction in flight.
@@ -102,7 +102,7 @@ async fn worker(
                 publisher.publish(&batch.events).await?;
                 failpoint("events-relay-after-publish");
                 let now = Utc::now();
-                let lag = metrics::histogram!(Metric::EventsPublishLagSeconds.name());
+                let lag = metrics::histogram!(EventsMetric::PublishLagSeconds.name());
                 for e in &batch.events {
                     let us = (now - e.created_at).num_microseconds().unwrap_or(0);
                     lag.record(us.max(0) as f64 / 1e6);
@@ -150,7 +150,7 @@ async fn worker(
                 held_since = None;
                 held_poll = MIN_HELD_POLL;
                 summary.published += n as u64;
-                metrics::counter!(Metric::EventsPublishedTotal.name()).increment(n as u64);
+                metrics::counter!(EventsMetric::PublishedTotal.name()).increment(n as u64);
             }
             Err(e) => {
                 summary.retries += 1;
@@ -158,7 +158,7 @@ async fn worker(
                     PublishError::Log(e) => ("postgres", EventsError::Log(e)),
                     PublishError::Publisher(e) => ("redis", ctx.publisher.error(e)),
                 };
-                metrics::counter!(Metric::EventsRetriesTotal.name(), "stage" => stage).increment(1);
+                metrics::counter!(EventsMetric::RetriesTotal.name(), "stage" => stage).increment(1);
                 if once {
                     return Err(error);
                 }

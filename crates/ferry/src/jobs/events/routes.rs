@@ -16,11 +16,11 @@ use axum::routing::{get, post};
 use ferry_connectors::postgres::events::EventLogError;
 use ferry_core::error::Classify;
 use ferry_core::jobs::events::{NewEvent, parse_timestamp};
-use ferry_core::telemetry::Metric;
 use futures::{Stream, StreamExt};
 use serde_json::json;
 
 use super::{EventQuery, EventsContext};
+use crate::jobs::events::metrics::EventsMetric;
 use crate::server::error::{ApiError, class_status, parse_json};
 use crate::server::params::{Params, check_params, query_limit};
 use crate::server::{AppState, Endpoint};
@@ -89,7 +89,7 @@ async fn save(
         field: None,
     })?;
     let reject = |e: ApiError| {
-        metrics::counter!(Metric::EventsRejectedTotal.name(), "source" => "api").increment(1);
+        metrics::counter!(EventsMetric::RejectedTotal.name(), "source" => "api").increment(1);
         e
     };
     let batch = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
@@ -135,7 +135,7 @@ async fn save(
         Err(e) => return Err(e.into()),
     };
     let duplicates = saved.iter().filter(|s| s.duplicate).count();
-    metrics::counter!(Metric::EventsSavedTotal.name(), "source" => "api")
+    metrics::counter!(EventsMetric::SavedTotal.name(), "source" => "api")
         .increment((saved.len() - duplicates) as u64);
     let ids: Vec<i64> = saved.iter().map(|s| s.id).collect();
     Ok((

@@ -16,6 +16,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 mod lifecycle;
+pub mod metrics;
 mod rollback;
 mod scan;
 mod status;

@@ -23,6 +23,7 @@ pub mod config;
 pub mod demo;
 mod drain;
 mod learn;
+pub mod metrics;
 pub mod routes;
 pub mod service;
 mod similarity;

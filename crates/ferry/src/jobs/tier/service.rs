@@ -4,11 +4,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_core::retry::Backoff;
-use ferry_core::telemetry::Metric;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::PassRequest;
+use crate::jobs::tier::metrics::TierMetric;
 use crate::server::{AppState, ServeOptions};
 
 /// Starts the scheduler and the sampler when the tier job is configured.
@@ -61,7 +61,7 @@ async fn schedule(state: Arc<AppState>, interval: Duration, stop: CancellationTo
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "tier pass failed; retrying");
-                    metrics::counter!(Metric::TierPassesTotal.name(), "outcome" => "failed")
+                    metrics::counter!(TierMetric::PassesTotal.name(), "outcome" => "failed")
                         .increment(1);
                     backoff.next().min(interval)
                 }
@@ -89,7 +89,7 @@ async fn sample_stats(state: Arc<AppState>, every: Duration, stop: CancellationT
     loop {
         match super::status(tier).await {
             Ok(s) => {
-                metrics::gauge!(Metric::TierCaptionsPending.name()).set(s.pending_captions as f64);
+                metrics::gauge!(TierMetric::CaptionsPending.name()).set(s.pending_captions as f64);
                 tracing::info!(
                     cameras = s.cameras.len(),
                     pending = s.pending_captions,

@@ -2,11 +2,10 @@
 //! and rule. Keys of the checkpoint store, keys no rule matches, keys already under their new
 //! name and old keys held back by `--on-collision` are counted here and go no further.
 
-use ferry_core::telemetry::Metric;
-
 use super::batch::Batcher;
 use super::record::Tally;
 use crate::jobs::keys::clash::HeldBack;
+use crate::jobs::keys::metrics::KeysMetric;
 use crate::jobs::keys::{CREATED, OVERWROTE, SOURCE_DELETED, is_store_key, ledger_value};
 use crate::report::display_key;
 
@@ -108,7 +107,7 @@ impl Batcher {
             }
         }
         stats.matched = stats.scanned - stats.unmatched;
-        metrics::counter!(Metric::KeysScannedTotal.name(), "job" => "keys")
+        metrics::counter!(KeysMetric::ScannedTotal.name(), "job" => "keys")
             .increment(stats.scanned);
         items
     }

@@ -11,6 +11,7 @@ use ferry_core::telemetry::Metric;
 use super::batch::Batcher;
 use super::map::{Action, Item};
 use super::write::Written;
+use crate::jobs::keys::metrics::KeysMetric;
 use crate::jobs::keys::{
     KeysContext, KeysError, KeysState, LEDGER_BACKUP, LEDGER_CREATED, PerRule, Stats,
 };
@@ -39,10 +40,10 @@ impl Tally {
             ("unmatched", stats.unmatched),
             ("collision", stats.collisions),
         ] {
-            metrics::counter!(Metric::KeysProcessedTotal.name(), "job" => "keys", "outcome" => outcome)
+            metrics::counter!(KeysMetric::ProcessedTotal.name(), "job" => "keys", "outcome" => outcome)
                 .increment(n);
         }
-        metrics::counter!(Metric::KeysBytesTotal.name(), "job" => "keys").increment(stats.bytes);
+        metrics::counter!(KeysMetric::BytesTotal.name(), "job" => "keys").increment(stats.bytes);
         metrics::histogram!(Metric::BatchDurationSeconds.name(), "job" => "keys", "stage" => "apply")
             .record(started.elapsed().as_secs_f64());
     }

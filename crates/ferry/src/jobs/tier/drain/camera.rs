@@ -7,13 +7,13 @@ use std::sync::Arc;
 use ferry_core::jobs::tier::embed::normalize_l2;
 use ferry_core::jobs::tier::grouping::GroupInput;
 use ferry_core::jobs::tier::{Caption, EntryId, EventStatus, Grouper, OpenEventState, TierEvent};
-use ferry_core::telemetry::Metric;
 use tokio_util::sync::CancellationToken;
 
 use super::commit::PendingCommit;
 use super::read::{camera_state, embed, read_chunk};
 use super::{CameraOutcome, PassRequest};
 use crate::jobs::tier::learn::{PassWordings, learn_wordings};
+use crate::jobs::tier::metrics::TierMetric;
 use crate::jobs::tier::similarity::Backend;
 use crate::jobs::tier::source::RawEntry;
 use crate::jobs::tier::{TierContext, TierError, now_ms};
@@ -155,7 +155,7 @@ impl CameraDrain<'_> {
             match raw.caption {
                 Err(problem) => {
                     out.malformed += 1;
-                    metrics::counter!(Metric::TierMalformedTotal.name()).increment(1);
+                    metrics::counter!(TierMetric::MalformedTotal.name()).increment(1);
                     if out.malformed <= MALFORMED_LOGGED {
                         tracing::warn!(camera, entry = %raw.entry, problem, "not a caption; left in Redis");
                     }
@@ -168,7 +168,7 @@ impl CameraDrain<'_> {
             }
         }
         out.captions_read += captions.len() as u64;
-        metrics::counter!(Metric::TierCaptionsReadTotal.name()).increment(captions.len() as u64);
+        metrics::counter!(TierMetric::CaptionsReadTotal.name()).increment(captions.len() as u64);
         captions
     }
 

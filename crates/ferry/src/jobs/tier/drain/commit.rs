@@ -9,9 +9,9 @@ use ferry_core::checkpoint::StoreError;
 use ferry_core::jobs::tier::{
     CameraState, EntryId, EventStore, OpenEventState, TierEvent, store::Fence,
 };
-use ferry_core::telemetry::Metric;
 
 use super::CameraOutcome;
+use crate::jobs::tier::metrics::TierMetric;
 use crate::jobs::tier::{TierContext, TierError};
 use crate::runtime::{LeaseGuard, failpoint, pausepoint};
 use crate::store::AnyStore;
@@ -168,8 +168,8 @@ impl<'a> PendingCommit<'a> {
     fn count_stored(&mut self, consumed: u64, out: &mut CameraOutcome) {
         out.captions_migrated += consumed;
         out.events_written += self.ready.len() as u64;
-        metrics::counter!(Metric::TierCaptionsMigratedTotal.name()).increment(consumed);
-        metrics::counter!(Metric::TierEventsWrittenTotal.name()).increment(self.ready.len() as u64);
+        metrics::counter!(TierMetric::CaptionsMigratedTotal.name()).increment(consumed);
+        metrics::counter!(TierMetric::EventsWrittenTotal.name()).increment(self.ready.len() as u64);
         if self.dry_run {
             let room = MAX_PREVIEW_EVENTS.saturating_sub(out.events.len());
             out.events.extend(self.ready.drain(..).take(room));
@@ -187,7 +187,7 @@ impl<'a> PendingCommit<'a> {
             .delete(self.camera, doomed, self.fence.as_ref())
             .await?;
         out.entries_deleted += deleted;
-        metrics::counter!(Metric::TierEntriesDeletedTotal.name()).increment(deleted);
+        metrics::counter!(TierMetric::EntriesDeletedTotal.name()).increment(deleted);
         failpoint("tier-after-delete");
         Ok(())
     }

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::source::KeyIndex;
 use super::{TierContext, TierError, check_camera, now_ms};
+use crate::jobs::tier::metrics::TierMetric;
 use crate::runtime::{LeaseGuard, failpoint};
 use camera::drain_camera;
 
@@ -231,8 +232,8 @@ async fn record_history(ctx: &TierContext, run: &RunRecord) -> Result<(), TierEr
     failpoint("tier-before-history");
     ctx.store.record_run(run).await?;
     let outcome = if run.failed == 0 { "ok" } else { "failed" };
-    metrics::counter!(Metric::TierPassesTotal.name(), "outcome" => outcome).increment(1);
-    metrics::histogram!(Metric::TierPassDurationSeconds.name())
+    metrics::counter!(TierMetric::PassesTotal.name(), "outcome" => outcome).increment(1);
+    metrics::histogram!(TierMetric::PassDurationSeconds.name())
         .record((run.finished_ms - run.started_ms) as f64 / 1000.0);
     Ok(())
 }
