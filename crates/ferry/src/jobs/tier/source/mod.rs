@@ -22,10 +22,10 @@
 //!
 //! **What is where.** This file: the source, its layout and what both layouts share (reading
 //! and counting dispatched by layout, the reply helpers). [`stream`]: the `stream` layout
-//! (XRANGE, field decoding, the embedding bytes, XDEL, XLEN). [`keys`]: the `keys` layout (GET of a
-//! chunk of the index, JSON decoding, UNLINK). [`discovery`]: the SCAN finding the cameras.
-//! [`delete`]: deleting by id in chunks, fenced or not. [`wordings`]: the camera's learned
-//! wordings, `ferry:{tier/<camera>}:wordings`.
+//! (XRANGE, field decoding, the embedding bytes, XDEL, XLEN). [`keys`]: the `keys` layout (GET
+//! of a chunk of the index, JSON decoding, UNLINK). [`discovery`]: the SCAN finding the
+//! cameras. [`delete`]: deleting by id in chunks, fenced or not. [`wordings`]: the camera's
+//! learned wordings, `ferry:{tier/<camera>}:wordings`.
 
 mod delete;
 mod discovery;
