@@ -136,7 +136,7 @@ async fn connection_errors_never_show_the_password() {
             assert_clean("events PostgreSQL error", &format!("{events} {events:?}"));
         }
 
-        let keys = KeysContext::open(KeysOptions {
+        let keys = KeysContext::connect(KeysOptions {
             source: format!("redis://u:{pw}@127.0.0.1:1").into(),
             rules: Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("../../config/examples/seed-002-rules.toml"),

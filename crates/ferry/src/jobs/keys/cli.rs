@@ -99,7 +99,7 @@ fn test_rules(rules: &Path, keys: &[String]) -> Result<ExitStatus, KeysError> {
 
 /// `ferry keys analyze`.
 async fn analyze(o: KeysOptions, common: &Common) -> Result<ExitStatus, KeysError> {
-    let ctx = KeysContext::open(o).await?;
+    let ctx = KeysContext::connect(o).await?;
     warn_rules(&ctx);
     let a = ctx.analyze().await?;
     println!(
@@ -136,7 +136,7 @@ async fn analyze(o: KeysOptions, common: &Common) -> Result<ExitStatus, KeysErro
 
 /// `ferry keys plan`: a dry run.
 async fn plan(o: KeysOptions, common: &Common) -> Result<ExitStatus, KeysError> {
-    let ctx = KeysContext::open(o).await?;
+    let ctx = KeysContext::connect(o).await?;
     warn_rules(&ctx);
     let p = ctx.plan().await?;
     println!(
@@ -180,7 +180,7 @@ async fn apply(
     yes: bool,
     stop: CancellationToken,
 ) -> Result<ExitStatus, KeysError> {
-    let ctx = KeysContext::open(o).await?;
+    let ctx = KeysContext::connect(o).await?;
     warn_rules(&ctx);
     if !yes
         && !confirm(&format!(
@@ -225,7 +225,7 @@ async fn apply(
 
 /// `ferry keys verify`.
 async fn verify(o: KeysOptions, common: &Common) -> Result<ExitStatus, KeysError> {
-    let ctx = KeysContext::open(o).await?;
+    let ctx = KeysContext::connect(o).await?;
     let v = ctx.verify().await?;
     println!(
         "verify: checked {}  ok {}  missing {}  value differs {}  ttl differs {}  source gone {}  moved (existence only) {}",
@@ -251,7 +251,7 @@ async fn rollback(
     yes: bool,
     stop: CancellationToken,
 ) -> Result<ExitStatus, KeysError> {
-    let ctx = KeysContext::open(o).await?;
+    let ctx = KeysContext::connect(o).await?;
     let r = ctx.rollback(!yes, stop).await?;
     if r.dry_run {
         println!(
@@ -270,7 +270,7 @@ async fn rollback(
 
 /// `ferry keys status`.
 async fn status(o: KeysOptions, common: &Common) -> Result<ExitStatus, KeysError> {
-    let ctx = KeysContext::open(o).await?;
+    let ctx = KeysContext::connect(o).await?;
     let s = ctx.status().await?;
     match &s.state {
         None => println!("run `{}`: no apply recorded", s.run_name),

@@ -124,7 +124,7 @@ pub async fn part(
 
     let rules = dir.join("seed-002-rules.toml");
     std::fs::write(&rules, SEED_RULES)?;
-    let ctx = KeysContext::open(KeysOptions {
+    let ctx = KeysContext::connect(KeysOptions {
         source: url.into(),
         rules,
         run_name: format!("demo-{}", std::process::id()),

@@ -339,7 +339,7 @@ pub fn load_rules(path: &std::path::Path) -> Result<(RuleSet, Vec<String>), Rule
 
 impl KeysContext {
     /// Loads the rules and connects to the source, target and checkpoint store.
-    pub async fn open(opts: KeysOptions) -> Result<Self, KeysError> {
+    pub async fn connect(opts: KeysOptions) -> Result<Self, KeysError> {
         if opts.batch_size == 0 || opts.concurrency == 0 || opts.chunk_size == 0 {
             return Err(KeysError::Usage(
                 "--batch-size, --concurrency and --chunk-size must be at least 1".into(),
