@@ -1,6 +1,10 @@
 //! The event log's own tests: the schema's keys, the upgrade from version 1, and what the
 //! server refuses.
 
+use ferry_core::error::{Classify, ErrorClass};
+use ferry_core::jobs::events::NewEvent;
+
+use super::sql::{IN_FLIGHT_LOCK, RELAY_LOCK};
 use super::*;
 
 #[test]
