@@ -223,7 +223,7 @@ pub fn cypher_commit(fenced: bool) -> String {
     format!("{head}{CYPHER_COMMIT}")
 }
 
-/// The fence check alone ([`crate::tier`]'s `raise_fence`): parameters `scope`, `token`; returns
+/// The fence check alone (the tier stores' `raise_fence`): parameters `scope`, `token`; returns
 /// one row: `ok`, `current`.
 pub fn cypher_raise_fence() -> String {
     format!("{CYPHER_FENCE}RETURN ok, current")

@@ -1,7 +1,7 @@
 //! Metric names: `ferry_<subsystem>_<what>_<unit>`, counters end in `_total`; labels stay
 //! low-cardinality (`job`, `stage`, `rule`, `outcome`), never a key name.
 //!
-//! Each job declares its own metrics with [`metric_names!`] in its folder
+//! Each job declares its own metrics with [`crate::metric_names!`] in its folder
 //! (`ferry::jobs::<job>::metrics`); [`Metric`] holds the ones every job shares.
 
 /// What kind of metric a name is, for describing it to the exporter.

@@ -190,7 +190,7 @@ impl Embedder for MiniLm {
         self.dim
     }
 
-    /// Tokenises all texts, groups them by token count into batches of [`BATCH`] (so a batch
+    /// Tokenises all texts, groups them by token count into batches of `BATCH` (so a batch
     /// pads little), runs each batch, and returns the vectors in the order of `texts`.
     fn embed(&mut self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
         let encodings = self

@@ -4,7 +4,7 @@
 //! Several replicas may run against one Redis: per-camera leases make sure no camera is drained
 //! by two of them at once.
 //!
-//! The API is guarded by one authentication layer over the whole router ([`auth`]): an admin
+//! The API is guarded by one authentication layer over the whole router (`auth.rs`): an admin
 //! token for everything, a read token for `GET`/`HEAD`; `/healthz` is always open. CPU-heavy work
 //! (MiniLM embedding) runs on blocking threads so that requests and lease renewals are answered
 //! while a pass runs.

@@ -38,7 +38,7 @@ pub fn routes() -> Vec<(Method, &'static str)> {
 }
 
 /// The router: health, metrics, the tier and events APIs, behind one authentication layer
-/// (see [`super::auth`]).
+/// (see `server::auth`).
 pub fn app(state: Arc<AppState>) -> Router {
     let limit = state.max_body_bytes;
     let auth = auth_layer(&state.options);

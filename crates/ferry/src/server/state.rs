@@ -26,7 +26,7 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// State for [`app`].
+    /// State for [`super::app`].
     pub fn new(
         tier: Option<TierContext>,
         options: ServeOptions,

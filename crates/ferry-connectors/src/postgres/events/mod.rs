@@ -124,9 +124,9 @@ impl EventLog {
     ///
     /// The upgrade to version 2 renames the outbox, which waits for every transaction that
     /// wrote to it; an application transaction that writes again meanwhile would queue behind
-    /// that wait and deadlock with it. So each attempt gives up after [`MIGRATE_LOCK_TIMEOUT`]
+    /// that wait and deadlock with it. So each attempt gives up after `MIGRATE_LOCK_TIMEOUT`
     /// (shorter than PostgreSQL's default `deadlock_timeout`, so the application never is the
-    /// one aborted) and is retried for up to [`MIGRATE_PATIENCE`].
+    /// one aborted) and is retried for up to `MIGRATE_PATIENCE`.
     pub async fn migrate(&self) -> EventLogResult<()> {
         let started = std::time::Instant::now();
         loop {

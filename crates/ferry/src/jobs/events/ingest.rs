@@ -1,5 +1,5 @@
 //! `ferry events ingest`: for producers still writing a Redis Stream (the old path). A
-//! [`StreamConsumer`] reads with `XREADGROUP`, saves through [`EventStore`], and `XACK`s only
+//! [`StreamConsumer`] reads with `XREADGROUP`, saves through `EventStore`, and `XACK`s only
 //! after the commit; entries another consumer read and never acknowledged are taken over with
 //! `XAUTOCLAIM` once idle for `claim_idle`.
 //!
