@@ -110,6 +110,42 @@ async fn rows_inserted_with_plain_sql_are_queued_too() {
 }
 
 #[tokio::test]
+async fn rows_with_times_rfc_3339_cannot_carry_do_not_hold_back_the_relay() {
+    // A plain SQL INSERT can store what the API refuses: a Unix time in milliseconds read as
+    // seconds (year 57971) or a year BC. The relay must publish them and everything after.
+    let db = PgDatabase::create();
+    let log = open(&db).await;
+    let (client, conn) = tokio_postgres::connect(&db.url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+        .batch_execute(
+            "INSERT INTO events (event_type, camera_id, \"timestamp\")
+                 VALUES ('motion', 'cam-1', to_timestamp(1767225700000));
+             INSERT INTO events (event_type, camera_id, \"timestamp\")
+                 VALUES ('motion', 'cam-1', '4714-11-24 00:00:00+00 BC');
+             INSERT INTO events (event_type, camera_id) VALUES ('motion', 'cam-1'), ('anpr', 'cam-2');",
+        )
+        .await
+        .unwrap();
+    let out = Mutex::new(Vec::new());
+    assert_eq!(drain(&log, &out).await, 4);
+    let out = out.into_inner().unwrap();
+    assert_eq!(out[0].timestamp.timestamp(), 1_767_225_700_000);
+    // 4714-11-24 BC, PostgreSQL's first instant (ISO year -4713).
+    assert_eq!(out[1].timestamp.timestamp(), -210_866_803_200);
+    assert!(
+        out[0]
+            .to_json()
+            .contains("\"timestamp\":\"+57971-02-26T03:46:40Z\""),
+        "{}",
+        out[0].to_json()
+    );
+    assert_eq!(log.stats().await.unwrap().unpublished, 0);
+}
+
+#[tokio::test]
 async fn a_failed_publish_marks_nothing_published() {
     let db = PgDatabase::create();
     let log = open(&db).await;

@@ -32,8 +32,8 @@ use ferry_connectors::secret::{ExposeSecret, Secret};
 use ferry_core::error::{Classify, ErrorClass};
 
 pub use auth::{ALWAYS_OPEN, Access, BearerAuth, auth_layer, is_read_method};
-pub use router::{Endpoint, app, routes};
-pub use state::AppState;
+pub use router::{app, routes};
+pub use state::{AppState, Endpoint};
 
 /// Checked options of `ferry serve`.
 #[derive(Debug, Clone)]

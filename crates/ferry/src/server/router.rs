@@ -6,17 +6,14 @@ use std::sync::Arc;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, get};
+use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
 use super::auth::auth_layer;
 use super::error::ApiError;
-use super::state::AppState;
+use super::state::{AppState, Endpoint};
 use crate::jobs;
-
-/// One endpoint: its method, its path and its handler.
-pub type Endpoint = (Method, &'static str, MethodRouter<Arc<AppState>>);
 
 /// Every endpoint of the API, in one list that [`app`] builds the router from and [`routes`]
 /// lists (so the authentication tests cover every route, including future ones).

@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use axum::http::Method;
+use axum::routing::MethodRouter;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -55,3 +57,6 @@ impl AppState {
         self
     }
 }
+
+/// One endpoint: its method, its path and its handler.
+pub type Endpoint = (Method, &'static str, MethodRouter<Arc<AppState>>);

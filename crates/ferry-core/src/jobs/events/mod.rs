@@ -2,7 +2,7 @@
 //! event log stores and publishes them ([`StoredEvent`]), their validation, and the Pub/Sub
 //! channels an event goes to ([`Channels`]).
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use serde::{Deserialize, Serialize};
 
 /// Longest `event_type`, in bytes.
@@ -12,6 +12,9 @@ pub const MAX_CAMERA_ID_LEN: usize = 128;
 /// Longest `idempotency_key`, in bytes: it is stored in a uniquely indexed column, and
 /// PostgreSQL refuses an index entry larger than about 2.7 kB.
 pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 1024;
+/// The latest year an event may carry: later ones are almost always a Unix time in
+/// milliseconds read as seconds (and RFC 3339, the published form, has four-digit years).
+pub const MAX_YEAR: i32 = 9999;
 
 /// Microseconds from 2000-01-01 (PostgreSQL's epoch) to the earliest `timestamptz`,
 /// 4714-11-24 00:00:00 BC (Julian day 0; written 4713 BC in PostgreSQL's documentation).
@@ -142,6 +145,18 @@ impl NewEvent {
                 field: "timestamp",
                 message: format!(
                     "timestamp {} is outside what PostgreSQL can store (4713 BC to 294276 AD)",
+                    t.to_rfc3339()
+                ),
+            });
+        }
+        if let Some(t) = self.timestamp
+            && t.year() > MAX_YEAR
+        {
+            return Err(InvalidEvent {
+                field: "timestamp",
+                message: format!(
+                    "timestamp {} is after the year {MAX_YEAR}: a Unix time in milliseconds \
+                     sent as seconds? Send seconds, or RFC 3339 (e.g. 2026-11-22T10:00:00Z)",
                     t.to_rfc3339()
                 ),
             });
@@ -304,6 +319,7 @@ pub struct StoredEvent {
     /// The camera.
     pub camera_id: String,
     /// When it happened.
+    #[serde(deserialize_with = "stored_timestamp")]
     pub timestamp: DateTime<Utc>,
     /// The video frame.
     pub frame_number: Option<i64>,
@@ -312,7 +328,37 @@ pub struct StoredEvent {
     /// Type-specific data.
     pub event_data: serde_json::Value,
     /// When it was stored.
+    #[serde(deserialize_with = "stored_timestamp")]
     pub created_at: DateTime<Utc>,
+}
+
+/// Reads a stored timestamp: RFC 3339, or PostgreSQL's JSON text of a time RFC 3339 cannot
+/// carry — a year after 9999 (`57971-02-26T03:46:40+00:00`) or before year 1
+/// (`4713-11-24T00:00:00+00:00 BC`), which a plain SQL `INSERT` can store. A row the relay
+/// cannot read would hold back every event after it.
+pub fn parse_stored_timestamp(text: &str) -> Option<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Some(t.with_timezone(&Utc));
+    }
+    let (text, bc) = match text.strip_suffix(" BC") {
+        Some(t) => (t, true),
+        None => (text, false),
+    };
+    let dash = text.find('-')?;
+    let year: i32 = text[..dash].parse().ok()?;
+    // 1 BC is year 0 of the proleptic Gregorian calendar chrono counts in.
+    let year = if bc { 1 - year } else { year };
+    let signed = format!("{year:+05}{}", &text[dash..]);
+    DateTime::parse_from_str(&signed, "%Y-%m-%dT%H:%M:%S%.f%:z")
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+fn stored_timestamp<'de, D: serde::Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+    use serde::de::Error;
+    let text = String::deserialize(d)?;
+    parse_stored_timestamp(&text)
+        .ok_or_else(|| D::Error::custom(format!("timestamp `{text}` is not a time")))
 }
 
 impl StoredEvent {
@@ -474,9 +520,38 @@ mod tests {
             Err("timestamp")
         );
         assert_eq!(at(DateTime::<Utc>::MIN_UTC), Err("timestamp"));
-        // chrono's latest time is still within PostgreSQL's range (up to 294276 AD).
-        assert_eq!(at(DateTime::<Utc>::MAX_UTC), Ok(()));
+        // chrono's latest time is within PostgreSQL's range (up to 294276 AD), but after the
+        // year 9999: refused as a likely Unix time in milliseconds.
+        assert_eq!(at(DateTime::<Utc>::MAX_UTC), Err("timestamp"));
+        assert_eq!(
+            at(parse_timestamp("1767225700000").unwrap()),
+            Err("timestamp")
+        );
+        assert_eq!(at(parse_timestamp("9999-12-31T23:59:59Z").unwrap()), Ok(()));
         assert_eq!(at(DateTime::UNIX_EPOCH), Ok(()));
+    }
+
+    #[test]
+    fn stored_timestamps_outside_rfc_3339_years_are_read_as_postgresql_writes_them() {
+        let t = |s| parse_stored_timestamp(s).map(|t| t.to_rfc3339());
+        assert_eq!(
+            t("57971-02-26T03:46:40+00:00").as_deref(),
+            Some("+57971-02-26T03:46:40+00:00")
+        );
+        assert_eq!(
+            t("4713-11-24T00:00:00+00:00 BC").as_deref(),
+            Some("-4712-11-24T00:00:00+00:00")
+        );
+        assert_eq!(
+            t("0001-01-01T00:00:00.5+02:00 BC").as_deref(),
+            Some("-0001-12-31T22:00:00.500+00:00")
+        );
+        assert_eq!(
+            t("2026-11-22T10:00:00.123456+00:00").as_deref(),
+            Some("2026-11-22T10:00:00.123456+00:00")
+        );
+        assert_eq!(t("yesterday"), None);
+        assert_eq!(t("-5"), None);
     }
 
     #[test]

@@ -47,6 +47,7 @@ async fn act(action: TierAction, file: &FileConfig) -> anyhow::Result<ExitStatus
         }
         TierAction::Status { tier, json } => status(&connect(file, &tier).await?, json).await,
         TierAction::History { tier, limit, json } => {
+            check_limit(limit)?;
             history(&connect(file, &tier).await?, limit, json).await
         }
         TierAction::Events {
@@ -54,7 +55,13 @@ async fn act(action: TierAction, file: &FileConfig) -> anyhow::Result<ExitStatus
             camera,
             limit,
             json,
-        } => events(&connect(file, &tier).await?, camera, limit, json).await,
+        } => {
+            check_limit(limit)?;
+            if let Some(c) = &camera {
+                super::check_camera(c)?;
+            }
+            events(&connect(file, &tier).await?, camera, limit, json).await
+        }
         TierAction::Clear {
             tier,
             camera,
@@ -62,6 +69,13 @@ async fn act(action: TierAction, file: &FileConfig) -> anyhow::Result<ExitStatus
             yes,
         } => clear(file, &tier, camera, discard, yes, stop).await,
     }
+}
+
+/// `--limit` of `history` and `events`: at least 1 (the command line, unlike the API, may ask
+/// for more than 1,000 at once).
+fn check_limit(limit: usize) -> anyhow::Result<()> {
+    anyhow::ensure!(limit >= 1, "--limit 0 would show nothing: give at least 1");
+    Ok(())
 }
 
 async fn connect(file: &FileConfig, args: &TierArgs) -> anyhow::Result<TierContext> {
