@@ -5,7 +5,6 @@
 //! - `sqlite`, `postgres`, `falkordb`, `neo4j` (features of the same names): durable stores of the
 //!   `tier` job's events, implementing [`ferry_core::jobs::tier::EventStore`].
 //! - `embed` (feature `minilm`): all-MiniLM-L6-v2 sentence embeddings on CPU with candle.
-//! - [`secret`]: redaction of connection strings and the secret types options hold them in.
 
 #[cfg(feature = "minilm")]
 pub mod embed;
@@ -24,6 +23,5 @@ pub mod redis;
     feature = "neo4j"
 ))]
 pub mod schema;
-pub mod secret;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;

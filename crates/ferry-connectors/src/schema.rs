@@ -234,9 +234,9 @@ pub const CYPHER_EVENT_RETURN: &str = "e.id AS id, e.camera_id AS camera_id, e.c
 
 /// A store URL (or PostgreSQL `key=value` string) with its passwords replaced by `***`, for
 /// messages and logs; never the raw string, even when it does not parse as a URL (see
-/// [`crate::secret::redact`]).
+/// [`ferry_core::secret::redact`]).
 pub fn redact_url(url: &str) -> String {
-    crate::secret::redact(url)
+    ferry_core::secret::redact(url)
 }
 
 /// Unix time in ms.

@@ -4,6 +4,8 @@
 //! - [`checkpoint`]: the checkpoint store and run lease traits (fencing tokens, ledgers), and a
 //!   file-backed store;
 //! - [`error`]: error classes and exit codes;
+//! - [`report`]: the run report every job writes (`--report FILE`: JSON, YAML, Markdown);
+//! - [`secret`]: redaction of connection strings and the secret types options hold them in;
 //! - [`retry`]: the pauses between attempts at something that may succeed later (exponential
 //!   backoff);
 //! - [`telemetry`]: the names of every metric Ferry emits.
@@ -16,5 +18,7 @@
 pub mod checkpoint;
 pub mod error;
 pub mod jobs;
+pub mod report;
 pub mod retry;
+pub mod secret;
 pub mod telemetry;

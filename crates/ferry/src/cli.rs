@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use ferry_connectors::secret::{Secret, SecretUrl};
+use ferry_core::secret::{Secret, SecretUrl};
 
 use crate::jobs::JobCommand;
 use crate::jobs::tier::args::TierArgs;

@@ -11,7 +11,7 @@ use crate::jobs::keys::KeysOptions;
 use crate::jobs::tier::TierOptions;
 use crate::observe::LogFormat;
 use crate::server::ServeOptions;
-use ferry_connectors::secret::SecretUrl;
+use ferry_core::secret::SecretUrl;
 
 pub use crate::jobs::events::config::EventsSection;
 pub use crate::jobs::keys::config::KeysSection;

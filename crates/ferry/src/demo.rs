@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ferry_connectors::redis::RedisEndpoint;
-use ferry_connectors::secret::SecretUrl;
+use ferry_core::secret::SecretUrl;
 
 use crate::jobs;
 
@@ -92,7 +92,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         .expect("a Redis URL");
     println!(
         "ferry demo: Redis at {}",
-        crate::report::display_key(ferry_connectors::secret::redact(&url).as_bytes())
+        ferry_core::report::display_key(ferry_core::secret::redact(&url).as_bytes())
     );
 
     let endpoint = RedisEndpoint::connect(&url, None).await?;

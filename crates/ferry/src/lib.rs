@@ -11,7 +11,7 @@
 //!
 //! What the jobs share: [`lifecycle`] (the migration steps), [`streams`] (the Redis Streams
 //! consumer), [`server`] (`ferry serve`: the HTTP layer and the scheduler), [`cli`], [`config`],
-//! [`report`], [`observe`], [`runtime`], [`store`]; and [`compat`] for applications that read
+//! [`observe`], [`runtime`], [`store`] (the report and secrets are in `ferry_core`); and [`compat`] for applications that read
 //! new key names and fall back to old ones during a migration.
 
 pub mod cli;
@@ -21,7 +21,7 @@ pub mod demo;
 pub mod jobs;
 pub mod lifecycle;
 pub mod observe;
-pub mod report;
+
 pub mod runtime;
 pub mod server;
 pub mod store;

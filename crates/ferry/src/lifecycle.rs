@@ -12,7 +12,7 @@ use ferry_core::error::{Classify, ExitStatus};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::report::{ErrorLog, Report};
+use ferry_core::report::{ErrorLog, Report};
 
 /// One migration of a data set, opened with its options and connected clients.
 pub trait Migration {

@@ -13,7 +13,7 @@ use postgres_native_tls::MakeTlsConnector;
 use tokio_postgres::config::SslMode;
 use tokio_postgres::tls::MakeTlsConnect;
 
-use crate::secret::{self, conninfo_pairs};
+use ferry_core::secret::{self, conninfo_pairs};
 
 /// How a connection is protected: libpq's `sslmode` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -65,9 +65,9 @@ impl RedisUrl {
 }
 
 /// `url` with its password replaced by `***` (never the raw string: see
-/// [`crate::secret::redact`]).
+/// [`ferry_core::secret::redact`]).
 pub fn redact(url: &str) -> String {
-    crate::secret::redact(url)
+    ferry_core::secret::redact(url)
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! `ferry serve`'s options on the command line.
 
 use clap::Args;
-use ferry_connectors::secret::Secret;
+use ferry_core::secret::Secret;
 
 use crate::cli::secret;
 
@@ -30,7 +30,7 @@ impl ServeArgs {
     /// Overrides `o` with the flags and `FERRY_*` variables given; an empty token, from a flag
     /// or a variable, is an error naming it.
     pub fn apply_to(&self, o: &mut super::ServeOptions) -> Result<(), String> {
-        use ferry_connectors::secret::ExposeSecret;
+        use ferry_core::secret::ExposeSecret;
         for (flag, var, given) in [
             ("--token", "FERRY_SERVE_TOKEN", &self.token),
             ("--read-token", "FERRY_SERVE_READ_TOKEN", &self.read_token),

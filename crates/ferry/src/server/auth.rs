@@ -12,7 +12,7 @@
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
 use axum::response::IntoResponse;
-use ferry_connectors::secret::{ExposeSecret, Secret};
+use ferry_core::secret::{ExposeSecret, Secret};
 use sha2::{Digest, Sha256};
 use subtle::{Choice, ConstantTimeEq};
 use tower_http::validate_request::{ValidateRequest, ValidateRequestHeaderLayer};

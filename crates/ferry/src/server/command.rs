@@ -1,8 +1,8 @@
 //! `ferry serve` from the command line: checks the server's options, connects the jobs that are
 //! configured (and only those: no model is loaded without the tier job) and runs the server.
 
-use ferry_connectors::secret::SecretUrl;
 use ferry_core::error::ExitStatus;
+use ferry_core::secret::SecretUrl;
 
 use super::args::ServeArgs;
 use crate::config::FileConfig;

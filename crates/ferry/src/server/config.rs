@@ -5,7 +5,7 @@ use serde::Deserialize;
 
 use super::ServeOptions;
 use crate::config::{check_durations, secs};
-use ferry_connectors::secret::{ExposeSecret, Secret};
+use ferry_core::secret::{ExposeSecret, Secret};
 
 /// `[serve]`
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -28,8 +28,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::jobs::events::EventsContext;
 use crate::jobs::tier::TierContext;
-use ferry_connectors::secret::{ExposeSecret, Secret};
 use ferry_core::error::{Classify, ErrorClass};
+use ferry_core::secret::{ExposeSecret, Secret};
 
 pub use auth::{ALWAYS_OPEN, Access, BearerAuth, auth_layer, is_read_method};
 pub use router::{app, routes};

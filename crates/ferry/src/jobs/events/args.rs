@@ -1,7 +1,7 @@
 //! The events job's command line: its actions and their options.
 
 use clap::{Args, Subcommand};
-use ferry_connectors::secret::SecretUrl;
+use ferry_core::secret::SecretUrl;
 
 use super::EventsOptions;
 use crate::config::FileConfig;

@@ -5,8 +5,8 @@ use serde::Deserialize;
 
 use super::EventsOptions;
 use crate::config::{check_durations, secs};
-use ferry_connectors::secret::SecretUrl;
 use ferry_core::jobs::events::Channels;
+use ferry_core::secret::SecretUrl;
 
 /// `[events]`
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -21,9 +21,9 @@ pub mod service;
 use std::time::Duration;
 
 use ferry_connectors::postgres::events::EventLogError;
-use ferry_connectors::secret::SecretUrl;
 use ferry_core::error::{Classify, ErrorClass};
 use ferry_core::jobs::events::Channels;
+use ferry_core::secret::SecretUrl;
 
 pub use ferry_connectors::postgres::events::{EventLog, EventPage, EventQuery, EventStats, Saved};
 pub use ferry_core::jobs::events::{NewEvent, StoredEvent};

@@ -3,10 +3,10 @@
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
-use ferry_connectors::secret::SecretUrl;
+use ferry_core::secret::SecretUrl;
 
 use super::{KeysOptions, OnCollision, OnConflict};
-use crate::report::ReportFormat;
+use ferry_core::report::ReportFormat;
 
 /// Actions of the keys job.
 #[derive(Debug, Subcommand)]

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::scan::scan_batches;
 use super::{KeysContext, KeysError, is_store_key};
-use crate::report::display_key;
+use ferry_core::report::display_key;
 
 /// What apply does with old keys that map to one new name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]

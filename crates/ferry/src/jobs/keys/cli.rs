@@ -13,7 +13,7 @@ use super::{KeysContext, KeysError, KeysOptions};
 const JOB: &str = <KeysContext as Migration>::JOB;
 use crate::config::FileConfig;
 use crate::lifecycle::{Migration, StepOutcome};
-use crate::report::{Report, display_key};
+use ferry_core::report::{Report, display_key};
 
 /// Runs one keys action; an error is printed and gives [`ExitStatus::Fatal`].
 pub async fn run(action: KeysAction, file: &FileConfig) -> ExitStatus {

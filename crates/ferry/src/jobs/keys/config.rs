@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use super::{KeysOptions, OnCollision, OnConflict};
-use ferry_connectors::secret::SecretUrl;
+use ferry_core::secret::SecretUrl;
 
 /// `[keys]`
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -165,7 +165,7 @@ pub async fn part(
         verified.failures()
     );
 
-    let report = crate::report::Report::new(
+    let report = ferry_core::report::Report::new(
         "keys",
         "apply",
         false,
@@ -177,7 +177,7 @@ pub async fn part(
     .with("keys_per_s", applied.keys_per_s)
     .with("analysis", &analysis)
     .with("verify", &verified);
-    report.write(&opts.report, crate::report::ReportFormat::Json)?;
+    report.write(&opts.report, ferry_core::report::ReportFormat::Json)?;
     println!("report: {}", opts.report.display());
     if verified.failures() > 0 || applied.stats.failed > 0 {
         anyhow::bail!("the demo found differences; see the report");

@@ -10,7 +10,7 @@ use super::{
     StatusOutcome, VerifyOutcome,
 };
 use crate::lifecycle::{Migration, StepOutcome};
-use crate::report::ErrorLog;
+use ferry_core::report::ErrorLog;
 
 impl Migration for KeysContext {
     const JOB: &'static str = "keys";

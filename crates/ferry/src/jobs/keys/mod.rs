@@ -27,10 +27,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use ferry_connectors::redis::{ConnError, RedisCheckpointStore, RedisEndpoint};
-use ferry_connectors::secret::{ExposeSecret, Secret, SecretUrl};
 use ferry_core::checkpoint::StoreError;
 use ferry_core::error::{Classify, ErrorClass};
 use ferry_core::jobs::keys::rules::{LoadedRules, RuleSet, RulesError};
+use ferry_core::secret::{ExposeSecret, Secret, SecretUrl};
 use serde::{Deserialize, Serialize};
 
 use crate::store::{AnyStore, OpenStoreError};

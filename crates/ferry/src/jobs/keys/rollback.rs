@@ -22,8 +22,8 @@ use super::{
     SOURCE_DELETED, parse_ledger_value, sweep_tmp_keys,
 };
 use crate::observe::Progress;
-use crate::report::{ErrorLog, display_key};
 use crate::runtime::LeaseGuard;
+use ferry_core::report::{ErrorLog, display_key};
 
 /// What a rollback did (or, as a dry run, would do).
 #[derive(Debug, Clone, Default, Serialize)]

@@ -3,11 +3,11 @@
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
-use ferry_connectors::secret::SecretUrl;
+use ferry_core::secret::SecretUrl;
 
 use super::TierOptions;
 use crate::config::FileConfig;
-use crate::report::ReportFormat;
+use ferry_core::report::ReportFormat;
 
 /// Actions of the tier job.
 #[derive(Debug, Subcommand)]

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use super::args::{TierAction, TierArgs};
 use super::{PassRequest, TierContext};
 use crate::config::FileConfig;
-use crate::report::{Report, ReportFormat};
+use ferry_core::report::{Report, ReportFormat};
 
 /// Runs one tier action; an error is printed and gives [`ExitStatus::Fatal`].
 pub async fn run(action: TierAction, file: &FileConfig) -> ExitStatus {
@@ -128,7 +128,7 @@ async fn run_pass(
         print_events(&events);
     }
     if let Some((path, report_format)) = report {
-        let mut errors = crate::report::ErrorLog::default();
+        let mut errors = ferry_core::report::ErrorLog::default();
         for c in &outcome.cameras {
             if let Some(e) = &c.error {
                 errors.push(c.camera_id.clone(), e.clone());

@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use super::{Backend, Layout, TierOptions};
 use crate::config::{check_durations, ms};
-use ferry_connectors::secret::SecretUrl;
+use ferry_core::secret::SecretUrl;
 
 /// `[tier]` (durations in seconds; fractions allowed).
 #[derive(Debug, Clone, Default, Deserialize)]

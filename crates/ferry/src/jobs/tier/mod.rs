@@ -34,7 +34,6 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use ferry_connectors::redis::{ConnError, RedisEndpoint};
-use ferry_connectors::secret::{ExposeSecret, Secret, SecretUrl};
 use ferry_core::checkpoint::StoreError;
 use ferry_core::error::{Classify, ErrorClass};
 use ferry_core::jobs::tier::normalize::{DEFAULT_BOILERPLATE_PREFIXES, Normalizer};
@@ -42,6 +41,7 @@ use ferry_core::jobs::tier::{
     EmbedError, EventStore, EventStoreError, GroupingConfig, GroupingConfigError, RunRecord,
     StoreCounts, TierEvent,
 };
+use ferry_core::secret::{ExposeSecret, Secret, SecretUrl};
 use serde::Serialize;
 
 use crate::store::{AnyStore, OpenStoreError};

@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::{KeysContext, KeysError};
-use crate::report::display_key;
+use ferry_core::report::display_key;
 use survey::survey;
 
 pub use plan::{PlanOutcome, plan};

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::survey::survey;
 use crate::jobs::keys::{KeysContext, KeysError, OnCollision, OnConflict, find_clashes};
-use crate::report::display_key;
+use ferry_core::report::display_key;
 
 /// Planned actions listed in a plan report at most (counts are always complete).
 pub const MAX_PLANNED_ACTIONS: usize = 10_000;

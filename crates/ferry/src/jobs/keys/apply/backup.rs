@@ -9,7 +9,7 @@ use super::map::{Action, Item};
 use super::payload::{memory_usages, payload_groups};
 use super::record::Tally;
 use crate::jobs::keys::{BACKUP_BY_KEY, KeysError, LEDGER_BACKUP};
-use crate::report::{ErrorLog, display_key};
+use ferry_core::report::{ErrorLog, display_key};
 
 /// How the old value of each overwritten item is kept: `(index, estimated bytes)` of the ones
 /// read as DUMP payloads, and the indexes of the ones too big, copied into backup keys.

@@ -15,8 +15,8 @@ use crate::jobs::keys::scan::ScanBatch;
 use crate::jobs::keys::{
     KeysContext, KeysError, KeysOptions, KeysState, LEDGER_CREATED, add_per_rule,
 };
-use crate::report::ErrorLog;
 use crate::store::AnyStore;
+use ferry_core::report::ErrorLog;
 
 /// Processes batches: the shared, cheaply cloned parts of the context.
 #[derive(Debug, Clone)]

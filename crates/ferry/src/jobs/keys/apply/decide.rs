@@ -11,7 +11,7 @@ use super::map::{Action, Item};
 use super::record::Tally;
 use crate::jobs::keys::clash::OnCollision;
 use crate::jobs::keys::{KeysError, LEDGER_CREATED, OnConflict, parse_ledger_value};
-use crate::report::display_key;
+use ferry_core::report::display_key;
 
 /// `EXISTS key`.
 pub(super) fn exists_cmd(key: &[u8]) -> Cmd {

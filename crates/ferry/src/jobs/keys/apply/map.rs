@@ -7,7 +7,7 @@ use super::record::Tally;
 use crate::jobs::keys::clash::HeldBack;
 use crate::jobs::keys::metrics::KeysMetric;
 use crate::jobs::keys::{CREATED, OVERWROTE, SOURCE_DELETED, is_store_key, ledger_value};
-use crate::report::display_key;
+use ferry_core::report::display_key;
 
 /// What apply does with an item's new name; [`Batcher::decide`] changes it from `Create` when
 /// the name exists.

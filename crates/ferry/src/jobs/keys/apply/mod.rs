@@ -48,8 +48,8 @@ use super::clash::{ClashResolution, OnCollision, find_clashes, refuse};
 use super::scan::{estimate_keys, scan_batches};
 use super::{KeysContext, KeysError, KeysState, PerRule, Stats, sweep_tmp_keys};
 use crate::observe::Progress;
-use crate::report::{ErrorLog, rfc3339};
 use crate::runtime::LeaseGuard;
+use ferry_core::report::{ErrorLog, rfc3339};
 
 mod backup;
 mod batch;

@@ -15,7 +15,7 @@ use crate::jobs::keys::metrics::KeysMetric;
 use crate::jobs::keys::{
     KeysContext, KeysError, KeysState, LEDGER_BACKUP, LEDGER_CREATED, PerRule, Stats,
 };
-use crate::report::{ErrorLog, display_key, rfc3339};
+use ferry_core::report::{ErrorLog, display_key, rfc3339};
 
 /// What a batch did so far: its counts, per rule, and its failed keys.
 #[derive(Debug, Default)]

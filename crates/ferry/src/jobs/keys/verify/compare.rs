@@ -7,7 +7,7 @@ use ferry_connectors::redis::{Cmd, Value, cmd};
 use super::VerifyOutcome;
 use super::chunks::same_in_chunks;
 use crate::jobs::keys::{KeysContext, KeysError, SOURCE_DELETED, parse_ledger_value};
-use crate::report::display_key;
+use ferry_core::report::display_key;
 
 /// Bytes of DUMP payloads (as estimated by `MEMORY USAGE`, both sides together) read at once;
 /// a single pair of values up to `--max-payload` each is read alone even when bigger.

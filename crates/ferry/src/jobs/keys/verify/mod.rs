@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use super::{KeysContext, KeysError, LEDGER_CREATED};
 use crate::observe::Progress;
-use crate::report::ErrorLog;
+use ferry_core::report::ErrorLog;
 
 pub(super) use chunks::same_in_chunks;
 

@@ -22,7 +22,7 @@ use crate::jobs::keys::apply::payload::{
 };
 use crate::jobs::keys::apply::record::Tally;
 use crate::jobs::keys::{CREATED, KeysError, LEDGER_CREATED, SOURCE_DELETED, Stats};
-use crate::report::display_key;
+use ferry_core::report::display_key;
 
 /// Copies through Ferry as DUMP payloads.
 #[derive(Debug, Clone, Copy)]

@@ -31,7 +31,7 @@ fn split_scheme(s: &str) -> Option<(&str, &str)> {
 
 /// One `key=value` of a libpq connection string, with the byte range of the whole pair.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Pair {
+pub struct Pair {
     /// The key.
     pub key: String,
     /// The value, unquoted and unescaped.
@@ -42,7 +42,7 @@ pub(crate) struct Pair {
 
 /// The pairs of a libpq `key=value` connection string (`host=db password='a b\'c'`), or `None`
 /// when it is not one (a key without `=`, an unterminated quote).
-pub(crate) fn conninfo_pairs(s: &str) -> Option<Vec<Pair>> {
+pub fn conninfo_pairs(s: &str) -> Option<Vec<Pair>> {
     let b = s.as_bytes();
     let mut i = 0;
     let mut pairs = Vec::new();
