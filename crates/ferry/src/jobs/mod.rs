@@ -13,8 +13,8 @@
 //! | `metrics.rs` | its metric names |
 //!
 //! plus one file or folder per stage of its work. A job is registered in this file only (its
-//! module, its command, its metrics and what it brings to `ferry serve`), and its config section is a field
-//! of [`crate::config::FileConfig`].
+//! module, its command, its metrics, its context in [`Served`] and what it brings to `ferry
+//! serve`), and its config section is a field of [`crate::config::FileConfig`].
 
 pub mod events;
 pub mod keys;
@@ -30,6 +30,17 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::FileConfig;
 use crate::server::{AppState, Endpoint, ServeOptions};
+
+/// The configured jobs' contexts inside `ferry serve` (`None`: not configured, not started).
+#[derive(Debug, Default)]
+pub struct Served {
+    /// The tier job.
+    pub tier: Option<tier::TierContext>,
+    /// Serialises the tier passes of this process (the scheduler's and the API's).
+    pub tier_passes: tokio::sync::Mutex<()>,
+    /// The events job.
+    pub events: Option<Arc<events::EventsContext>>,
+}
 
 /// The jobs' commands: `ferry <job> <action>`.
 #[derive(Debug, Subcommand)]
@@ -86,10 +97,10 @@ pub fn endpoints() -> Vec<Endpoint> {
 /// The configured jobs' part of `/healthz`: `false` when a service one of them needs fails.
 pub async fn health(state: &AppState, body: &mut serde_json::Value) -> bool {
     let mut healthy = true;
-    if let Some(tier) = &state.tier {
+    if let Some(tier) = &state.jobs.tier {
         healthy &= tier::routes::health(tier, body).await;
     }
-    if let Some(events) = &state.events {
+    if let Some(events) = &state.jobs.events {
         healthy &= events::routes::health(events, body).await;
     }
     healthy
@@ -103,7 +114,7 @@ pub fn spawn_services(
     stop: &CancellationToken,
 ) -> Vec<JoinHandle<()>> {
     let mut tasks = tier::service::spawn(state, options, stop);
-    if let Some(ctx) = &state.events {
+    if let Some(ctx) = &state.jobs.events {
         tasks.push(events::service::spawn(ctx.clone(), stop));
     }
     tasks

@@ -9,22 +9,19 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::ServeOptions;
+use crate::jobs::Served;
 use crate::jobs::events::EventsContext;
 use crate::jobs::tier::TierContext;
 
 /// What every handler shares.
 #[derive(Debug)]
 pub struct AppState {
-    /// The tier job, when configured.
-    pub tier: Option<TierContext>,
+    /// The configured jobs (the list is [`crate::jobs::Served`]).
+    pub jobs: Served,
     pub(crate) options: ServeOptions,
     pub(crate) max_body_bytes: usize,
     pub(crate) metrics: Option<PrometheusHandle>,
     stop: CancellationToken,
-    /// Serialises passes of this process (the scheduler's and the API's).
-    pub pass_lock: tokio::sync::Mutex<()>,
-    /// The events job, when configured.
-    pub events: Option<Arc<EventsContext>>,
 }
 
 impl AppState {
@@ -36,13 +33,14 @@ impl AppState {
         stop: CancellationToken,
     ) -> Self {
         AppState {
-            tier,
+            jobs: Served {
+                tier,
+                ..Served::default()
+            },
             max_body_bytes: options.max_body_bytes,
             options,
             metrics,
             stop,
-            pass_lock: tokio::sync::Mutex::new(()),
-            events: None,
         }
     }
 
@@ -53,7 +51,7 @@ impl AppState {
 
     /// Adds the events job's endpoints.
     pub fn with_events(mut self, events: Arc<EventsContext>) -> Self {
-        self.events = Some(events);
+        self.jobs.events = Some(events);
         self
     }
 }

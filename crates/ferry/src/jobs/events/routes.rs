@@ -57,7 +57,7 @@ impl From<EventLogError> for ApiError {
 }
 
 fn context(state: &AppState) -> Result<&Arc<EventsContext>, ApiError> {
-    state.events.as_ref().ok_or_else(|| ApiError {
+    state.jobs.events.as_ref().ok_or_else(|| ApiError {
         status: StatusCode::NOT_FOUND,
         message: "the events job is not enabled: set [events] postgres (or --events-postgres) for ferry serve".into(),
         field: None,

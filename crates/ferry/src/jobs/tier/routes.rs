@@ -49,7 +49,7 @@ pub async fn health(ctx: &TierContext, body: &mut serde_json::Value) -> bool {
 
 /// The tier job, or a 404 saying it is not configured on this server.
 fn context(state: &AppState) -> Result<&TierContext, ApiError> {
-    state.tier.as_ref().ok_or_else(|| ApiError {
+    state.jobs.tier.as_ref().ok_or_else(|| ApiError {
         status: StatusCode::NOT_FOUND,
         message: "the tier job is not configured on this server: set [tier] redis and \
                   store in the config (or --redis and --store) and restart it"
@@ -153,7 +153,7 @@ async fn migrate(
     if let Some(c) = &body.camera_id {
         super::check_camera(c)?;
     }
-    let _pass = state.pass_lock.lock().await;
+    let _pass = state.jobs.tier_passes.lock().await;
     let outcome = super::run_pass(
         context(&state)?,
         PassRequest {
@@ -189,7 +189,7 @@ async fn clear(
             Some("confirm"),
         ));
     }
-    let _pass = state.pass_lock.lock().await;
+    let _pass = state.jobs.tier_passes.lock().await;
     let outcome = super::clear(
         context(&state)?,
         &body.camera_id,

@@ -17,7 +17,7 @@ pub fn spawn(
     options: &ServeOptions,
     stop: &CancellationToken,
 ) -> Vec<JoinHandle<()>> {
-    if state.tier.is_none() {
+    if state.jobs.tier.is_none() {
         return Vec::new();
     }
     vec![
@@ -33,13 +33,13 @@ pub fn spawn(
 /// One tier pass every `interval`; a failed pass is retried with exponential backoff (1 s,
 /// 2 s, … up to the interval).
 async fn schedule(state: Arc<AppState>, interval: Duration, stop: CancellationToken) {
-    let Some(tier) = state.tier.as_ref() else {
+    let Some(tier) = state.jobs.tier.as_ref() else {
         return;
     };
     let mut backoff = pass_backoff(interval);
     loop {
         let wait = {
-            let _pass = state.pass_lock.lock().await;
+            let _pass = state.jobs.tier_passes.lock().await;
             let request = PassRequest {
                 trigger: "serve".into(),
                 ..PassRequest::default()
@@ -83,7 +83,7 @@ fn pass_backoff(interval: Duration) -> Backoff {
 
 /// Samples captions pending in Redis and the store's counts every `every`.
 async fn sample_stats(state: Arc<AppState>, every: Duration, stop: CancellationToken) {
-    let Some(tier) = state.tier.as_ref() else {
+    let Some(tier) = state.jobs.tier.as_ref() else {
         return;
     };
     loop {
