@@ -25,7 +25,7 @@ pub async fn run(action: EventsAction, file: &FileConfig) -> ExitStatus {
             dead_letter,
             once,
         } => {
-            let mut opts = IngestOptions::new(&stream, &group);
+            let mut opts = super::ingest_options(&stream, &group);
             if let Some(c) = consumer {
                 opts.consumer = c;
             }

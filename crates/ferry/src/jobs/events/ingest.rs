@@ -16,7 +16,6 @@
 //! the commit. Only an unavailable store or Redis is retried (with backoff).
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use ferry_connectors::postgres::events::EventLogError;
 use ferry_core::jobs::events::NewEvent;
@@ -46,45 +45,15 @@ const NAMES: ConsumerNames = ConsumerNames {
     },
 };
 
-/// Options of one ingest run.
-#[derive(Debug, Clone)]
-pub struct IngestOptions {
-    /// The Stream the producers write (`stream:events`).
-    pub stream: String,
-    /// The consumer group.
-    pub group: String,
-    /// This consumer's name; keep it stable across restarts so its own pending entries are
-    /// picked up again first.
-    pub consumer: String,
-    /// Where the group starts when it is created (`0`: the whole Stream, `$`: new entries).
-    pub start_id: String,
-    /// Entries per read.
-    pub batch: usize,
-    /// Entries pending this long with another consumer are taken over.
-    pub claim_idle: Duration,
-    /// Longest blocking read.
-    pub block: Duration,
-    /// Stop when nothing is left instead of waiting for more.
-    pub once: bool,
-    /// The dead-letter Stream (default `{stream}:dead`).
-    pub dead_letter: String,
-}
+/// Options of one ingest run: the shared consumer's, named as the ingest.
+pub type IngestOptions = ConsumerOptions;
 
-impl IngestOptions {
-    /// Defaults for `stream` and `group`.
-    pub fn new(stream: &str, group: &str) -> Self {
-        IngestOptions {
-            stream: stream.to_string(),
-            group: group.to_string(),
-            consumer: format!("ferry-{}", crate::runtime::hostname()),
-            start_id: "0".into(),
-            batch: 500,
-            claim_idle: Duration::from_secs(60),
-            block: Duration::from_secs(1),
-            once: false,
-            dead_letter: format!("{stream}:dead"),
-        }
-    }
+/// The defaults of an ingest of `stream` by `group`: this host's consumer name
+/// (`ferry-HOSTNAME`), the whole Stream, 500 entries a read, take-over after 60 s, dead letters
+/// in `{stream}:dead`.
+pub fn ingest_options(stream: &str, group: &str) -> IngestOptions {
+    let consumer = format!("ferry-{}", crate::runtime::hostname());
+    ConsumerOptions::new(stream, group, &consumer, NAMES)
 }
 
 /// What an ingest run did.
@@ -228,29 +197,13 @@ impl BatchHandler for EventStore<'_> {
     }
 }
 
-/// The consumer's options of an ingest run.
-fn consumer_options(opts: &IngestOptions) -> ConsumerOptions {
-    ConsumerOptions {
-        stream: opts.stream.clone(),
-        group: opts.group.clone(),
-        consumer: opts.consumer.clone(),
-        start_id: opts.start_id.clone(),
-        batch: opts.batch,
-        claim_idle: opts.claim_idle,
-        block: opts.block,
-        once: opts.once,
-        dead_letter: opts.dead_letter.clone(),
-        names: NAMES,
-    }
-}
-
 /// Runs the ingest until `stop` (or, with `once`, until the Stream has nothing left).
 pub async fn ingest(
     ctx: &EventsContext,
     opts: &IngestOptions,
     stop: CancellationToken,
 ) -> Result<IngestSummary, EventsError> {
-    let consumer = StreamConsumer::new(ctx.publisher.client().clone(), consumer_options(opts));
+    let consumer = StreamConsumer::new(ctx.publisher.client().clone(), opts.clone());
     let mut store = EventStore {
         ctx,
         stream: &opts.stream,

@@ -27,7 +27,7 @@ use ferry_core::secret::SecretUrl;
 
 pub use ferry_connectors::postgres::events::{EventLog, EventPage, EventQuery, EventStats, Saved};
 pub use ferry_core::jobs::events::{NewEvent, StoredEvent};
-pub use ingest::{IngestOptions, IngestSummary, ingest};
+pub use ingest::{IngestOptions, IngestSummary, ingest, ingest_options};
 pub use publisher::Publisher;
 pub use relay::{RelaySummary, relay};
 
