@@ -355,10 +355,19 @@ pub fn parse_stored_timestamp(text: &str) -> Option<DateTime<Utc>> {
 }
 
 fn stored_timestamp<'de, D: serde::Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
-    use serde::de::Error;
-    let text = String::deserialize(d)?;
-    parse_stored_timestamp(&text)
-        .ok_or_else(|| D::Error::custom(format!("timestamp `{text}` is not a time")))
+    /// Reads the text where it lies (no copy: the relay decodes every event it publishes).
+    struct StoredTimestamp;
+    impl serde::de::Visitor<'_> for StoredTimestamp {
+        type Value = DateTime<Utc>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a timestamp as text")
+        }
+        fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Self::Value, E> {
+            parse_stored_timestamp(text)
+                .ok_or_else(|| E::custom(format!("timestamp `{text}` is not a time")))
+        }
+    }
+    d.deserialize_str(StoredTimestamp)
 }
 
 impl StoredEvent {
