@@ -649,3 +649,25 @@ fn an_entry_whose_field_name_is_not_utf8_is_a_dead_letter() {
 
 /// A Stream entry as XRANGE returns it, field names and values as bytes.
 type RawEntry = (String, Vec<(Vec<u8>, Vec<u8>)>);
+
+#[test]
+fn a_command_redis_refuses_is_reported_as_refused_not_as_an_unreachable_server() {
+    // A stream name that holds a string, and a start id Redis cannot read: Redis is up and
+    // answers, so the error must say what it refused instead of asking whether it is running.
+    let env = Env::new();
+    let _: () = redis::cmd("SET")
+        .arg("not-a-stream")
+        .arg("x")
+        .query(&mut env.redis.conn())
+        .unwrap();
+    for extra in [
+        &["--stream", "not-a-stream"][..],
+        &["--stream", "fresh-stream", "--start-id", "not-an-id"][..],
+    ] {
+        let out = env.ingest_once(extra);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{extra:?}: {stderr}");
+        assert!(stderr.contains("refused a command"), "{extra:?}: {stderr}");
+        assert!(!stderr.contains("is it running"), "{extra:?}: {stderr}");
+    }
+}

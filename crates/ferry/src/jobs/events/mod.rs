@@ -93,12 +93,20 @@ pub enum EventsError {
     /// PostgreSQL.
     #[error(transparent)]
     Log(#[from] EventLogError),
-    /// Redis.
+    /// Redis could not be reached (or its URL is wrong).
     #[error("Redis at {url}: {message}; is it running and is the URL right?")]
     Redis {
         /// The server, password redacted.
         url: String,
         /// The cause.
+        message: String,
+    },
+    /// Redis answered a command with an error (a key of another type, an id it refuses).
+    #[error("Redis at {url} refused a command: {message}")]
+    RedisRefused {
+        /// The server, password redacted.
+        url: String,
+        /// Its answer.
         message: String,
     },
     /// A bad option.
@@ -110,7 +118,7 @@ impl Classify for EventsError {
     fn class(&self) -> ErrorClass {
         match self {
             EventsError::Log(e) => e.class(),
-            EventsError::Redis { .. } => ErrorClass::External,
+            EventsError::Redis { .. } | EventsError::RedisRefused { .. } => ErrorClass::External,
             EventsError::Usage(_) => ErrorClass::User,
         }
     }

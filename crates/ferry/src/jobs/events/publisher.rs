@@ -46,11 +46,19 @@ impl Publisher {
         &self.shown
     }
 
-    /// A failure talking to this Redis, as the job's error.
+    /// A failure talking to this Redis, as the job's error: unreachable, or a command it
+    /// refused (then the message does not send the user looking for a server that is up).
     pub fn error(&self, e: redis::RedisError) -> EventsError {
-        EventsError::Redis {
-            url: self.shown.clone(),
-            message: e.to_string(),
+        let url = self.shown.clone();
+        let message = e.to_string();
+        let unreachable = e.is_io_error()
+            || e.is_connection_refusal()
+            || e.is_connection_dropped()
+            || e.is_timeout();
+        if unreachable {
+            EventsError::Redis { url, message }
+        } else {
+            EventsError::RedisRefused { url, message }
         }
     }
 
