@@ -45,6 +45,12 @@ impl Backoff {
     }
 
     /// The pause before the next attempt (after a failure).
+    /// The pauses between attempts at a service that is down (Redis, PostgreSQL): 100 ms,
+    /// doubling up to 5 s.
+    pub fn for_services() -> Self {
+        Backoff::new(Duration::from_millis(100), Duration::from_secs(5))
+    }
+
     #[allow(clippy::should_implement_trait)] // never runs out: a pause, not an `Option`
     pub fn next(&mut self) -> Duration {
         // Without a limit on attempts the delays never run out; `max` is there for safety.

@@ -16,11 +16,6 @@ use tokio_util::sync::CancellationToken;
 use super::reply::{reply_claimed, reply_read};
 use super::{BatchHandler, StreamEntry};
 
-/// First pause before retrying a failed attempt; it doubles up to [`MAX_RETRY_DELAY`].
-const MIN_RETRY_DELAY: Duration = Duration::from_millis(100);
-/// Longest pause between two attempts.
-const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
-
 /// A counter a consumer increments: the metric and its fixed labels.
 #[derive(Debug, Clone, Copy)]
 pub struct Counter {
@@ -152,7 +147,7 @@ impl StreamConsumer {
             own_pending: true,
             last_claim: None,
         };
-        let mut backoff = Backoff::new(MIN_RETRY_DELAY, MAX_RETRY_DELAY);
+        let mut backoff = Backoff::for_services();
         while !stop.is_cancelled() {
             match run.step().await {
                 Ok(0) if opts.once => break,
@@ -339,7 +334,7 @@ mod tests {
 
     #[test]
     fn retry_delays_double_from_100_ms_up_to_5_s_for_ever() {
-        let mut backoff = Backoff::new(MIN_RETRY_DELAY, MAX_RETRY_DELAY);
+        let mut backoff = Backoff::for_services();
         let ms: Vec<u128> = (0..9).map(|_| backoff.next().as_millis()).collect();
         assert_eq!(ms, [100, 200, 400, 800, 1600, 3200, 5000, 5000, 5000]);
     }

@@ -13,7 +13,7 @@ use crate::config::FileConfig;
 /// Runs one events action; an error is printed and gives [`ExitStatus::Fatal`].
 pub async fn run(action: EventsAction, file: &FileConfig) -> ExitStatus {
     let outcome = match action {
-        EventsAction::Relay { events, once } => relay(&events.options(file), once).await,
+        EventsAction::Relay { events, once } => relay(events.options(file), once).await,
         EventsAction::Ingest {
             events,
             stream,
@@ -34,7 +34,7 @@ pub async fn run(action: EventsAction, file: &FileConfig) -> ExitStatus {
             }
             opts.start_id = start_id;
             opts.once = once;
-            ingest(&events.options(file), opts, batch, claim_idle).await
+            ingest(events.options(file), opts, batch, claim_idle).await
         }
         EventsAction::Query {
             events,
@@ -65,8 +65,8 @@ pub async fn run(action: EventsAction, file: &FileConfig) -> ExitStatus {
 }
 
 /// `ferry events relay`.
-async fn relay(options: &super::EventsOptions, once: bool) -> anyhow::Result<ExitStatus> {
-    let ctx = EventsContext::connect(options.clone()).await?;
+async fn relay(options: super::EventsOptions, once: bool) -> anyhow::Result<ExitStatus> {
+    let ctx = EventsContext::connect(options).await?;
     let stop = crate::runtime::shutdown_token();
     eprintln!(
         "relaying events from {} to {} (channel `{}`){}",
@@ -85,14 +85,14 @@ async fn relay(options: &super::EventsOptions, once: bool) -> anyhow::Result<Exi
 
 /// `ferry events ingest`.
 async fn ingest(
-    options: &super::EventsOptions,
+    options: super::EventsOptions,
     mut opts: IngestOptions,
     batch: usize,
     claim_idle: f64,
 ) -> anyhow::Result<ExitStatus> {
     anyhow::ensure!(batch > 0, "--batch must be positive");
     anyhow::ensure!(claim_idle >= 0.0, "--claim-idle must not be negative");
-    let ctx = EventsContext::connect(options.clone()).await?;
+    let ctx = EventsContext::connect(options).await?;
     opts.batch = batch;
     opts.claim_idle = Duration::from_secs_f64(claim_idle);
     let stop = crate::runtime::shutdown_token();

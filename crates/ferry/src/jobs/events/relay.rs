@@ -26,10 +26,6 @@ const MIN_HELD_POLL: Duration = Duration::from_millis(2);
 const MAX_HELD_POLL: Duration = Duration::from_millis(10);
 /// How long `--once` waits for a transaction in flight before it stops with events queued.
 const ONCE_HELD_LIMIT: Duration = Duration::from_secs(5);
-/// First pause before retrying a failed attempt; it doubles up to [`MAX_RETRY_DELAY`].
-const MIN_RETRY_DELAY: Duration = Duration::from_millis(100);
-/// Longest pause between two attempts.
-const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
 
 /// What a relay run did.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -90,7 +86,7 @@ async fn worker(
     stop: &CancellationToken,
 ) -> Result<RelaySummary, EventsError> {
     let mut summary = RelaySummary::default();
-    let mut backoff = Backoff::new(MIN_RETRY_DELAY, MAX_RETRY_DELAY);
+    let mut backoff = Backoff::for_services();
     let mut held_since: Option<Instant> = None;
     let mut held_poll = MIN_HELD_POLL;
     while !stop.is_cancelled() {

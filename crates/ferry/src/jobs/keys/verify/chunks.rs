@@ -99,22 +99,11 @@ async fn same_list(
     new: &[u8],
     len: u64,
 ) -> Result<bool, KeysError> {
-    let mut at = 0u64;
-    while at < len {
-        let end = at + chunk as u64 - 1;
-        let c = |k: &[u8]| cmd("LRANGE").arg(k).arg(at).arg(end).clone();
-        let (x, y) = tokio::join!(
-            read::<Vec<Vec<u8>>>(a, old, c(old)),
-            read::<Vec<Vec<u8>>>(b, new, c(new))
-        );
-        let (x, y) = (x?, y?);
-        match (x, y) {
-            (Some(x), Some(y)) if x == y && !x.is_empty() => at += x.len() as u64,
-            (Some(x), Some(y)) if x == y => return Ok(true),
-            _ => return Ok(false),
-        }
-    }
-    Ok(true)
+    let window = Window {
+        command: "LRANGE",
+        size: chunk as u64,
+    };
+    same_windows::<Vec<Vec<u8>>>(a, b, old, new, len, window).await
 }
 
 /// A string of `len` bytes: the same GETRANGE windows on both sides.
@@ -125,22 +114,55 @@ async fn same_string(
     new: &[u8],
     len: u64,
 ) -> Result<bool, KeysError> {
+    let window = Window {
+        command: "GETRANGE",
+        size: STRING_WINDOW,
+    };
+    same_windows::<Vec<u8>>(a, b, old, new, len, window).await
+}
+
+/// A range command (`LRANGE`, `GETRANGE`: `KEY START END`, both ends included) and how many
+/// elements it reads at a time.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    command: &'static str,
+    size: u64,
+}
+
+/// Reads the same windows of `old` on `a` and `new` on `b` until `len` elements were compared
+/// or a window comes back empty; false at the first difference.
+async fn same_windows<T: redis::FromRedisValue + PartialEq + Windowed>(
+    a: &RedisEndpoint,
+    b: &RedisEndpoint,
+    old: &[u8],
+    new: &[u8],
+    len: u64,
+    window: Window,
+) -> Result<bool, KeysError> {
     let mut at = 0u64;
     while at < len {
-        let end = at + STRING_WINDOW - 1;
-        let c = |k: &[u8]| cmd("GETRANGE").arg(k).arg(at).arg(end).clone();
-        let (x, y) = tokio::join!(
-            read::<Vec<u8>>(a, old, c(old)),
-            read::<Vec<u8>>(b, new, c(new))
-        );
+        let end = at + window.size - 1;
+        let c = |k: &[u8]| cmd(window.command).arg(k).arg(at).arg(end).clone();
+        let (x, y) = tokio::join!(read::<T>(a, old, c(old)), read::<T>(b, new, c(new)));
         let (x, y) = (x?, y?);
         match (x, y) {
-            (Some(x), Some(y)) if x == y && !x.is_empty() => at += x.len() as u64,
+            (Some(x), Some(y)) if x == y && x.count() > 0 => at += x.count(),
             (Some(x), Some(y)) if x == y => return Ok(true),
             _ => return Ok(false),
         }
     }
     Ok(true)
+}
+
+/// How many elements a window read.
+trait Windowed {
+    fn count(&self) -> u64;
+}
+
+impl<E> Windowed for Vec<E> {
+    fn count(&self) -> u64 {
+        self.len() as u64
+    }
 }
 
 /// A stream: windows of entries read from the same id on both sides.
