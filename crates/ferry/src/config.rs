@@ -13,6 +13,7 @@ use crate::observe::LogFormat;
 use crate::server::ServeOptions;
 use ferry_core::secret::SecretUrl;
 
+pub use crate::jobs::bridge::config::BridgeSection;
 pub use crate::jobs::events::config::EventsSection;
 pub use crate::jobs::keys::config::KeysSection;
 pub use crate::jobs::tier::config::TierSection;
@@ -40,6 +41,9 @@ pub struct FileConfig {
     /// The events job.
     #[serde(default)]
     pub events: EventsSection,
+    /// The bridges (`[[bridge]]`, one section each).
+    #[serde(default)]
+    pub bridge: Vec<BridgeSection>,
 }
 
 /// The longest duration accepted from a config file or a flag: 100 years, in seconds.
@@ -177,7 +181,8 @@ impl FileConfig {
         self.keys.check()?;
         self.tier.check()?;
         self.serve.check()?;
-        self.events.check()
+        self.events.check()?;
+        crate::jobs::bridge::config::check_all(&self.bridge)
     }
 
     /// `[checkpoint] url`, when set.
@@ -244,6 +249,23 @@ mod tests {
         assert!(e.relay_workers.is_some());
         assert!(e.rescan_interval_s.is_some() && e.connections.is_some());
         assert!(e.max_batch.is_some());
+        let [b] = cfg.bridge.as_slice() else {
+            panic!("one [[bridge]] section")
+        };
+        assert!(b.name.is_some() && b.kafka.is_some() && b.topic.is_some() && b.group.is_some());
+        assert!(b.redis.is_some() && b.stream.is_some() && b.reverse.is_some());
+        assert!(b.batch.is_some() && b.maxlen.is_some() && b.transform.is_some());
+        assert!(b.image.is_some() && b.max_stream_len.is_some() && b.max_redis_memory.is_some());
+        assert!(b.session_timeout_s.is_some() && b.linger_s.is_some() && b.consumer.is_some());
+        assert!(b.claim_idle_s.is_some() && b.kafka_properties.is_some());
+        let bridge = b
+            .options(&crate::jobs::bridge::args::RunArgs::default())
+            .unwrap();
+        let bd = crate::jobs::bridge::BridgeOptions::new("k", "t", "g", "r".into(), "s");
+        assert_eq!(bridge.batch, bd.batch, "reference shows the defaults");
+        assert_eq!(bridge.session_timeout, bd.session_timeout);
+        assert_eq!(bridge.linger, bd.linger);
+        assert_eq!(bridge.max_redis_memory, Some(4 << 30));
         let events = cfg.events_options();
         let ed = EventsOptions::default();
         assert_eq!(events.channels, ed.channels, "reference shows the defaults");

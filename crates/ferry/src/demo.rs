@@ -1,11 +1,13 @@
-//! `ferry demo`: the keys, tier and events jobs end to end on generated seed-style data (each
+//! `ferry demo`: the keys, tier, events and bridge jobs end to end on generated seed-style data (each
 //! job's part is in its folder: `jobs/<job>/demo.rs`).
 //!
 //! Starts a throwaway `redis-server` (unless `--redis` names one), fills it with keys in the old
 //! naming scheme, then runs analyze → plan → apply → verify with the example rules and writes a
 //! report; then fills caption streams of a few cameras and drains them with one tier pass into
 //! a throwaway SQLite store, printing the events; then saves analytics events in a throwaway
-//! PostgreSQL database and publishes them on Redis Pub/Sub through the outbox relay.
+//! PostgreSQL database and publishes them on Redis Pub/Sub through the outbox relay; then
+//! bridges camera frames from a throwaway Kafka-protocol broker to a Redis Stream as Protocol
+//! Buffers with recompressed images.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -100,6 +102,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     jobs::keys::demo::part(&endpoint, &url, &dir, &opts).await?;
     jobs::tier::demo::part(&endpoint, &url, &dir).await?;
     jobs::events::demo::part(&url, opts.postgres.expose()).await?;
+    jobs::bridge::demo::part(&url).await?;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }

@@ -7,7 +7,13 @@
 //! - [`jobs::tier`]: drain the Redis hot cache of camera captions into durable time-range
 //!   events (run, preview, status, history, clear);
 //! - [`jobs::events`]: save every event in PostgreSQL, then publish it on Redis (relay, ingest,
-//!   query, stats).
+//!   query, stats);
+//! - [`jobs::bridge`]: move a message flow from Kafka to a Redis Stream and back, camera frames
+//!   re-encoded as Protocol Buffers with JPEG/WebP images (run, health).
+//!
+//! Frame processors read a bridged Stream with [`streams::StreamConsumer`] and a
+//! [`streams::BatchHandler`] whose `decode` is [`jobs::bridge::entry::decode_frame`] (see
+//! `examples/frame_processor.rs`).
 //!
 //! What the jobs share: [`lifecycle`] (the migration steps), [`streams`] (the Redis Streams
 //! consumer), [`server`] (`ferry serve`: the HTTP layer and the scheduler), [`cli`], [`config`],

@@ -16,6 +16,7 @@
 //! module, its command, its metrics, its context in [`Served`] and what it brings to `ferry
 //! serve`), and its config section is a field of [`crate::config::FileConfig`].
 
+pub mod bridge;
 pub mod events;
 pub mod keys;
 pub mod tier;
@@ -40,6 +41,8 @@ pub struct Served {
     pub tier_passes: tokio::sync::Mutex<()>,
     /// The events job.
     pub events: Option<Arc<events::EventsContext>>,
+    /// The configured bridges (`[[bridge]]` sections).
+    pub bridges: Vec<Arc<bridge::service::ServedBridge>>,
 }
 
 /// The jobs' commands: `ferry <job> <action>`.
@@ -63,6 +66,12 @@ pub enum JobCommand {
         #[command(subcommand)]
         action: events::args::EventsAction,
     },
+    /// Move a message flow from Kafka to a Redis Stream (and back), re-encoding camera frames.
+    Bridge {
+        /// The action.
+        #[command(subcommand)]
+        action: bridge::args::BridgeAction,
+    },
 }
 
 impl JobCommand {
@@ -72,6 +81,7 @@ impl JobCommand {
             JobCommand::Keys { action } => keys::cli::run(action, file).await,
             JobCommand::Tier { action } => tier::cli::run(action, file).await,
             JobCommand::Events { action } => events::cli::run(action, file).await,
+            JobCommand::Bridge { action } => bridge::cli::run(action, file).await,
         }
     }
 }
@@ -84,13 +94,16 @@ pub fn metric_names() -> Vec<(&'static str, &'static str, Kind)> {
     let tier = tier.map(|m| (m.name(), m.help(), m.kind()));
     let events = events::metrics::EventsMetric::ALL.iter();
     let events = events.map(|m| (m.name(), m.help(), m.kind()));
-    keys.chain(tier).chain(events).collect()
+    let bridge = bridge::metrics::BridgeMetric::ALL.iter();
+    let bridge = bridge.map(|m| (m.name(), m.help(), m.kind()));
+    keys.chain(tier).chain(events).chain(bridge).collect()
 }
 
 /// Every job's HTTP endpoints (a job that is not configured answers 404 saying so).
 pub fn endpoints() -> Vec<Endpoint> {
     let mut all = tier::routes::endpoints();
     all.extend(events::routes::endpoints());
+    all.extend(bridge::routes::endpoints());
     all
 }
 
@@ -103,11 +116,14 @@ pub async fn health(state: &AppState, body: &mut serde_json::Value) -> bool {
     if let Some(events) = &state.jobs.events {
         healthy &= events::routes::health(events, body).await;
     }
+    if !state.jobs.bridges.is_empty() {
+        healthy &= bridge::routes::health(&state.jobs.bridges, body);
+    }
     healthy
 }
 
 /// Starts what the configured jobs run inside `ferry serve` (the tier scheduler and sampler,
-/// the events relay) until `stop`.
+/// the events relay, the bridges) until `stop`.
 pub fn spawn_services(
     state: &Arc<AppState>,
     options: &ServeOptions,
@@ -116,6 +132,9 @@ pub fn spawn_services(
     let mut tasks = tier::service::spawn(state, options, stop);
     if let Some(ctx) = &state.jobs.events {
         tasks.push(events::service::spawn(ctx.clone(), stop));
+    }
+    for b in &state.jobs.bridges {
+        tasks.push(bridge::service::spawn(b.clone(), stop));
     }
     tasks
 }

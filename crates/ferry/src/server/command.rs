@@ -50,7 +50,17 @@ async fn serve_jobs(
     // The tier job runs when it is configured (its Redis or store set in the config or by a
     // flag), or when nothing else is (then on its defaults, as `ferry serve` always did).
     let tier_configured = file.tier.configured() || tier_args.configured();
-    let tier = if tier_configured || !events_configured {
+    let bridges = file
+        .bridge
+        .iter()
+        .map(|section| {
+            let o = section.options(&crate::jobs::bridge::args::RunArgs::default());
+            let o = o.map_err(anyhow::Error::msg)?;
+            o.check()?;
+            Ok(o)
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let tier = if tier_configured || (!events_configured && bridges.is_empty()) {
         let ctx = TierContext::connect(tier_args.options(file)).await?;
         if opts.interval.as_millis() as i64 >= ctx.options.migrate_before_ms {
             tracing::warn!(
@@ -69,5 +79,5 @@ async fn serve_jobs(
     } else {
         None
     };
-    super::serve(opts, tier, events, stop).await
+    super::serve(opts, tier, events, bridges, stop).await
 }

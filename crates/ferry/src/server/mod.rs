@@ -159,12 +159,13 @@ pub fn prometheus() -> Option<PrometheusHandle> {
 }
 
 /// Runs the HTTP server with the jobs that are configured — the tier job's scheduler and
-/// statistics sampler, the events job's relay — until `stop` is cancelled, then waits for a
+/// statistics sampler, the events job's relay, the bridges — until `stop` is cancelled, then waits for a
 /// running pass to finish. Prints the bound address (`listening on …`).
 pub async fn serve(
     options: ServeOptions,
     tier: Option<TierContext>,
     events: Option<EventsContext>,
+    bridges: Vec<crate::jobs::bridge::BridgeOptions>,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
     options.check()?;
@@ -184,7 +185,8 @@ pub async fn serve(
     // supervisor that restarted its log reader): the line is for whoever listens, logs go to
     // stderr.
     let _ = writeln!(std::io::stdout().lock(), "listening on http://{addr}");
-    let mut state = AppState::new(tier, options.clone(), metrics, stop.clone());
+    let mut state =
+        AppState::new(tier, options.clone(), metrics, stop.clone()).with_bridges(bridges);
     if let Some(ctx) = events {
         state = state.with_events(Arc::new(ctx));
     }

@@ -49,6 +49,15 @@ impl AppState {
         self.stop.clone()
     }
 
+    /// Adds the configured bridges.
+    pub fn with_bridges(mut self, bridges: Vec<crate::jobs::bridge::BridgeOptions>) -> Self {
+        self.jobs.bridges = bridges
+            .into_iter()
+            .map(|o| Arc::new(crate::jobs::bridge::service::ServedBridge::new(o)))
+            .collect();
+        self
+    }
+
     /// Adds the events job's endpoints.
     pub fn with_events(mut self, events: Arc<EventsContext>) -> Self {
         self.jobs.events = Some(events);

@@ -1,0 +1,610 @@
+//! Kafka → Redis Stream: read a batch from the group's partitions, transform it (on every core
+//! for frames), write it once ([`super::sink`]), then commit the offsets after it. Consuming
+//! pauses while the Stream or Redis is over its limit ([`super::backpressure`]).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ferry_connectors::kafka::{
+    self, GroupConsumer, Offset, OwnedMessage, PartitionEnds, TopicPartitionList,
+};
+use ferry_core::error::Classify;
+use ferry_core::retry::Backoff;
+use rayon::prelude::*;
+use rdkafka::consumer::{CommitMode, Consumer};
+use redis::AsyncConnectionConfig;
+use redis::aio::MultiplexedConnection;
+use tokio_util::sync::CancellationToken;
+
+use super::backpressure::Limits;
+use super::entry::{Outgoing, Target, to_entry};
+use super::metrics::BridgeMetric;
+use super::sink::{StreamSink, partition_field, written_offsets};
+use super::{BridgeError, BridgeOptions, BridgeStatus, BridgeSummary, Transform};
+use crate::runtime::failpoint;
+
+/// How long a read waits for a first record before the loop looks at its stop token, limits
+/// and `once` again.
+const IDLE_WAIT: Duration = Duration::from_millis(200);
+/// How often the consumer lag is refreshed.
+const LAG_INTERVAL: Duration = Duration::from_secs(2);
+/// How often a paused bridge checks its limits again.
+const PAUSE_CHECK: Duration = Duration::from_millis(200);
+/// How long a backpressure pause only stops taking records before it pauses the partitions.
+const QUIET_PAUSE: Duration = Duration::from_secs(60);
+/// Timeout of a Kafka metadata or offsets request.
+const KAFKA_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs the forward bridge until `stop` (or, with `once`, until caught up with the partition
+/// ends seen at start).
+pub async fn forward(
+    options: &BridgeOptions,
+    status: &BridgeStatus,
+    stop: CancellationToken,
+) -> Result<BridgeSummary, BridgeError> {
+    options.check()?;
+    let mut run = Forward::start(options, status).await?;
+    let outcome = run.run(&stop).await;
+    let summary = run.finish().await;
+    match &outcome {
+        Ok(_) => status.set_state("stopped", None),
+        Err(e) => status.set_state("failed", Some(e.to_string())),
+    }
+    outcome.map(|()| summary)
+}
+
+struct Forward<'a> {
+    options: &'a BridgeOptions,
+    status: &'a BridgeStatus,
+    consumer: Arc<GroupConsumer>,
+    client: redis::Client,
+    conn: MultiplexedConnection,
+    sink: StreamSink,
+    limits: Limits,
+    summary: BridgeSummary,
+    /// Next offset to bridge, by partition, from the records handled.
+    next: HashMap<i32, i64>,
+    /// Highest offset + 1 seen, by partition (the high watermark may lag behind it).
+    seen_end: HashMap<i32, i64>,
+    /// `once`: the partition ends seen at start.
+    targets: BTreeMap<i32, i64>,
+    /// Records read while paused, kept for the next batch.
+    carry: Vec<OwnedMessage>,
+    last_lag: Instant,
+    labels: [(&'static str, String); 1],
+    image_in: u64,
+    image_out: u64,
+}
+
+impl<'a> Forward<'a> {
+    async fn start(
+        options: &'a BridgeOptions,
+        status: &'a BridgeStatus,
+    ) -> Result<Self, BridgeError> {
+        let redis_err = |e| BridgeError::redis(&options.redis, e);
+        let client = redis::Client::open(options.redis.expose()).map_err(redis_err)?;
+        let conn = connect(&client).await.map_err(redis_err)?;
+        let mut forward = Forward {
+            options,
+            status,
+            consumer: kafka::subscribe(&options.kafka_settings(), &options.topic)?,
+            client,
+            conn,
+            sink: StreamSink::new(&options.stream, &options.dead_letter(), options.maxlen),
+            limits: Limits {
+                max_stream_len: options.max_stream_len,
+                max_redis_memory: options.max_redis_memory,
+            },
+            summary: BridgeSummary::default(),
+            next: HashMap::new(),
+            seen_end: HashMap::new(),
+            targets: BTreeMap::new(),
+            carry: Vec::new(),
+            last_lag: Instant::now(),
+            labels: [("bridge", options.name.clone())],
+            image_in: 0,
+            image_out: 0,
+        };
+        forward.check_keys().await?;
+        let ends = forward.partition_ends().await?;
+        forward.warn_of_recorded_offsets(&ends).await?;
+        forward.targets = ends.iter().map(|e| (e.partition, e.high)).collect();
+        status.set_state("running", None);
+        Ok(forward)
+    }
+
+    /// The Stream, its dead-letter Stream and the offsets hash must be of the right type (or
+    /// absent): a Redis key of another type is the operator's to rename, not ours to clobber.
+    async fn check_keys(&mut self) -> Result<(), BridgeError> {
+        let o = self.options;
+        for (key, wanted) in [
+            (o.stream.clone(), "stream"),
+            (o.dead_letter(), "stream"),
+            (super::sink::offsets_key(&o.stream), "hash"),
+        ] {
+            let kind: String = redis::cmd("TYPE")
+                .arg(&key)
+                .query_async(&mut self.conn)
+                .await
+                .map_err(|e| BridgeError::redis(&o.redis, e))?;
+            if kind != "none" && kind != wanted {
+                return Err(BridgeError::Usage(format!(
+                    "the Redis key {key} is a {kind}, not a {wanted}: the bridge writes a {wanted} there; choose another --stream or rename the key"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    async fn partition_ends(&self) -> Result<Vec<PartitionEnds>, BridgeError> {
+        let consumer = self.consumer.clone();
+        let (brokers, topic) = (self.options.kafka.clone(), self.options.topic.clone());
+        let ends = tokio::task::spawn_blocking(move || {
+            kafka::partition_ends(&consumer, &brokers, &topic, KAFKA_TIMEOUT)
+        })
+        .await
+        .map_err(|e| BridgeError::Internal(e.to_string()))??;
+        if ends.is_empty() {
+            return Err(BridgeError::Usage(format!(
+                "the topic {} has no partitions on {}: create it first",
+                self.options.topic, self.options.kafka
+            )));
+        }
+        Ok(ends)
+    }
+
+    /// A recorded offset at or past a partition's end means the topic was recreated (offsets
+    /// start over) or the hash belongs to another topic of the same name: records up to it
+    /// would be skipped as written. Say so, and how to undo it.
+    async fn warn_of_recorded_offsets(
+        &mut self,
+        ends: &[PartitionEnds],
+    ) -> Result<(), BridgeError> {
+        let o = self.options;
+        let recorded = written_offsets(&mut self.conn, &o.stream)
+            .await
+            .map_err(|e| BridgeError::redis(&o.redis, e))?;
+        for end in ends {
+            let field = partition_field(&o.topic, end.partition);
+            if let Some(&written) = recorded.get(&field)
+                && written >= end.high
+            {
+                tracing::warn!(
+                    partition = end.partition,
+                    written,
+                    partition_end = end.high,
+                    "offsets up to {written} of {field} are recorded as written to {} but the partition ends at {}: if the topic was recreated, run `HDEL {} {field}` so its records are not skipped",
+                    o.stream,
+                    end.high,
+                    super::sink::offsets_key(&o.stream)
+                );
+            }
+        }
+        Ok(())
+    }
+
+    async fn run(&mut self, stop: &CancellationToken) -> Result<(), BridgeError> {
+        let started = Instant::now();
+        let assign_wait = self.options.session_timeout * 2 + Duration::from_secs(10);
+        while !stop.is_cancelled() {
+            if self.limits.any() && !self.wait_below_limits(stop).await? {
+                break;
+            }
+            let batch = self.collect(stop).await?;
+            if batch.is_empty() {
+                self.refresh_lag(false);
+                if self.options.once {
+                    let assigned = self.consumer.context().count() > 0;
+                    if assigned && self.caught_up().await? {
+                        break;
+                    }
+                    if !assigned && started.elapsed() > assign_wait {
+                        tracing::warn!(
+                            "no partition of {} was assigned within {assign_wait:?}: other members of group {} hold them all",
+                            self.options.topic,
+                            self.options.group
+                        );
+                        break;
+                    }
+                }
+                continue;
+            }
+            if !self.bridge(batch, stop).await? {
+                break;
+            }
+            self.refresh_lag(false);
+        }
+        Ok(())
+    }
+
+    /// Transforms, writes and commits one batch; `false` when stopped while retrying (nothing
+    /// committed: the batch is read again by the next run).
+    async fn bridge(
+        &mut self,
+        batch: Vec<OwnedMessage>,
+        stop: &CancellationToken,
+    ) -> Result<bool, BridgeError> {
+        let started = Instant::now();
+        let read = batch.len() as u64;
+        let out = self.transform(batch).await?;
+        failpoint("bridge-before-write");
+        let Some(written) = self.write(&out, stop).await? else {
+            return Ok(false);
+        };
+        failpoint("bridge-after-write");
+        self.commit(&out, CommitMode::Async);
+        let dead = out
+            .iter()
+            .filter(|o| matches!(o.target, Target::DeadLetter(_)))
+            .count() as u64;
+        let bytes_in: u64 = out.iter().map(|o| o.bytes_in as u64).sum();
+        let bytes_out: u64 = out
+            .iter()
+            .filter(|o| o.target == Target::Stream)
+            .map(|o| o.bytes_out as u64)
+            .sum();
+        for o in &out {
+            if let Some((before, after)) = o.image {
+                self.image_in += before as u64;
+                self.image_out += after as u64;
+            }
+        }
+        let ratio = if self.image_out > 0 {
+            self.image_in as f64 / self.image_out as f64
+        } else {
+            1.0
+        };
+        // Written entries include the dead letters; what reached the Stream is the rest.
+        let to_stream = written.written.saturating_sub(dead.min(written.written));
+        let s = &mut self.summary;
+        s.read += read;
+        s.written += to_stream;
+        s.dead_lettered += dead;
+        s.duplicates_skipped += written.skipped;
+        s.bytes_in += bytes_in;
+        s.bytes_out += bytes_out;
+        let labels = &self.labels;
+        metrics::counter!(BridgeMetric::MessagesInTotal.name(), labels).increment(read);
+        metrics::counter!(BridgeMetric::MessagesOutTotal.name(), labels).increment(to_stream);
+        metrics::counter!(BridgeMetric::BytesInTotal.name(), labels).increment(bytes_in);
+        metrics::counter!(BridgeMetric::BytesOutTotal.name(), labels).increment(bytes_out);
+        metrics::counter!(BridgeMetric::DeadLettersTotal.name(), labels).increment(dead);
+        metrics::counter!(BridgeMetric::DuplicatesSkippedTotal.name(), labels)
+            .increment(written.skipped);
+        metrics::histogram!(BridgeMetric::BatchSeconds.name(), labels)
+            .record(started.elapsed().as_secs_f64());
+        metrics::gauge!(BridgeMetric::CompressionRatio.name(), labels).set(ratio);
+        let summary = self.summary.clone();
+        self.status.update(|v| {
+            v.state = "running".into();
+            v.reason = None;
+            v.totals = summary;
+            v.compression_ratio = ratio;
+            v.last_batch_at = Some(chrono::Utc::now().to_rfc3339());
+        });
+        Ok(true)
+    }
+
+    /// Reads up to `batch` records: waits up to [`IDLE_WAIT`] for the first, then up to
+    /// `linger` for the rest.
+    async fn collect(
+        &mut self,
+        stop: &CancellationToken,
+    ) -> Result<Vec<OwnedMessage>, BridgeError> {
+        let max = self.options.batch;
+        let take = self.carry.len().min(max);
+        let mut batch: Vec<OwnedMessage> = self.carry.drain(..take).collect();
+        let mut deadline = (!batch.is_empty()).then(|| Instant::now() + self.options.linger);
+        while batch.len() < max {
+            let wait = match deadline {
+                Some(d) => d.saturating_duration_since(Instant::now()),
+                None => IDLE_WAIT,
+            };
+            if wait.is_zero() {
+                break;
+            }
+            let received = tokio::select! {
+                _ = stop.cancelled() => break,
+                r = tokio::time::timeout(wait, self.consumer.recv()) => r,
+            };
+            match received {
+                Err(_) => break,
+                Ok(Ok(msg)) => {
+                    batch.push(msg.detach());
+                    deadline.get_or_insert_with(|| Instant::now() + self.options.linger);
+                }
+                Ok(Err(e)) => {
+                    let e = kafka::KafkaError::new(&self.options.kafka, e);
+                    if !e.retryable() {
+                        return Err(e.into());
+                    }
+                    tracing::warn!(error = %e, "reading from Kafka failed; retrying");
+                    break;
+                }
+            }
+        }
+        Ok(batch)
+    }
+
+    async fn transform(&self, batch: Vec<OwnedMessage>) -> Result<Vec<Outgoing>, BridgeError> {
+        let o = self.options;
+        match o.transform {
+            Transform::None => Ok(batch
+                .iter()
+                .map(|m| to_entry(m, &o.stream, o.transform, &o.image))
+                .collect()),
+            Transform::FrameProto => {
+                let (stream, image) = (o.stream.clone(), o.image);
+                tokio::task::spawn_blocking(move || {
+                    batch
+                        .par_iter()
+                        .map(|m| to_entry(m, &stream, Transform::FrameProto, &image))
+                        .collect()
+                })
+                .await
+                .map_err(|e| BridgeError::Internal(format!("a frame transform panicked: {e}")))
+            }
+        }
+    }
+
+    /// Writes with retries; `None` when stopped before it succeeded.
+    async fn write(
+        &mut self,
+        out: &[Outgoing],
+        stop: &CancellationToken,
+    ) -> Result<Option<super::sink::Written>, BridgeError> {
+        let mut backoff = Backoff::for_services();
+        loop {
+            match self
+                .sink
+                .write(&mut self.conn, &self.options.topic, out)
+                .await
+            {
+                Ok(w) => return Ok(Some(w)),
+                Err(e) => {
+                    let e = BridgeError::redis(&self.options.redis, e);
+                    if !e.retryable() || self.options.once {
+                        return Err(e);
+                    }
+                    self.retried(&e);
+                    let delay = backoff.next();
+                    tokio::select! {
+                        _ = stop.cancelled() => return Ok(None),
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                    if let Ok(c) = connect(&self.client).await {
+                        self.conn = c;
+                    }
+                }
+            }
+        }
+    }
+
+    fn retried(&mut self, e: &BridgeError) {
+        tracing::warn!(error = %e, "bridge write failed; records stay uncommitted in Kafka, retrying");
+        self.summary.retries += 1;
+        metrics::counter!(BridgeMetric::RetriesTotal.name(), &self.labels).increment(1);
+        self.status.set_state("retrying", Some(e.to_string()));
+    }
+
+    /// Commits, per partition, the offset after the last record of `out` (all written).
+    fn commit(&mut self, out: &[Outgoing], mode: CommitMode) {
+        let mut last: BTreeMap<i32, i64> = BTreeMap::new();
+        for o in out {
+            let e = last.entry(o.partition).or_insert(o.offset);
+            *e = (*e).max(o.offset);
+        }
+        for (&p, &offset) in &last {
+            self.next.insert(p, offset + 1);
+            let end = self.seen_end.entry(p).or_insert(offset + 1);
+            *end = (*end).max(offset + 1);
+        }
+        self.commit_next(last.keys().copied(), mode);
+    }
+
+    fn commit_next(&self, partitions: impl Iterator<Item = i32>, mode: CommitMode) {
+        let mut tpl = TopicPartitionList::new();
+        for p in partitions {
+            if let Some(&next) = self.next.get(&p) {
+                let _ = tpl.add_partition_offset(&self.options.topic, p, Offset::Offset(next));
+            }
+        }
+        if tpl.count() == 0 {
+            return;
+        }
+        // A failed commit (a rebalance took the partition) only means the records are read
+        // again, and then skipped as written.
+        if let Err(e) = self.consumer.commit(&tpl, mode) {
+            tracing::info!(error = %e, "committing Kafka offsets failed; the records will be skipped when read again");
+        }
+    }
+
+    /// With limits set: stops taking records while a limit is exceeded; `false` when stopped
+    /// meanwhile. The records wait in Kafka (and in librdkafka's bounded prefetch queue).
+    ///
+    /// For the first [`QUIET_PAUSE`] the consumer is only polled for one batch more, kept for the
+    /// next batch: pausing partitions drops what librdkafka prefetched and fetches it again
+    /// after the resume, which halved the throughput of a bridge that pauses often. A longer
+    /// pause pauses the assigned partitions (`rd_kafka_pause_partitions`) and goes on polling,
+    /// so the member stays in its group past `max.poll.interval.ms`.
+    async fn wait_below_limits(&mut self, stop: &CancellationToken) -> Result<bool, BridgeError> {
+        let o = self.options;
+        let Some(reason) = self.exceeded().await? else {
+            return Ok(true);
+        };
+        tracing::warn!(%reason, "pausing the Kafka consumer (backpressure)");
+        self.summary.pauses += 1;
+        self.status.set_state("paused", Some(reason));
+        metrics::gauge!(BridgeMetric::Paused.name(), &self.labels).set(1.0);
+        let since = Instant::now();
+        let mut paused_partitions = false;
+        loop {
+            let long = since.elapsed() >= QUIET_PAUSE;
+            if long {
+                // Partitions a rebalance assigns come unpaused: pause whatever is assigned now.
+                if let Ok(assigned) = self.consumer.assignment() {
+                    let _ = self.consumer.pause(&assigned);
+                    paused_partitions = true;
+                }
+            }
+            if long || self.carry.len() < o.batch {
+                tokio::select! {
+                    _ = stop.cancelled() => return Ok(false),
+                    r = tokio::time::timeout(PAUSE_CHECK, self.consumer.recv()) => {
+                        if let Ok(Ok(msg)) = r {
+                            self.carry.push(msg.detach());
+                            if !long {
+                                continue;
+                            }
+                        }
+                    }
+                }
+            } else {
+                tokio::select! {
+                    _ = stop.cancelled() => return Ok(false),
+                    _ = tokio::time::sleep(PAUSE_CHECK) => {}
+                }
+            }
+            self.refresh_lag(false);
+            if self.exceeded().await?.is_none() {
+                break;
+            }
+        }
+        if paused_partitions && let Ok(assigned) = self.consumer.assignment() {
+            let _ = self.consumer.resume(&assigned);
+        }
+        tracing::info!(stream = %o.stream, "resuming the Kafka consumer");
+        metrics::gauge!(BridgeMetric::Paused.name(), &self.labels).set(0.0);
+        self.status.set_state("running", None);
+        Ok(true)
+    }
+
+    async fn exceeded(&mut self) -> Result<Option<String>, BridgeError> {
+        let mut backoff = Backoff::for_services();
+        loop {
+            match self
+                .limits
+                .exceeded(&mut self.conn, &self.options.stream)
+                .await
+            {
+                Ok(r) => return Ok(r),
+                Err(e) => {
+                    let e = BridgeError::redis(&self.options.redis, e);
+                    if !e.retryable() || self.options.once {
+                        return Err(e);
+                    }
+                    self.retried(&e);
+                    tokio::time::sleep(backoff.next()).await;
+                    if let Ok(c) = connect(&self.client).await {
+                        self.conn = c;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every assigned partition is at or past its end seen at start: the next offset to bridge
+    /// (this run's, else librdkafka's position, else the group's committed offset) is there.
+    async fn caught_up(&mut self) -> Result<bool, BridgeError> {
+        let consumer = self.consumer.clone();
+        let committed = tokio::task::spawn_blocking(move || {
+            let assigned = consumer.assignment()?;
+            consumer.committed_offsets(assigned, KAFKA_TIMEOUT)
+        })
+        .await
+        .map_err(|e| BridgeError::Internal(e.to_string()))?;
+        let committed = match committed {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::info!(error = %e, "reading committed offsets failed; checking again");
+                return Ok(false);
+            }
+        };
+        let stats = self.consumer.context().partition_stats(&self.options.topic);
+        Ok(committed.elements().iter().all(|e| {
+            let p = e.partition();
+            let target = self.targets.get(&p).copied().unwrap_or(0);
+            let next = self
+                .next
+                .get(&p)
+                .copied()
+                .or_else(|| stats.get(&p).map(|s| s.app_offset).filter(|&o| o >= 0))
+                .or(match e.offset() {
+                    Offset::Offset(o) => Some(o),
+                    _ => None,
+                })
+                .unwrap_or(0);
+            next >= target
+        }))
+    }
+
+    /// Updates the lag gauges every [`LAG_INTERVAL`] (`force`: now) from librdkafka's latest
+    /// statistics, without a request to the broker (a watermark query can wait behind fetches).
+    /// The lag of a partition is its end — the high watermark, or the last offset seen + 1
+    /// when the broker's watermark lags behind — minus the next offset to bridge (this run's,
+    /// else the consumer's position, else the group's committed offset).
+    fn refresh_lag(&mut self, force: bool) {
+        if !force && self.last_lag.elapsed() < LAG_INTERVAL {
+            return;
+        }
+        self.last_lag = Instant::now();
+        let stats = self.consumer.context().partition_stats(&self.options.topic);
+        let mut lag = BTreeMap::new();
+        for (&p, s) in &stats {
+            let end = s.high.max(self.seen_end.get(&p).copied().unwrap_or(0));
+            let known = |o: i64| (o >= 0).then_some(o);
+            let Some(next) = self
+                .next
+                .get(&p)
+                .copied()
+                .or_else(|| known(s.app_offset))
+                .or_else(|| known(s.committed))
+            else {
+                continue;
+            };
+            if end < 0 {
+                continue;
+            }
+            let behind = (end - next).max(0);
+            lag.insert(p, behind);
+            let labels = [
+                ("bridge", self.options.name.clone()),
+                ("partition", p.to_string()),
+            ];
+            metrics::gauge!(BridgeMetric::ConsumerLag.name(), &labels).set(behind as f64);
+        }
+        self.status.update(|v| v.lag = lag);
+    }
+
+    /// Commits what was written (synchronously) and leaves the group within a bounded time.
+    async fn finish(mut self) -> BridgeSummary {
+        let partitions: Vec<i32> = self.next.keys().copied().collect();
+        self.commit_next(partitions.into_iter(), CommitMode::Sync);
+        self.refresh_lag(true);
+        let Forward {
+            consumer, summary, ..
+        } = self;
+        // Dropping a consumer once hung in librdkafka: never wait for it more than 10 s.
+        let closing = tokio::task::spawn_blocking(move || {
+            consumer.unsubscribe();
+            drop(consumer);
+        });
+        if tokio::time::timeout(Duration::from_secs(10), closing)
+            .await
+            .is_err()
+        {
+            tracing::warn!("the Kafka consumer did not close within 10 s; leaving it");
+        }
+        summary
+    }
+}
+
+async fn connect(client: &redis::Client) -> redis::RedisResult<MultiplexedConnection> {
+    let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(5)))
+        .set_response_timeout(Some(Duration::from_secs(30)));
+    client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+}
