@@ -3,9 +3,9 @@
 
 CARGO ?= cargo
 
-.PHONY: demo test test-setup bench-keys bench-tier bench-events eval-tier fmt clippy
+.PHONY: demo test test-setup bench-keys bench-tier bench-events bench-bridge eval-tier fmt clippy
 
-## demo: set up, then run the keys and tier jobs end to end on a throwaway redis-server
+## demo: set up, then run the keys, tier, events and bridge jobs end to end on throwaway servers
 demo: test-setup
 	$(CARGO) run -p ferry -- demo
 
@@ -33,6 +33,11 @@ bench-tier:
 ##   seed's INSERT-then-PUBLISH (`make bench-events ARGS=--quick` for a shorter run)
 bench-events:
 	scripts/bench-events $(ARGS)
+
+## bench-bridge: 1 KB messages Kafka → Stream against a confluent-kafka + XADD-per-message
+##   baseline, then 720p frame re-encoding against Pillow (`make bench-bridge ARGS=--quick`)
+bench-bridge:
+	scripts/bench-bridge $(ARGS)
 
 ## eval-tier: grouping quality (reduction, purity, fragmentation) per similarity backend
 eval-tier:

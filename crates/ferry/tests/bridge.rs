@@ -858,24 +858,6 @@ fn serve_runs_configured_bridges_and_shows_their_status() {
     let (code, body) = request(
         &serve.loopback(),
         "GET",
-        "/api/v1/bridges/frames",
-        None,
-        None,
-        Duration::from_secs(5),
-    );
-    assert_eq!(code, 200, "{body}");
-    let (code, body) = request(
-        &serve.loopback(),
-        "GET",
-        "/api/v1/bridges/nope",
-        None,
-        None,
-        Duration::from_secs(5),
-    );
-    assert_eq!(code, 404, "{body}");
-    let (code, body) = request(
-        &serve.loopback(),
-        "GET",
         "/healthz",
         None,
         None,
@@ -895,4 +877,103 @@ fn serve_runs_configured_bridges_and_shows_their_status() {
         metrics.contains("ferry_bridge_messages_out_total"),
         "{metrics}"
     );
+}
+
+/// A frame processor of the library: decodes each `ProcessedFrame`, remembers its id.
+struct FrameIds {
+    ids: Vec<String>,
+}
+
+impl ferry::streams::BatchHandler for FrameIds {
+    type Item = ProcessedFrame;
+    type Error = ferry::jobs::bridge::BridgeError;
+
+    fn decode(&self, entry: &ferry::streams::StreamEntry) -> Result<ProcessedFrame, String> {
+        ferry::jobs::bridge::entry::decode_frame(entry)
+    }
+
+    async fn commit(
+        &mut self,
+        items: &[ProcessedFrame],
+    ) -> Result<(), ferry::streams::CommitError<Self::Error>> {
+        self.ids.extend(items.iter().map(|f| f.frame_id.clone()));
+        Ok(())
+    }
+
+    fn redis_error(&self, error: redis::RedisError) -> Self::Error {
+        ferry::jobs::bridge::BridgeError::redis(&"redis://test".into(), error)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frame_processors_read_a_bridged_stream_with_the_library_consumer_and_take_over_a_dead_ones_frames()
+ {
+    let env = Env::new(1);
+    let images: Vec<RgbImage> = (0..8).map(|i| frame_image(i + 1, 64, 48)).collect();
+    let sent: Vec<KafkaRecord> = images
+        .iter()
+        .enumerate()
+        .map(|(i, img)| KafkaRecord::new(None, &json_frame(i, img)))
+        .collect();
+    env.produce(&sent);
+    assert_ok(&env.run(&["--once", "--transform", "frame-proto", "--image", "webp:80"]));
+    // A garbage entry a foreign producer wrote, and a processor that read three and died.
+    let mut conn = env.redis.conn();
+    let _: String = conn
+        .xadd(&env.stream, "*", &[("value", "not a frame")])
+        .unwrap();
+    let _: () = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(&env.stream)
+        .arg("procs")
+        .arg("0")
+        .query(&mut conn)
+        .unwrap();
+    let _: redis::Value = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg("procs")
+        .arg("dead")
+        .arg("COUNT")
+        .arg(3)
+        .arg("STREAMS")
+        .arg(&env.stream)
+        .arg(">")
+        .query(&mut conn)
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let names = ferry::streams::ConsumerNames {
+        job: "frame processor",
+        item: "a frame",
+        after_commit_failpoint: "test-frame-processor",
+        retries: ferry::streams::Counter {
+            metric: "ferry_test_retries_total",
+            labels: &[],
+        },
+        dead_letters: ferry::streams::Counter {
+            metric: "ferry_test_dead_letters_total",
+            labels: &[],
+        },
+    };
+    let mut options = ferry::streams::ConsumerOptions::new(&env.stream, "procs", "alive", names);
+    options.once = true;
+    options.claim_idle = Duration::from_millis(200);
+    options.batch = 4;
+    let mut handler = FrameIds { ids: Vec::new() };
+    let stats = ferry::streams::StreamConsumer::new(env.redis.client(), options)
+        .run(&mut handler, tokio_util::sync::CancellationToken::new())
+        .await
+        .unwrap();
+    let ids: BTreeSet<String> = handler.ids.into_iter().collect();
+    assert_eq!(ids.len(), 8, "every frame processed once: {ids:?}");
+    assert_eq!(stats.dead_lettered, 1, "the foreign entry is a dead letter");
+    assert_eq!(
+        stats.reclaimed, 3,
+        "the dead processor's frames were taken over"
+    );
+    let pending: Pending = redis::cmd("XPENDING")
+        .arg(&env.stream)
+        .arg("procs")
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(pending.0, 0);
 }

@@ -123,6 +123,9 @@ impl BatchHandler for ToKafka<'_> {
                 self.summary.written += n;
                 self.summary.bytes_out += bytes;
                 let labels = [("bridge", o.name.clone())];
+                // Entries committed are the ones read and decoded (dead letters are counted by
+                // the consumer).
+                metrics::counter!(BridgeMetric::MessagesInTotal.name(), &labels).increment(n);
                 metrics::counter!(BridgeMetric::MessagesOutTotal.name(), &labels).increment(n);
                 metrics::counter!(BridgeMetric::BytesOutTotal.name(), &labels).increment(bytes);
                 let summary = self.summary.clone();

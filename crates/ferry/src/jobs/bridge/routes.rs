@@ -1,25 +1,21 @@
-//! The bridge job's endpoints: `GET /api/v1/bridges` (every configured bridge's status, for the
-//! dashboard) and `GET /api/v1/bridges/{name}`.
+//! The bridge job's endpoint: `GET /api/v1/bridges`, every configured bridge's status (for the
+//! dashboard).
 
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, State};
-use axum::http::{Method, StatusCode};
+use axum::extract::State;
+use axum::http::Method;
 use axum::routing::get;
 use serde_json::json;
 
 use super::service::ServedBridge;
 use super::status::StatusView;
-use crate::server::error::ApiError;
 use crate::server::{AppState, Endpoint};
 
 /// The bridge job's endpoints.
 pub fn endpoints() -> Vec<Endpoint> {
-    vec![
-        (Method::GET, "/api/v1/bridges", get(list)),
-        (Method::GET, "/api/v1/bridges/{name}", get(one)),
-    ]
+    vec![(Method::GET, "/api/v1/bridges", get(list))]
 }
 
 /// The bridges' part of `/healthz`: each one's state; `false` when one has failed for good.
@@ -41,22 +37,4 @@ pub fn health(bridges: &[Arc<ServedBridge>], body: &mut serde_json::Value) -> bo
 async fn list(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
     let bridges: Vec<StatusView> = state.jobs.bridges.iter().map(|b| b.status.view()).collect();
     Json(json!({ "bridges": bridges }))
-}
-
-/// `GET /api/v1/bridges/{name}`: one bridge's status, 404 when no bridge has that name.
-async fn one(
-    State(state): State<Arc<AppState>>,
-    Path(name): Path<String>,
-) -> Result<Json<StatusView>, ApiError> {
-    state
-        .jobs
-        .bridges
-        .iter()
-        .find(|b| b.options.name == name)
-        .map(|b| Json(b.status.view()))
-        .ok_or_else(|| ApiError {
-            status: StatusCode::NOT_FOUND,
-            message: format!("no bridge is named `{name}` (see GET /api/v1/bridges)"),
-            field: None,
-        })
 }
