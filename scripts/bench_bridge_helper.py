@@ -5,6 +5,8 @@ baseline (a confluent-kafka consumer with redis-py XADD per message), and measur
   bench_bridge_helper.py baseline BOOTSTRAP TOPIC GROUP REDIS_PORT STREAM COUNT
   bench_bridge_helper.py measure REDIS_PORT STREAM COUNT NAME T0 T1
   bench_bridge_helper.py table RESULTS COUNT SIZE PARTITIONS
+  bench_bridge_helper.py produce-frames BOOTSTRAP TOPIC COUNT
+  bench_bridge_helper.py frames-table SUMMARY_JSON REDIS_PORT STREAM COUNT
 """
 import json
 import os
@@ -54,6 +56,11 @@ def baseline(bootstrap, topic, group, port, stream, count):
 def measure(port, stream, count, name, t0, t1):
     """Messages per second between the first and the last entry (their ids carry the time of
     the XADD in ms), so that group join and process start are not counted."""
+    print(json.dumps({"name": name, "rate": stream_rate(port, stream, count, name), "wall": t1 - t0}))
+
+
+def stream_rate(port, stream, count, name):
+    """Entries per second from the first to the last entry of a Stream that must hold `count`."""
     r = redis.Redis(port=port)
     length = r.xlen(stream)
     if length != count:
@@ -61,8 +68,7 @@ def measure(port, stream, count, name, t0, t1):
     first = r.xrange(stream, count=1)[0][0].decode()
     last = r.xrevrange(stream, count=1)[0][0].decode()
     ms = int(last.split("-")[0]) - int(first.split("-")[0])
-    rate = (length - 1) / max(ms, 1) * 1000
-    print(json.dumps({"name": name, "rate": rate, "wall": t1 - t0}))
+    return (length - 1) / max(ms, 1) * 1000
 
 
 def table(path, count, size, partitions):
@@ -87,6 +93,44 @@ def table(path, count, size, partitions):
     print()
 
 
+def produce_frames(bootstrap, topic, count):
+    """The seed's frames: JSON with a 1280x720 PNG in image_base64 (the scene of
+    bench_bridge_frames.py), each about 3 MB."""
+    import base64
+    import io
+    import random
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from bench_bridge_frames import scene
+
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "message.max.bytes": 20_000_000})
+    rng = random.Random(7)
+    distinct = []
+    for _ in range(min(count, 20)):
+        buf = io.BytesIO()
+        scene(rng).save(buf, "PNG")
+        distinct.append(base64.b64encode(buf.getvalue()).decode())
+    for i in range(count):
+        frame = {"frame_id": f"frame_{i:05d}", "camera_id": f"cam-{i % 4}", "timestamp": 1767225600 + i / 10,
+                 "image_base64": distinct[i % len(distinct)]}
+        p.produce(topic, value=json.dumps(frame))
+        p.poll(0)
+    p.flush(120)
+
+
+def frames_table(summary_path, port, stream, count):
+    summary = json.load(open(summary_path))
+    rate = stream_rate(port, stream, count, "ferry")
+    print(f"### Frames end to end: {count} JSON frames (1280x720 PNG in base64) → ProcessedFrame with JPEG 85, all cores")
+    print()
+    print("| frames/s (first → last XADD) | message bytes in → out | saved | image ratio |")
+    print("|---:|---|---:|---:|")
+    b_in, b_out = summary["bytes_in"], summary["bytes_out"]
+    print(f"| {rate:.1f} | {b_in / count / 1e6:.2f} MB → {b_out / count / 1e6:.3f} MB per frame | "
+          f"{100 * (1 - b_out / b_in):.0f} % | {summary['compression_ratio']:.1f}x |")
+    print()
+
+
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "produce":
@@ -95,6 +139,10 @@ if __name__ == "__main__":
         baseline(args[0], args[1], args[2], int(args[3]), args[4], int(args[5]))
     elif cmd == "measure":
         measure(int(args[0]), args[1], int(args[2]), args[3], float(args[4]), float(args[5]))
+    elif cmd == "produce-frames":
+        produce_frames(args[0], args[1], int(args[2]))
+    elif cmd == "frames-table":
+        frames_table(args[0], int(args[1]), args[2], int(args[3]))
     elif cmd == "table":
         table(args[0], int(args[1]), int(args[2]), int(args[3]))
     else:

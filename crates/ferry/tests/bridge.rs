@@ -126,6 +126,25 @@ fn text(f: &Fields, name: &str) -> String {
     String::from_utf8_lossy(&f[name]).into_owned()
 }
 
+/// Reads up to 100 entries after `last_id`, notes their (partition, offset) in `seen` and
+/// deletes them, as a consumer that keeps the Stream short.
+fn drain(conn: &mut redis::Connection, stream: &str, last_id: &mut String, seen: &mut Vec<(i32, i64)>) {
+    let reply: Entries = redis::cmd("XRANGE")
+        .arg(stream)
+        .arg(format!("({last_id}"))
+        .arg("+")
+        .arg("COUNT")
+        .arg(100)
+        .query(conn)
+        .unwrap();
+    for (id, fields) in &reply {
+        let f: Fields = fields.iter().cloned().collect();
+        seen.push((num(&f, "kafka_partition") as i32, num(&f, "kafka_offset")));
+        let _: u64 = conn.xdel(stream, &[id]).unwrap();
+        last_id.clone_from(id);
+    }
+}
+
 /// `n` records of about `size` bytes, keyed by camera, with a header.
 fn records(n: usize, size: usize) -> Vec<KafkaRecord> {
     (0..n)
@@ -542,20 +561,7 @@ fn backpressure_pauses_while_the_stream_is_over_its_limit_and_resumes_without_dr
     let mut max_len = paused_len;
     let deadline = Instant::now() + Duration::from_secs(60);
     while seen.len() < 2000 && Instant::now() < deadline {
-        let reply: Entries = redis::cmd("XRANGE")
-            .arg(&env.stream)
-            .arg(format!("({last_id}"))
-            .arg("+")
-            .arg("COUNT")
-            .arg(100)
-            .query(&mut conn)
-            .unwrap();
-        for (id, fields) in &reply {
-            let f: Fields = fields.iter().cloned().collect();
-            seen.push((num(&f, "kafka_partition") as i32, num(&f, "kafka_offset")));
-            let _: u64 = conn.xdel(&env.stream, &[id]).unwrap();
-            last_id = id.clone();
-        }
+        drain(&mut conn, &env.stream, &mut last_id, &mut seen);
         max_len = max_len.max(conn.xlen(&env.stream).unwrap());
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -598,20 +604,7 @@ fn three_processes_share_six_partitions_and_a_rebalance_after_sigkill_loses_noth
     let mut killed = false;
     let deadline = Instant::now() + Duration::from_secs(120);
     while seen.len() < total && Instant::now() < deadline {
-        let reply: Entries = redis::cmd("XRANGE")
-            .arg(&env.stream)
-            .arg(format!("({last_id}"))
-            .arg("+")
-            .arg("COUNT")
-            .arg(100)
-            .query(&mut conn)
-            .unwrap();
-        for (id, fields) in &reply {
-            let f: Fields = fields.iter().cloned().collect();
-            seen.push((num(&f, "kafka_partition") as i32, num(&f, "kafka_offset")));
-            let _: u64 = conn.xdel(&env.stream, &[id]).unwrap();
-            last_id = id.clone();
-        }
+        drain(&mut conn, &env.stream, &mut last_id, &mut seen);
         if !killed && seen.len() >= total / 3 {
             // One member dies mid-run; another joins.
             members[1].kill().unwrap();

@@ -290,6 +290,8 @@ pub struct OutRecord {
     pub key: Option<Vec<u8>>,
     /// The value.
     pub value: Vec<u8>,
+    /// Send a null value (a tombstone) instead of `value`.
+    pub null_value: bool,
     /// Headers in order.
     pub headers: Vec<(String, Vec<u8>)>,
     /// The record's timestamp in milliseconds since the epoch; `None`: now.
@@ -339,9 +341,10 @@ impl BatchProducer {
                     value: Some(value),
                 });
             }
-            let mut record = FutureRecord::<[u8], [u8]>::to(topic)
-                .payload(&r.value)
-                .headers(headers);
+            let mut record = FutureRecord::<[u8], [u8]>::to(topic).headers(headers);
+            if !r.null_value {
+                record = record.payload(&r.value);
+            }
             if let Some(key) = &r.key {
                 record = record.key(key);
             }

@@ -169,7 +169,7 @@ fn text_field<'a>(entry: &'a StreamEntry, name: &str) -> Result<Option<&'a str>,
 }
 
 /// The Kafka record of a Stream entry (reverse). The value is the `value` field (turned back
-/// into the seed's JSON with `frame-proto`); an entry without one — written by a producer on
+/// into the seed's JSON with `frame-proto`; null when `kafka_null_value` is `1`); an entry without one — written by a producer on
 /// the Stream, not by a forward bridge — becomes a JSON object of its fields. `key`, `h:NAME`
 /// and `kafka_timestamp` are restored, and the record keeps its `kafka_partition` when the topic
 /// has it (`partitions`), so per-partition order survives a round trip.
@@ -212,6 +212,7 @@ pub fn to_record(
             .map_err(|_| format!("field kafka_timestamp `{ts}` is not milliseconds"))?;
         record.timestamp_ms = (ts >= 0).then_some(ts);
     }
+    record.null_value = text_field(entry, "kafka_null_value")? == Some("1");
     record.value = match (field_value(entry, "value"), transform) {
         (Some(v), Transform::None) => v.to_vec(),
         (Some(_), Transform::FrameProto) => {

@@ -33,6 +33,8 @@ const LAG_INTERVAL: Duration = Duration::from_secs(2);
 const PAUSE_CHECK: Duration = Duration::from_millis(200);
 /// How long a backpressure pause only stops taking records before it pauses the partitions.
 const QUIET_PAUSE: Duration = Duration::from_secs(60);
+/// How long a `--once` run goes on while every read from Kafka fails.
+const ONCE_GIVE_UP: Duration = Duration::from_secs(60);
 /// Timeout of a Kafka metadata or offsets request.
 const KAFKA_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -72,6 +74,8 @@ struct Forward<'a> {
     /// Records read while paused, kept for the next batch.
     carry: Vec<OwnedMessage>,
     last_lag: Instant,
+    /// Since when reading from Kafka has failed without a record in between.
+    failing_since: Option<Instant>,
     labels: [(&'static str, String); 1],
     image_in: u64,
     image_out: u64,
@@ -102,6 +106,7 @@ impl<'a> Forward<'a> {
             targets: BTreeMap::new(),
             carry: Vec::new(),
             last_lag: Instant::now(),
+            failing_since: None,
             labels: [("bridge", options.name.clone())],
             image_in: 0,
             image_out: 0,
@@ -191,7 +196,9 @@ impl<'a> Forward<'a> {
             if self.limits.any() && !self.wait_below_limits(stop).await? {
                 break;
             }
+            let collecting = Instant::now();
             let batch = self.collect(stop).await?;
+            tracing::debug!(records = batch.len(), collect_ms = collecting.elapsed().as_secs_f64() * 1e3, "batch read");
             if batch.is_empty() {
                 self.refresh_lag(false);
                 if self.options.once {
@@ -228,10 +235,17 @@ impl<'a> Forward<'a> {
         let started = Instant::now();
         let read = batch.len() as u64;
         let out = self.transform(batch).await?;
+        let transformed = started.elapsed();
         failpoint("bridge-before-write");
         let Some(written) = self.write(&out, stop).await? else {
             return Ok(false);
         };
+        tracing::debug!(
+            records = read,
+            transform_ms = transformed.as_secs_f64() * 1e3,
+            write_ms = (started.elapsed() - transformed).as_secs_f64() * 1e3,
+            "batch written"
+        );
         failpoint("bridge-after-write");
         self.commit(&out, CommitMode::Async);
         let dead = out
@@ -312,11 +326,14 @@ impl<'a> Forward<'a> {
                 Err(_) => break,
                 Ok(Ok(msg)) => {
                     batch.push(msg.detach());
+                    self.failing_since = None;
                     deadline.get_or_insert_with(|| Instant::now() + self.options.linger);
                 }
                 Ok(Err(e)) => {
                     let e = kafka::KafkaError::new(&self.options.kafka, e);
-                    if !e.retryable() {
+                    let since = *self.failing_since.get_or_insert_with(Instant::now);
+                    // A service waits for the broker to come back; a `--once` run gives up.
+                    if !e.retryable() || (self.options.once && since.elapsed() > ONCE_GIVE_UP) {
                         return Err(e.into());
                     }
                     tracing::warn!(error = %e, "reading from Kafka failed; retrying");
@@ -515,8 +532,15 @@ impl<'a> Forward<'a> {
         .await
         .map_err(|e| BridgeError::Internal(e.to_string()))?;
         let committed = match committed {
-            Ok(c) => c,
+            Ok(c) => {
+                self.failing_since = None;
+                c
+            }
             Err(e) => {
+                let since = *self.failing_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > ONCE_GIVE_UP {
+                    return Err(kafka::KafkaError::new(&self.options.kafka, e).into());
+                }
                 tracing::info!(error = %e, "reading committed offsets failed; checking again");
                 return Ok(false);
             }
