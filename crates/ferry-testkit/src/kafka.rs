@@ -147,6 +147,24 @@ impl KafkaBroker {
         );
     }
 
+    /// Deletes `topic` (`tansu topic delete`).
+    ///
+    /// # Panics
+    ///
+    /// When the broker refuses, with its output.
+    pub fn delete_topic(&self, topic: &str) {
+        let out = Command::new(tansu_bin())
+            .args(["topic", "delete", topic])
+            .args(["--broker", &format!("tcp://{}", self.bootstrap())])
+            .output()
+            .expect("tansu topic delete runs");
+        assert!(
+            out.status.success(),
+            "tansu topic delete {topic} failed: {}",
+            crate::output_text(&out)
+        );
+    }
+
     /// The broker's log so far (for assertion messages).
     pub fn log_text(&self) -> String {
         let mut text = String::new();

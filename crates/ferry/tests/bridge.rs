@@ -128,7 +128,12 @@ fn text(f: &Fields, name: &str) -> String {
 
 /// Reads up to 100 entries after `last_id`, notes their (partition, offset) in `seen` and
 /// deletes them, as a consumer that keeps the Stream short.
-fn drain(conn: &mut redis::Connection, stream: &str, last_id: &mut String, seen: &mut Vec<(i32, i64)>) {
+fn drain(
+    conn: &mut redis::Connection,
+    stream: &str,
+    last_id: &mut String,
+    seen: &mut Vec<(i32, i64)>,
+) {
     let reply: Entries = redis::cmd("XRANGE")
         .arg(stream)
         .arg(format!("({last_id}"))
@@ -714,6 +719,12 @@ fn bad_input_is_refused_with_a_clear_error_and_nothing_is_written() {
         (vec!["--max-redis-memory", "12q"], "unit"),
         (vec!["--maxlen", "0"], "--maxlen 0"),
         (vec!["--kafka-property", "nonsense"], "NAME=VALUE"),
+        (vec!["--max-stream-len", "0"], "--max-stream-len 0"),
+        (
+            vec!["--kafka-property", "enable.auto.commit=true"],
+            "commits offsets itself",
+        ),
+        (vec!["--kafka-property", "group.id=other"], "use --group"),
     ] {
         let out = env.run(&args);
         assert_eq!(
@@ -728,6 +739,33 @@ fn bad_input_is_refused_with_a_clear_error_and_nothing_is_written() {
             output_text(&out)
         );
     }
+    let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args([
+            "bridge",
+            "run",
+            "--session-timeout",
+            "1e9",
+            "--kafka",
+            &env.broker.bootstrap(),
+        ])
+        .args([
+            "--topic",
+            &env.topic,
+            "--group",
+            "g",
+            "--redis",
+            &env.redis.url(),
+            "--stream",
+            "x",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("over an hour"),
+        "{}",
+        output_text(&out)
+    );
     let s: String = env.redis.conn().get(&env.stream).unwrap();
     assert_eq!(s, "a string", "left intact");
 }
@@ -969,4 +1007,127 @@ async fn frame_processors_read_a_bridged_stream_with_the_library_consumer_and_ta
         .query(&mut conn)
         .unwrap();
     assert_eq!(pending.0, 0);
+}
+
+#[test]
+fn frames_transformed_ahead_of_a_sigkill_are_written_once_after_the_restart() {
+    let env = Env::new(2);
+    let sent: Vec<KafkaRecord> = (0..40)
+        .map(|i| KafkaRecord::new(None, &json_frame(i, &frame_image(i as u32 + 1, 96, 64))))
+        .collect();
+    env.produce(&sent);
+    let args = [
+        "--transform",
+        "frame-proto",
+        "--image",
+        "jpeg:80",
+        "--batch",
+        "4",
+    ];
+    // Killed after a write, while the next batch is being transformed, twice.
+    kill_at_failpoint(env.ferry(&args), "bridge-after-write");
+    kill_at_failpoint(env.ferry(&args), "bridge-before-write");
+    let mut once = args.to_vec();
+    once.push("--once");
+    assert_ok(&env.run(&once));
+    let ids: Vec<String> = env
+        .entries(&env.stream)
+        .iter()
+        .map(|(_, f)| text(f, "frame_id"))
+        .collect();
+    let distinct: BTreeSet<&String> = ids.iter().collect();
+    assert_eq!(distinct.len(), 40, "every frame bridged");
+    assert_eq!(ids.len(), 40, "no frame twice");
+}
+
+#[test]
+fn a_topic_created_again_is_bridged_again_not_skipped_as_written() {
+    let env = Env::new(1);
+    let first: Vec<KafkaRecord> = (0..30)
+        .map(|i| KafkaRecord::new(None, format!("old-{i}").as_bytes()))
+        .collect();
+    env.produce(&first);
+    assert_ok(&env.run(&["--once"]));
+    env.broker.delete_topic(&env.topic);
+    env.broker.create_topic(&env.topic, 1);
+    let second: Vec<KafkaRecord> = (0..50)
+        .map(|i| KafkaRecord::new(None, format!("new-{i}").as_bytes()))
+        .collect();
+    env.produce(&second);
+    let out = env.run(&["--once", "--json"]);
+    assert_ok(&out);
+    let values: BTreeSet<Vec<u8>> = env
+        .entries(&env.stream)
+        .into_iter()
+        .map(|(_, f)| f["value"].clone())
+        .collect();
+    for r in first.iter().chain(&second) {
+        assert!(
+            values.contains(&r.value),
+            "{} missing: {}",
+            String::from_utf8_lossy(&r.value),
+            output_text(&out)
+        );
+    }
+    assert_eq!(env.entries(&env.stream).len(), 80, "each record once");
+}
+
+#[test]
+fn a_record_with_too_many_headers_is_a_dead_letter_and_is_not_written_twice() {
+    let env = Env::new(1);
+    let mut records = records(3, 10);
+    let mut loaded = KafkaRecord::new(None, b"many headers");
+    loaded.headers = (0..1500)
+        .map(|i| (format!("h{i}"), b"x".to_vec()))
+        .collect();
+    records.push(loaded);
+    records.extend(self::records(3, 10));
+    env.produce(&records);
+    let out = env.run(&["--once"]);
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+    assert_eq!(env.entries(&env.stream).len(), 6);
+    let dead = env.entries(&format!("{}:dlq", env.stream));
+    assert_eq!(dead.len(), 1);
+    assert!(text(&dead[0].1, "ferry_error").contains("1500 headers"));
+    assert_eq!(env.run(&["--once"]).status.code(), Some(0));
+    assert_eq!(
+        env.entries(&env.stream).len(),
+        6,
+        "nothing twice on a rerun"
+    );
+}
+
+#[test]
+fn the_reverse_bridge_refuses_a_dead_letter_key_of_another_type_and_acknowledges_nothing() {
+    let env = Env::new(1);
+    let mut conn = env.redis.conn();
+    let _: String = conn.xadd(&env.stream, "*", &[("value", "1")]).unwrap();
+    let _: () = conn.set(format!("{}:dlq", env.stream), "x").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args([
+            "bridge",
+            "run",
+            "--reverse",
+            "--once",
+            "--kafka",
+            &env.broker.bootstrap(),
+        ])
+        .args([
+            "--topic",
+            &env.topic,
+            "--group",
+            "rb",
+            "--redis",
+            &env.redis.url(),
+            "--stream",
+            &env.stream,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(":dlq is a string"),
+        "{}",
+        output_text(&out)
+    );
 }

@@ -235,39 +235,43 @@ thread_local! {
     static COMPRESSOR: RefCell<Option<turbojpeg::Compressor>> = const { RefCell::new(None) };
 }
 
+/// Runs `f` with this thread's decompressor. A handle that failed is dropped, not reused:
+/// libjpeg-turbo keeps state from a failed decode (a truncated JPEG made the next, valid frame
+/// decode as 0×0 pixels).
 fn with_decompressor<T>(
     f: impl FnOnce(&mut turbojpeg::Decompressor) -> Result<T, FrameError>,
 ) -> Result<T, FrameError> {
     DECOMPRESSOR.with(|cell| {
         let mut slot = cell.borrow_mut();
-        match &mut *slot {
-            Some(handle) => f(handle),
-            None => {
-                let mut handle = turbojpeg::Decompressor::new()
-                    .map_err(|e| FrameError::decode(ImageFormat::Jpeg, e))?;
-                let result = f(&mut handle);
-                *slot = Some(handle);
-                result
-            }
+        let mut handle = match slot.take() {
+            Some(handle) => handle,
+            None => turbojpeg::Decompressor::new()
+                .map_err(|e| FrameError::decode(ImageFormat::Jpeg, e))?,
+        };
+        let result = f(&mut handle);
+        if result.is_ok() {
+            *slot = Some(handle);
         }
+        result
     })
 }
 
+/// Runs `f` with this thread's compressor; like the decompressor, one that failed is dropped.
 fn with_compressor<T>(
     f: impl FnOnce(&mut turbojpeg::Compressor) -> Result<T, FrameError>,
 ) -> Result<T, FrameError> {
     COMPRESSOR.with(|cell| {
         let mut slot = cell.borrow_mut();
-        match &mut *slot {
-            Some(handle) => f(handle),
-            None => {
-                let mut handle = turbojpeg::Compressor::new()
-                    .map_err(|e| FrameError::encode(ImageFormat::Jpeg, e))?;
-                let result = f(&mut handle);
-                *slot = Some(handle);
-                result
-            }
+        let mut handle = match slot.take() {
+            Some(handle) => handle,
+            None => turbojpeg::Compressor::new()
+                .map_err(|e| FrameError::encode(ImageFormat::Jpeg, e))?,
+        };
+        let result = f(&mut handle);
+        if result.is_ok() {
+            *slot = Some(handle);
         }
+        result
     })
 }
 

@@ -672,6 +672,37 @@ fn truncated_jpeg_is_a_jpeg_decode_error() {
 }
 
 #[test]
+fn a_valid_jpeg_decodes_after_a_corrupt_one_on_the_same_thread() {
+    let solid = RgbImage::new(64, 48, [10u8, 20, 30].repeat(64 * 48)).unwrap();
+    let small = encode_image(&solid, &ImageTarget::Jpeg { quality: 85 }).unwrap();
+    for cut in [small.len() / 2, small.len() / 3, 40] {
+        let _ = decode_image(&small[..cut]);
+        let (image, _) =
+            decode_image(&small).unwrap_or_else(|e| panic!("after a cut at {cut}: {e}"));
+        assert_eq!(
+            (image.width(), image.height()),
+            (64, 48),
+            "after a cut at {cut}"
+        );
+    }
+    let jpeg = encode_image(&scene(320, 240, 10, 8), &ImageTarget::Jpeg { quality: 80 }).unwrap();
+    for cut in [4, 20, 200, jpeg.len() / 2] {
+        let _ = decode_image(&jpeg[..cut]);
+        let mut garbage = jpeg.clone();
+        let from = cut.min(garbage.len() - 1);
+        garbage[from..].fill(0xff);
+        let _ = decode_image(&garbage);
+        let (image, _) =
+            decode_image(&jpeg).unwrap_or_else(|e| panic!("after a cut at {cut}: {e}"));
+        assert_eq!(
+            (image.width(), image.height()),
+            (320, 240),
+            "after a cut at {cut}"
+        );
+    }
+}
+
+#[test]
 fn wrong_base64_is_a_base64_error() {
     for text in ["!!!not base64!!!", "iVBORw0KGgo+AAA-_", "A"] {
         let message = frame_json(("image_base64", json!(text)));

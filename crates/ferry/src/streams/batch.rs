@@ -65,6 +65,24 @@ impl<H: BatchHandler> Run<'_, H> {
         dead: &[(&StreamEntry, String)],
     ) -> Result<(), H::Error> {
         let opts = self.opts;
+        if !dead.is_empty() {
+            // MULTI/EXEC does not roll back: a dead letter that fails (a key of another type
+            // under the dead-letter name) would still let the XACK through and lose the entry.
+            let kind: String = redis::cmd("TYPE")
+                .arg(&opts.dead_letter)
+                .query_async(&mut self.conn)
+                .await
+                .map_err(|e| self.handler.redis_error(e))?;
+            if kind != "none" && kind != "stream" {
+                let detail = format!(
+                    "the dead-letter key {} is a {kind}, not a stream: rename it, or name another dead-letter stream; the entries stay pending",
+                    opts.dead_letter
+                );
+                let e =
+                    redis::RedisError::from((redis::ErrorKind::Client, "wrong key type", detail));
+                return Err(self.handler.redis_error(e));
+            }
+        }
         let mut pipe = redis::pipe();
         pipe.atomic();
         for (entry, reason) in dead {

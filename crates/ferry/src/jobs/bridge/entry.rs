@@ -25,6 +25,9 @@ pub const FRAME_CONTENT_TYPE: &str =
 pub const ORIGIN_HEADER: &str = "ferry-origin";
 /// The field of a dead letter that says why.
 pub const ERROR_FIELD: &str = "ferry_error";
+/// Most headers a record may carry into a Stream entry (each is a field); a record with more
+/// becomes a dead letter without its headers.
+pub const MAX_HEADERS: usize = 1000;
 
 /// A Stream entry's fields, names and values as bytes.
 pub type Fields = Vec<(Vec<u8>, Vec<u8>)>;
@@ -36,6 +39,8 @@ pub struct Outgoing {
     pub partition: i32,
     /// Its offset.
     pub offset: i64,
+    /// Its timestamp in milliseconds, if it has one.
+    pub timestamp: Option<i64>,
     /// Where it goes.
     pub target: Target,
     /// The entry's fields.
@@ -88,7 +93,10 @@ pub fn to_entry(
     }
     let mut bytes_in = value.map_or(0, <[u8]>::len) + key.map_or(0, <[u8]>::len);
     let mut echo = false;
-    if let Some(headers) = msg.headers() {
+    let header_count = msg.headers().map_or(0, |h| h.count());
+    if header_count <= MAX_HEADERS
+        && let Some(headers) = msg.headers()
+    {
         for h in headers.iter() {
             let v = h.value.unwrap_or_default();
             bytes_in += h.key.len() + v.len();
@@ -104,6 +112,7 @@ pub fn to_entry(
         Outgoing {
             partition: msg.partition(),
             offset: msg.offset(),
+            timestamp: msg.timestamp().to_millis(),
             target,
             fields,
             bytes_in,
@@ -115,6 +124,14 @@ pub fn to_entry(
         return out(Target::Echo, Vec::new(), Vec::new(), None);
     }
     let raw = value.unwrap_or_default();
+    if header_count > MAX_HEADERS {
+        let reason = format!(
+            "{header_count} headers, over the {MAX_HEADERS} a Stream entry takes; kept without them"
+        );
+        let mut fields = common;
+        fields.push(field(ERROR_FIELD, reason.as_str()));
+        return out(Target::DeadLetter(reason), fields, raw.to_vec(), None);
+    }
     match transform {
         Transform::None => out(Target::Stream, common, raw.to_vec(), None),
         Transform::FrameProto => match frames::transform_json_frame(raw, image) {
@@ -243,9 +260,13 @@ pub fn frame_json(frame: &ProcessedFrame) -> Value {
     for (k, v) in &frame.metadata {
         object.insert(k.clone(), Value::String(v.clone()));
     }
-    let format = frames::ImageFormat::try_from(frame.format)
-        .map(|f| f.as_str_name().to_ascii_lowercase())
-        .unwrap_or_else(|_| "unspecified".into());
+    let format = match frames::ImageFormat::try_from(frame.format) {
+        Ok(frames::ImageFormat::Jpeg) => "jpeg",
+        Ok(frames::ImageFormat::Webp) => "webp",
+        Ok(frames::ImageFormat::Png) => "png",
+        Ok(frames::ImageFormat::RawRgb8) => "raw_rgb8",
+        _ => "unspecified",
+    };
     let detections: Vec<Value> = frame
         .detections
         .iter()
@@ -270,4 +291,18 @@ pub fn frame_json(frame: &ProcessedFrame) -> Value {
         object.insert(k.to_string(), v);
     }
     Value::Object(object)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_streams_own_origin_is_an_echo() {
+        assert!(is_origin_of(b"cam/1700000000000-0", "cam"));
+        assert!(is_origin_of(b"cam/x/1700000000000-0", "cam/x"));
+        assert!(!is_origin_of(b"cam/x/1700000000000-0", "cam"));
+        assert!(!is_origin_of(b"camera/1-0", "cam"));
+        assert!(!is_origin_of(b"cam", "cam"));
+    }
 }

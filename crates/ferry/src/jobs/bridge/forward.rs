@@ -18,9 +18,9 @@ use redis::aio::MultiplexedConnection;
 use tokio_util::sync::CancellationToken;
 
 use super::backpressure::Limits;
-use super::entry::{Outgoing, Target, to_entry};
+use super::entry::{Outgoing, to_entry};
 use super::metrics::BridgeMetric;
-use super::sink::{StreamSink, partition_field, written_offsets};
+use super::sink::{StreamSink, partition_field};
 use super::{BridgeError, BridgeOptions, BridgeStatus, BridgeSummary, Transform};
 use crate::runtime::failpoint;
 
@@ -46,7 +46,13 @@ pub async fn forward(
     stop: CancellationToken,
 ) -> Result<BridgeSummary, BridgeError> {
     options.check()?;
-    let mut run = Forward::start(options, status).await?;
+    let mut run = match Forward::start(options, status).await {
+        Ok(run) => run,
+        Err(e) => {
+            status.set_state("failed", Some(e.to_string()));
+            return Err(e);
+        }
+    };
     let outcome = run.run(&stop).await;
     let summary = run.finish().await;
     match &outcome {
@@ -76,6 +82,9 @@ struct Forward<'a> {
     last_lag: Instant,
     /// Since when reading from Kafka has failed without a record in between.
     failing_since: Option<Instant>,
+    /// Partitions whose start was checked ([`Forward::check_restarts`]), with the rebalance
+    /// count then.
+    checked: HashMap<i32, u64>,
     labels: [(&'static str, String); 1],
     image_in: u64,
     image_out: u64,
@@ -107,39 +116,28 @@ impl<'a> Forward<'a> {
             carry: Vec::new(),
             last_lag: Instant::now(),
             failing_since: None,
+            checked: HashMap::new(),
             labels: [("bridge", options.name.clone())],
             image_in: 0,
             image_out: 0,
         };
         forward.check_keys().await?;
         let ends = forward.partition_ends().await?;
-        forward.warn_of_recorded_offsets(&ends).await?;
         forward.targets = ends.iter().map(|e| (e.partition, e.high)).collect();
         status.set_state("running", None);
         Ok(forward)
     }
 
     /// The Stream, its dead-letter Stream and the offsets hash must be of the right type (or
-    /// absent): a Redis key of another type is the operator's to rename, not ours to clobber.
+    /// absent).
     async fn check_keys(&mut self) -> Result<(), BridgeError> {
         let o = self.options;
-        for (key, wanted) in [
+        let keys = [
             (o.stream.clone(), "stream"),
             (o.dead_letter(), "stream"),
             (super::sink::offsets_key(&o.stream), "hash"),
-        ] {
-            let kind: String = redis::cmd("TYPE")
-                .arg(&key)
-                .query_async(&mut self.conn)
-                .await
-                .map_err(|e| BridgeError::redis(&o.redis, e))?;
-            if kind != "none" && kind != wanted {
-                return Err(BridgeError::Usage(format!(
-                    "the Redis key {key} is a {kind}, not a {wanted}: the bridge writes a {wanted} there; choose another --stream or rename the key"
-                )));
-            }
-        }
-        Ok(())
+        ];
+        super::check_key_types(&mut self.conn, &o.redis, &keys).await
     }
 
     async fn partition_ends(&self) -> Result<Vec<PartitionEnds>, BridgeError> {
@@ -159,47 +157,28 @@ impl<'a> Forward<'a> {
         Ok(ends)
     }
 
-    /// A recorded offset at or past a partition's end means the topic was recreated (offsets
-    /// start over) or the hash belongs to another topic of the same name: records up to it
-    /// would be skipped as written. Say so, and how to undo it.
-    async fn warn_of_recorded_offsets(
-        &mut self,
-        ends: &[PartitionEnds],
-    ) -> Result<(), BridgeError> {
-        let o = self.options;
-        let recorded = written_offsets(&mut self.conn, &o.stream)
-            .await
-            .map_err(|e| BridgeError::redis(&o.redis, e))?;
-        for end in ends {
-            let field = partition_field(&o.topic, end.partition);
-            if let Some(&written) = recorded.get(&field)
-                && written >= end.high
-            {
-                tracing::warn!(
-                    partition = end.partition,
-                    written,
-                    partition_end = end.high,
-                    "offsets up to {written} of {field} are recorded as written to {} but the partition ends at {}: if the topic was recreated, run `HDEL {} {field}` so its records are not skipped",
-                    o.stream,
-                    end.high,
-                    super::sink::offsets_key(&o.stream)
-                );
-            }
-        }
-        Ok(())
-    }
-
     async fn run(&mut self, stop: &CancellationToken) -> Result<(), BridgeError> {
         let started = Instant::now();
         let assign_wait = self.options.session_timeout * 2 + Duration::from_secs(10);
+        let mut in_flight: Option<InFlight> = None;
         while !stop.is_cancelled() {
             if self.limits.any() && !self.wait_below_limits(stop).await? {
                 break;
             }
             let collecting = Instant::now();
             let batch = self.collect(stop).await?;
-            tracing::debug!(records = batch.len(), collect_ms = collecting.elapsed().as_secs_f64() * 1e3, "batch read");
+            tracing::debug!(
+                records = batch.len(),
+                collect_ms = collecting.elapsed().as_secs_f64() * 1e3,
+                "batch read"
+            );
             if batch.is_empty() {
+                // Nothing new: write what is being transformed before deciding anything.
+                if let Some(t) = in_flight.take()
+                    && !self.write_batch(t.await_output().await?, stop).await?
+                {
+                    break;
+                }
                 self.refresh_lag(false);
                 if self.options.once {
                     let assigned = self.consumer.context().count() > 0;
@@ -207,57 +186,71 @@ impl<'a> Forward<'a> {
                         break;
                     }
                     if !assigned && started.elapsed() > assign_wait {
-                        tracing::warn!(
-                            "no partition of {} was assigned within {assign_wait:?}: other members of group {} hold them all",
-                            self.options.topic,
-                            self.options.group
-                        );
-                        break;
+                        return Err(BridgeError::Kafka(kafka::KafkaError::new(
+                            &self.options.kafka,
+                            rdkafka::error::KafkaError::Subscription(format!(
+                                "no partition of {} was assigned within {} s: other members of group {} hold them all, or the broker's group coordinator does not answer",
+                                self.options.topic,
+                                assign_wait.as_secs(),
+                                self.options.group
+                            )),
+                        )));
                     }
                 }
                 continue;
             }
-            if !self.bridge(batch, stop).await? {
-                break;
+            match self.options.transform {
+                // Cheap: transformed in place, written at once.
+                Transform::None => {
+                    let t = InFlight::start(batch, |m| self.transform_now(m));
+                    if !self.write_batch(t.await_output().await?, stop).await? {
+                        break;
+                    }
+                }
+                // Frames take the cores: this batch is transformed while the previous one is
+                // written and the next one is read. Batches are still written in order, each
+                // committed after its write.
+                Transform::FrameProto => {
+                    let next = InFlight::spawn(batch, self.options);
+                    if let Some(t) = in_flight.replace(next)
+                        && !self.write_batch(t.await_output().await?, stop).await?
+                    {
+                        break;
+                    }
+                }
             }
             self.refresh_lag(false);
         }
+        // Stopped: a batch still being transformed is neither written nor committed (it is
+        // read again by the next run). Done (`--once`): it was written above.
+        drop(in_flight);
         Ok(())
     }
 
-    /// Transforms, writes and commits one batch; `false` when stopped while retrying (nothing
+    /// Writes and commits one transformed batch; `false` when stopped while retrying (nothing
     /// committed: the batch is read again by the next run).
-    async fn bridge(
+    async fn write_batch(
         &mut self,
-        batch: Vec<OwnedMessage>,
+        (out, read, started, transform_time): Transformed,
         stop: &CancellationToken,
     ) -> Result<bool, BridgeError> {
-        let started = Instant::now();
-        let read = batch.len() as u64;
-        let out = self.transform(batch).await?;
-        let transformed = started.elapsed();
+        let writing = Instant::now();
+        self.check_restarts(&out).await?;
         failpoint("bridge-before-write");
         let Some(written) = self.write(&out, stop).await? else {
             return Ok(false);
         };
         tracing::debug!(
             records = read,
-            transform_ms = transformed.as_secs_f64() * 1e3,
-            write_ms = (started.elapsed() - transformed).as_secs_f64() * 1e3,
+            transform_ms = transform_time.as_secs_f64() * 1e3,
+            write_ms = writing.elapsed().as_secs_f64() * 1e3,
             "batch written"
         );
         failpoint("bridge-after-write");
         self.commit(&out, CommitMode::Async);
-        let dead = out
-            .iter()
-            .filter(|o| matches!(o.target, Target::DeadLetter(_)))
-            .count() as u64;
+        let dead = written.dead_lettered;
         let bytes_in: u64 = out.iter().map(|o| o.bytes_in as u64).sum();
-        let bytes_out: u64 = out
-            .iter()
-            .filter(|o| o.target == Target::Stream)
-            .map(|o| o.bytes_out as u64)
-            .sum();
+        let bytes_out = written.bytes;
         for o in &out {
             if let Some((before, after)) = o.image {
                 self.image_in += before as u64;
@@ -269,8 +262,7 @@ impl<'a> Forward<'a> {
         } else {
             1.0
         };
-        // Written entries include the dead letters; what reached the Stream is the rest.
-        let to_stream = written.written.saturating_sub(dead.min(written.written));
+        let to_stream = written.written;
         let s = &mut self.summary;
         s.read += read;
         s.written += to_stream;
@@ -298,6 +290,99 @@ impl<'a> Forward<'a> {
             v.last_batch_at = Some(chrono::Utc::now().to_rfc3339());
         });
         Ok(true)
+    }
+
+    /// Looks, once per partition and assignment, at where its records start against what the
+    /// offsets hash records, before they are written:
+    ///
+    /// - records at or below the last offset written are normally a batch delivered again (the
+    ///   consumer starts at the group's committed offset, which the last write may be ahead
+    ///   of). They are something else when the consumer starts below the committed offset, or
+    ///   the group has none and the partition's first record differs from the first one
+    ///   written (its timestamp): the topic was deleted and created again, or its broker lost
+    ///   its data, and offsets started over. The partition's record is then forgotten, so its
+    ///   records are bridged rather than skipped as written;
+    /// - a committed offset beyond the last offset written + 1 means Redis lost entries after
+    ///   they were acknowledged (a restore from an older snapshot, a failover to a replica that
+    ///   lagged): said as an error in the log and the status; they cannot be read again.
+    async fn check_restarts(&mut self, out: &[Outgoing]) -> Result<(), BridgeError> {
+        let generation = self.consumer.context().count();
+        let mut first: BTreeMap<i32, &Outgoing> = BTreeMap::new();
+        for o in out {
+            let e = first.entry(o.partition).or_insert(o);
+            if o.offset < e.offset {
+                *e = o;
+            }
+        }
+        first.retain(|p, _| self.checked.get(p) != Some(&generation));
+        if first.is_empty() {
+            return Ok(());
+        }
+        let consumer = self.consumer.clone();
+        let topic = self.options.topic.clone();
+        let partitions: Vec<i32> = first.keys().copied().collect();
+        let committed = tokio::task::spawn_blocking(move || {
+            let mut tpl = TopicPartitionList::new();
+            for p in partitions {
+                tpl.add_partition(&topic, p);
+            }
+            consumer.committed_offsets(tpl, KAFKA_TIMEOUT)
+        })
+        .await
+        .map_err(|e| BridgeError::Internal(e.to_string()))?;
+        let Ok(committed) = committed else {
+            // Not known now: the script's check stands; look again with the next batch.
+            return Ok(());
+        };
+        let o = self.options;
+        for (&p, record) in &first {
+            let field = partition_field(&o.topic, p);
+            let recorded = super::sink::recorded(&mut self.conn, &o.stream, &field)
+                .await
+                .map_err(|e| BridgeError::redis(&o.redis, e))?;
+            let committed = match committed.find_partition(&o.topic, p).map(|e| e.offset()) {
+                Some(Offset::Offset(c)) => Some(c),
+                _ => None,
+            };
+            let Some(last) = recorded.last else {
+                self.checked.insert(p, generation);
+                continue;
+            };
+            let started_over = record.offset <= last
+                && match committed {
+                    Some(c) => record.offset < c,
+                    None => recorded.first.is_some_and(|(offset, ts)| {
+                        offset == record.offset && ts != record.timestamp.unwrap_or(-1)
+                    }),
+                };
+            if started_over {
+                tracing::warn!(
+                    partition = p,
+                    offset = record.offset,
+                    recorded = last,
+                    committed = ?committed,
+                    "{field} starts over at offset {} below the {last} recorded as written to {}: the topic was created again or its broker lost its data; its records are bridged again, not skipped",
+                    record.offset,
+                    o.stream
+                );
+                super::sink::forget_partition(&mut self.conn, &o.stream, &o.topic, p)
+                    .await
+                    .map_err(|e| BridgeError::redis(&o.redis, e))?;
+            } else if let Some(c) = committed
+                && c > last + 1
+            {
+                let reason = format!(
+                    "{field}: Kafka has offsets up to {c} committed but {} records only up to {last}: Redis lost entries {} to {} after it acknowledged them (a restore from an older snapshot or a failover?)",
+                    o.stream,
+                    last + 1,
+                    c - 1
+                );
+                tracing::error!("{reason}");
+                self.status.set_state("running", Some(reason));
+            }
+            self.checked.insert(p, generation);
+        }
+        Ok(())
     }
 
     /// Reads up to `batch` records: waits up to [`IDLE_WAIT`] for the first, then up to
@@ -344,25 +429,10 @@ impl<'a> Forward<'a> {
         Ok(batch)
     }
 
-    async fn transform(&self, batch: Vec<OwnedMessage>) -> Result<Vec<Outgoing>, BridgeError> {
+    /// The entry of one record, here and now.
+    fn transform_now(&self, msg: &OwnedMessage) -> Outgoing {
         let o = self.options;
-        match o.transform {
-            Transform::None => Ok(batch
-                .iter()
-                .map(|m| to_entry(m, &o.stream, o.transform, &o.image))
-                .collect()),
-            Transform::FrameProto => {
-                let (stream, image) = (o.stream.clone(), o.image);
-                tokio::task::spawn_blocking(move || {
-                    batch
-                        .par_iter()
-                        .map(|m| to_entry(m, &stream, Transform::FrameProto, &image))
-                        .collect()
-                })
-                .await
-                .map_err(|e| BridgeError::Internal(format!("a frame transform panicked: {e}")))
-            }
-        }
+        to_entry(msg, &o.stream, o.transform, &o.image)
     }
 
     /// Writes with retries; `None` when stopped before it succeeded.
@@ -621,6 +691,45 @@ impl<'a> Forward<'a> {
             tracing::warn!("the Kafka consumer did not close within 10 s; leaving it");
         }
         summary
+    }
+}
+
+/// A transformed batch: its entries, records read, when its handling started and how long the
+/// transform took.
+type Transformed = (Vec<Outgoing>, u64, Instant, Duration);
+
+/// A batch being transformed: at once, or on the blocking pool with rayon (frames).
+enum InFlight {
+    Done(Transformed),
+    Spawned(tokio::task::JoinHandle<Transformed>),
+}
+
+impl InFlight {
+    fn start(batch: Vec<OwnedMessage>, transform: impl Fn(&OwnedMessage) -> Outgoing) -> Self {
+        let started = Instant::now();
+        let out: Vec<Outgoing> = batch.iter().map(transform).collect();
+        InFlight::Done((out, batch.len() as u64, started, started.elapsed()))
+    }
+
+    fn spawn(batch: Vec<OwnedMessage>, o: &BridgeOptions) -> Self {
+        let (stream, image, transform) = (o.stream.clone(), o.image, o.transform);
+        InFlight::Spawned(tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            let out: Vec<Outgoing> = batch
+                .par_iter()
+                .map(|m| to_entry(m, &stream, transform, &image))
+                .collect();
+            (out, batch.len() as u64, started, started.elapsed())
+        }))
+    }
+
+    async fn await_output(self) -> Result<Transformed, BridgeError> {
+        match self {
+            InFlight::Done(t) => Ok(t),
+            InFlight::Spawned(h) => h
+                .await
+                .map_err(|e| BridgeError::Internal(format!("a frame transform panicked: {e}"))),
+        }
     }
 }
 

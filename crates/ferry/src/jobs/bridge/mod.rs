@@ -60,6 +60,14 @@ impl Transform {
     }
 }
 
+/// librdkafka properties the bridge sets itself and `--kafka-property` may not change.
+const OWN_PROPERTIES: &[&str] = &[
+    "group.id",
+    "bootstrap.servers",
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+];
+
 /// Checked options of one bridge.
 #[derive(Debug, Clone)]
 pub struct BridgeOptions {
@@ -172,6 +180,33 @@ impl BridgeOptions {
         if self.maxlen == Some(0) {
             return usage("--maxlen 0 would trim every entry away: give a length, or leave it out to keep everything".into());
         }
+        if self.max_stream_len == Some(0) {
+            return usage(
+                "--max-stream-len 0 would pause for ever: give a length above 0, or leave it out"
+                    .into(),
+            );
+        }
+        if self.session_timeout > Duration::from_secs(3600) {
+            return usage(format!(
+                "--session-timeout {} s is over an hour: a dead member would hold its partitions that long (brokers refuse over 30 min by default)",
+                self.session_timeout.as_secs()
+            ));
+        }
+        if self.reverse && self.consumer.trim().is_empty() {
+            return usage("--consumer is empty: name this consumer of the stream's group".into());
+        }
+        for (name, _) in &self.kafka_properties {
+            if OWN_PROPERTIES.contains(&name.as_str()) {
+                return usage(format!(
+                    "--kafka-property {name} is the bridge's own: {}",
+                    match name.as_str() {
+                        "group.id" => "use --group",
+                        "bootstrap.servers" => "use --kafka",
+                        _ => "the bridge commits offsets itself, after Redis stored the records",
+                    }
+                ));
+            }
+        }
         if self.reverse
             && self.transform == Transform::FrameProto
             && self.image != ImageTarget::Keep
@@ -238,6 +273,29 @@ impl BridgeError {
             source,
         }
     }
+}
+
+/// Refuses to start when one of `keys` holds a Redis type other than the one wanted (absent
+/// is fine): a key of another type is the operator's to rename, not the bridge's to clobber,
+/// and a failed write there mid-run would come too late.
+pub(crate) async fn check_key_types(
+    conn: &mut redis::aio::MultiplexedConnection,
+    url: &SecretUrl,
+    keys: &[(String, &str)],
+) -> Result<(), BridgeError> {
+    for (key, wanted) in keys {
+        let kind: String = redis::cmd("TYPE")
+            .arg(key)
+            .query_async(conn)
+            .await
+            .map_err(|e| BridgeError::redis(url, e))?;
+        if kind != "none" && kind != *wanted {
+            return Err(BridgeError::Usage(format!(
+                "the Redis key {key} is a {kind}, not a {wanted}: the bridge uses a {wanted} there; choose another --stream or rename the key"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// What one bridge run did.

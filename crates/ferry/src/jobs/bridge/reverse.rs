@@ -41,8 +41,30 @@ pub async fn reverse(
     stop: CancellationToken,
 ) -> Result<BridgeSummary, BridgeError> {
     options.check()?;
+    let outcome = start_and_run(options, status, stop).await;
+    if let Err(e) = &outcome {
+        status.set_state("failed", Some(e.to_string()));
+    }
+    outcome
+}
+
+async fn start_and_run(
+    options: &BridgeOptions,
+    status: &BridgeStatus,
+    stop: CancellationToken,
+) -> Result<BridgeSummary, BridgeError> {
     let client = redis::Client::open(options.redis.expose())
         .map_err(|e| BridgeError::redis(&options.redis, e))?;
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .map_err(|e| BridgeError::redis(&options.redis, e))?;
+    let keys = [
+        (options.stream.clone(), "stream"),
+        (options.dead_letter(), "stream"),
+    ];
+    super::check_key_types(&mut conn, &options.redis, &keys).await?;
+    drop(conn);
     let producer = BatchProducer::new(&options.kafka_settings())?;
     let topic = options.topic.clone();
     let (producer, partitions) = tokio::task::spawn_blocking(move || {
@@ -85,10 +107,7 @@ pub async fn reverse(
             summary.retries = stats.retries;
             Ok(summary)
         }
-        Err(e) => {
-            status.set_state("failed", Some(e.to_string()));
-            Err(e)
-        }
+        Err(e) => Err(e),
     }
 }
 

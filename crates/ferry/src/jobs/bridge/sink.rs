@@ -14,17 +14,22 @@ use redis::aio::MultiplexedConnection;
 
 use super::entry::{Outgoing, Target};
 
-/// Adds the entries above each partition's recorded offset; returns (written, skipped). Target
-/// codes: `s` Stream, `d` dead-letter Stream, `e` echo (record the offset, write nothing).
+/// Adds the entries above each partition's recorded offset; returns (entries added to the
+/// Stream, dead letters added, records skipped, bytes of the values added to the Stream). Per
+/// record: `TOPIC/PARTITION`, offset, timestamp (ms, -1 if none), target (`s` Stream, `d`
+/// dead-letter Stream, `e` echo: record the offset, write nothing), field count, fields (the
+/// first is `value`). The first record ever written of a partition is kept as
+/// `TOPIC/PARTITION#first` = `OFFSET:TIMESTAMP`, to tell a topic that started over from a batch
+/// delivered again.
 const WRITE_ONCE: &str = r"
 local stream, dlq, offsets = KEYS[1], KEYS[2], KEYS[3]
 local maxlen = tonumber(ARGV[1])
-local last = {}
-local written, skipped = 0, 0
+local last, first = {}, {}
+local written, dead, skipped, bytes = 0, 0, 0, 0
 local i = 2
 while i <= #ARGV do
-  local tp, off, target, n = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2], tonumber(ARGV[i + 3])
-  local first, stop = i + 4, i + 3 + 2 * n
+  local tp, off, ts, target, n = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2], ARGV[i + 3], tonumber(ARGV[i + 4])
+  local head, stop = i + 5, i + 4 + 2 * n
   local seen = last[tp]
   if seen == nil then
     seen = tonumber(redis.call('HGET', offsets, tp) or '-1')
@@ -32,14 +37,19 @@ while i <= #ARGV do
   if off > seen then
     if target == 's' then
       if maxlen > 0 then
-        redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', unpack(ARGV, first, stop))
+        redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', unpack(ARGV, head, stop))
       else
-        redis.call('XADD', stream, '*', unpack(ARGV, first, stop))
+        redis.call('XADD', stream, '*', unpack(ARGV, head, stop))
       end
       written = written + 1
+      bytes = bytes + string.len(ARGV[head + 1])
     elseif target == 'd' then
-      redis.call('XADD', dlq, '*', unpack(ARGV, first, stop))
-      written = written + 1
+      redis.call('XADD', dlq, '*', unpack(ARGV, head, stop))
+      dead = dead + 1
+    end
+    if first[tp] == nil then
+      first[tp] = true
+      redis.call('HSETNX', offsets, tp .. '#first', string.format('%d', off) .. ':' .. ts)
     end
     seen = off
   else
@@ -51,7 +61,7 @@ end
 for tp, off in pairs(last) do
   redis.call('HSET', offsets, tp, string.format('%d', off))
 end
-return {written, skipped}
+return {written, dead, skipped, bytes}
 ";
 
 /// The hash of last written offsets of `stream`.
@@ -77,10 +87,14 @@ pub struct StreamSink {
 /// What a write did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Written {
-    /// Entries added (Stream and dead letters).
+    /// Entries added to the Stream.
     pub written: u64,
+    /// Entries added to the dead-letter Stream.
+    pub dead_lettered: u64,
     /// Records skipped: written before.
     pub skipped: u64,
+    /// Bytes of the `value` fields added to the Stream.
+    pub bytes: u64,
 }
 
 impl StreamSink {
@@ -122,15 +136,31 @@ impl StreamSink {
             };
             call.arg(tp.as_str())
                 .arg(o.offset)
+                .arg(o.timestamp.unwrap_or(-1))
                 .arg(target)
                 .arg(entry_fields.len());
             for (k, v) in entry_fields {
                 call.arg(k).arg(v);
             }
         }
-        let (written, skipped): (u64, u64) = call.invoke_async(conn).await?;
-        Ok(Written { written, skipped })
+        let (written, dead_lettered, skipped, bytes): (u64, u64, u64, u64) =
+            call.invoke_async(conn).await?;
+        Ok(Written {
+            written,
+            dead_lettered,
+            skipped,
+            bytes,
+        })
     }
+}
+
+/// What the hash of `stream` records of one partition.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Recorded {
+    /// The last offset written.
+    pub last: Option<i64>,
+    /// The first record ever written: offset and timestamp (ms, -1 if none).
+    pub first: Option<(i64, i64)>,
 }
 
 /// The last offsets written to `stream`, by `TOPIC/PARTITION`.
@@ -138,10 +168,36 @@ pub async fn written_offsets(
     conn: &mut MultiplexedConnection,
     stream: &str,
 ) -> redis::RedisResult<BTreeMap<String, i64>> {
-    redis::cmd("HGETALL")
+    let all: BTreeMap<String, String> = redis::cmd("HGETALL")
         .arg(offsets_key(stream))
         .query_async(conn)
-        .await
+        .await?;
+    Ok(all
+        .into_iter()
+        .filter_map(|(k, v)| Some((k, v.parse().ok()?)))
+        .collect())
+}
+
+/// What is recorded of the partition `field` (`TOPIC/PARTITION`).
+pub async fn recorded(
+    conn: &mut MultiplexedConnection,
+    stream: &str,
+    field: &str,
+) -> redis::RedisResult<Recorded> {
+    let (last, first): (Option<String>, Option<String>) = redis::cmd("HMGET")
+        .arg(offsets_key(stream))
+        .arg(field)
+        .arg(format!("{field}#first"))
+        .query_async(conn)
+        .await?;
+    let first = first.and_then(|f| {
+        let (o, t) = f.split_once(':')?;
+        Some((o.parse().ok()?, t.parse().ok()?))
+    });
+    Ok(Recorded {
+        last: last.and_then(|l| l.parse().ok()),
+        first,
+    })
 }
 
 /// Forgets the recorded offset of a partition (its topic was recreated: offsets start over).
@@ -151,9 +207,11 @@ pub async fn forget_partition(
     topic: &str,
     partition: i32,
 ) -> redis::RedisResult<()> {
+    let field = partition_field(topic, partition);
     redis::cmd("HDEL")
         .arg(offsets_key(stream))
-        .arg(partition_field(topic, partition))
+        .arg(&field)
+        .arg(format!("{field}#first"))
         .query_async(conn)
         .await
 }
