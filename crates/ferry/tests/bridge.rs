@@ -529,6 +529,7 @@ fn frames_become_protobuf_with_jpeg_of_good_quality_and_bad_ones_go_to_the_dead_
             .unwrap();
         assert_eq!(frames::decode_image(&image).unwrap().0.width(), 320);
         assert_eq!(v["camera_id"], "cam-1");
+        assert_eq!(v["image_format"], "jpeg");
     }
 }
 

@@ -102,11 +102,11 @@ impl KafkaSettings {
 /// A Kafka failure, classified: a broker that does not answer is retryable; a client that
 /// cannot be created (bad settings) is the operator's to fix.
 #[derive(Debug, thiserror::Error)]
-#[error("Kafka ({brokers}): {source}")]
+#[error("Kafka ({brokers}): {cause}")]
 pub struct KafkaError {
     brokers: String,
-    #[source]
-    source: RdKafkaError,
+    /// In the message, not also as a source: printed once.
+    cause: RdKafkaError,
 }
 
 impl KafkaError {
@@ -114,19 +114,19 @@ impl KafkaError {
     pub fn new(brokers: &str, source: RdKafkaError) -> Self {
         KafkaError {
             brokers: brokers.to_string(),
-            source,
+            cause: source,
         }
     }
 
     /// The librdkafka error.
     pub fn source_error(&self) -> &RdKafkaError {
-        &self.source
+        &self.cause
     }
 }
 
 impl Classify for KafkaError {
     fn class(&self) -> ErrorClass {
-        match &self.source {
+        match &self.cause {
             RdKafkaError::ClientConfig(..) | RdKafkaError::ClientCreation(_) => ErrorClass::User,
             RdKafkaError::Subscription(_) => ErrorClass::User,
             e => match e.rdkafka_error_code() {

@@ -157,10 +157,13 @@ pub fn to_entry(
     }
 }
 
+/// Whether a `ferry-origin` header (`STREAM/ENTRY-ID`) names `stream` itself: the entry id
+/// has no `/`, so the stream is all before the last one.
 fn is_origin_of(header: &[u8], stream: &str) -> bool {
-    header.len() > stream.len()
-        && header.starts_with(stream.as_bytes())
-        && header[stream.len()] == b'/'
+    let Some(slash) = header.iter().rposition(|&b| b == b'/') else {
+        return false;
+    };
+    &header[..slash] == stream.as_bytes()
 }
 
 /// The `ProcessedFrame` of a `frame-proto` entry (its `value` field), for frame processors.

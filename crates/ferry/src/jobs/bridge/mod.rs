@@ -224,13 +224,12 @@ pub enum BridgeError {
     #[error(transparent)]
     Kafka(#[from] KafkaError),
     /// Redis failed.
-    #[error("Redis ({url}): {source}")]
+    #[error("Redis ({url}): {cause}")]
     Redis {
         /// The redacted URL.
         url: String,
-        /// The failure.
-        #[source]
-        source: redis::RedisError,
+        /// The failure (in the message, not also as a source: printed once).
+        cause: redis::RedisError,
     },
     /// Bad options.
     #[error("{0}")]
@@ -244,13 +243,13 @@ impl Classify for BridgeError {
     fn class(&self) -> ErrorClass {
         match self {
             BridgeError::Kafka(e) => e.class(),
-            BridgeError::Redis { source, .. } => {
-                if source.is_io_error()
-                    || source.is_timeout()
-                    || source.is_connection_dropped()
-                    || source.is_connection_refusal()
+            BridgeError::Redis { cause, .. } => {
+                if cause.is_io_error()
+                    || cause.is_timeout()
+                    || cause.is_connection_dropped()
+                    || cause.is_connection_refusal()
                     || matches!(
-                        source.code(),
+                        cause.code(),
                         Some("LOADING" | "BUSY" | "TRYAGAIN" | "MASTERDOWN")
                     )
                 {
@@ -270,7 +269,7 @@ impl BridgeError {
     pub fn redis(url: &SecretUrl, source: redis::RedisError) -> Self {
         BridgeError::Redis {
             url: url.redacted().to_string(),
-            source,
+            cause: source,
         }
     }
 }
