@@ -146,6 +146,8 @@ pub async fn part(redis_url: &str) -> anyhow::Result<()> {
     producer
         .send_all("camera_frames", &records, Duration::from_secs(30))
         .await?;
+    // Closed before the broker goes, so that it does not log the broker's departure.
+    tokio::task::spawn_blocking(move || drop(producer)).await?;
     let mut options = BridgeOptions::new(
         &kafka,
         "camera_frames",
