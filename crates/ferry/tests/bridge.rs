@@ -110,6 +110,40 @@ impl Env {
             .collect()
     }
 
+    /// Entries of the stream pending in `group`.
+    fn pending(&self, group: &str) -> u64 {
+        let pending: Pending = redis::cmd("XPENDING")
+            .arg(&self.stream)
+            .arg(group)
+            .query(&mut self.redis.conn())
+            .unwrap();
+        pending.0
+    }
+
+    /// Creates `group` at the stream's start and reads `count` entries as `consumer`, who then
+    /// dies without acknowledging them.
+    fn read_and_die(&self, group: &str, consumer: &str, count: usize) {
+        let mut conn = self.redis.conn();
+        let _: () = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(&self.stream)
+            .arg(group)
+            .arg("0")
+            .query(&mut conn)
+            .unwrap();
+        let _: redis::Value = redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg(group)
+            .arg(consumer)
+            .arg("COUNT")
+            .arg(count)
+            .arg("STREAMS")
+            .arg(&self.stream)
+            .arg(">")
+            .query(&mut conn)
+            .unwrap();
+    }
+
     fn committed(&self) -> Vec<(i32, i64)> {
         committed_offsets(&self.broker.bootstrap(), &self.topic, &self.group)
     }
@@ -357,12 +391,7 @@ fn the_reverse_bridge_restores_values_keys_headers_and_partitions_and_acknowledg
         }
     }
     assert_eq!(native, 1);
-    let pending: Pending = redis::cmd("XPENDING")
-        .arg(&env.stream)
-        .arg("rollback")
-        .query(&mut env.redis.conn())
-        .unwrap();
-    assert_eq!(pending.0, 0, "everything acknowledged");
+    assert_eq!(env.pending("rollback"), 0, "everything acknowledged");
     // Running the forward bridge of this stream on the rollback topic brings nothing back.
     let echo = Env {
         topic: back.clone(),
@@ -637,25 +666,7 @@ fn health_shows_length_groups_pending_and_bridged_offsets() {
     let env = Env::new(1);
     env.produce(&records(50, 10));
     assert_ok(&env.run(&["--once"]));
-    let mut conn = env.redis.conn();
-    let _: () = redis::cmd("XGROUP")
-        .arg("CREATE")
-        .arg(&env.stream)
-        .arg("proc")
-        .arg("0")
-        .query(&mut conn)
-        .unwrap();
-    let _: redis::Value = redis::cmd("XREADGROUP")
-        .arg("GROUP")
-        .arg("proc")
-        .arg("worker-1")
-        .arg("COUNT")
-        .arg(10)
-        .arg("STREAMS")
-        .arg(&env.stream)
-        .arg(">")
-        .query(&mut conn)
-        .unwrap();
+    env.read_and_die("proc", "worker-1", 10);
     let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
         .args([
             "bridge",
@@ -780,25 +791,7 @@ fn the_reverse_bridge_takes_over_entries_a_dead_consumer_left_pending() {
             .xadd(&env.stream, "*", &[("value", format!("v{i}"))])
             .unwrap();
     }
-    let _: () = redis::cmd("XGROUP")
-        .arg("CREATE")
-        .arg(&env.stream)
-        .arg("rollback")
-        .arg("0")
-        .query(&mut conn)
-        .unwrap();
-    // A consumer reads half and dies without acknowledging.
-    let _: redis::Value = redis::cmd("XREADGROUP")
-        .arg("GROUP")
-        .arg("rollback")
-        .arg("dead")
-        .arg("COUNT")
-        .arg(10)
-        .arg("STREAMS")
-        .arg(&env.stream)
-        .arg(">")
-        .query(&mut conn)
-        .unwrap();
+    env.read_and_die("rollback", "dead", 10);
     std::thread::sleep(Duration::from_millis(600));
     let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
         .args([
@@ -831,12 +824,7 @@ fn the_reverse_bridge_takes_over_entries_a_dead_consumer_left_pending() {
         "the dead consumer's entries were taken over: {}",
         output_text(&out)
     );
-    let pending: Pending = redis::cmd("XPENDING")
-        .arg(&env.stream)
-        .arg("rollback")
-        .query(&mut conn)
-        .unwrap();
-    assert_eq!(pending.0, 0);
+    assert_eq!(env.pending("rollback"), 0);
 }
 
 #[test]
@@ -954,24 +942,7 @@ async fn frame_processors_read_a_bridged_stream_with_the_library_consumer_and_ta
     let _: String = conn
         .xadd(&env.stream, "*", &[("value", "not a frame")])
         .unwrap();
-    let _: () = redis::cmd("XGROUP")
-        .arg("CREATE")
-        .arg(&env.stream)
-        .arg("procs")
-        .arg("0")
-        .query(&mut conn)
-        .unwrap();
-    let _: redis::Value = redis::cmd("XREADGROUP")
-        .arg("GROUP")
-        .arg("procs")
-        .arg("dead")
-        .arg("COUNT")
-        .arg(3)
-        .arg("STREAMS")
-        .arg(&env.stream)
-        .arg(">")
-        .query(&mut conn)
-        .unwrap();
+    env.read_and_die("procs", "dead", 3);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let names = ferry::streams::ConsumerNames {
         job: "frame processor",
@@ -1002,12 +973,7 @@ async fn frame_processors_read_a_bridged_stream_with_the_library_consumer_and_ta
         stats.reclaimed, 3,
         "the dead processor's frames were taken over"
     );
-    let pending: Pending = redis::cmd("XPENDING")
-        .arg(&env.stream)
-        .arg("procs")
-        .query(&mut conn)
-        .unwrap();
-    assert_eq!(pending.0, 0);
+    assert_eq!(env.pending("procs"), 0);
 }
 
 #[test]
