@@ -60,6 +60,22 @@ impl Classify for ConnError {
     }
 }
 
+/// Whether `e` says the server could not be reached or did not answer (I/O, refused or dropped
+/// connection, timeout), as opposed to a command it answered with an error.
+pub fn is_unreachable(e: &redis::RedisError) -> bool {
+    e.is_io_error() || e.is_connection_refusal() || e.is_connection_dropped() || e.is_timeout()
+}
+
+/// Whether retrying `e` later may succeed: the server was unreachable, or said it is busy for
+/// now (loading its data, running a script, a slot migrating, no master).
+pub fn is_transient(e: &redis::RedisError) -> bool {
+    is_unreachable(e)
+        || matches!(
+            e.code(),
+            Some("LOADING" | "BUSY" | "TRYAGAIN" | "MASTERDOWN")
+        )
+}
+
 /// Whether a server error means the credentials are missing or wrong.
 pub(crate) fn is_auth_error(e: &redis::RedisError) -> bool {
     if e.kind() == redis::ErrorKind::AuthenticationFailed {

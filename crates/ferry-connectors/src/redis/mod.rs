@@ -14,7 +14,7 @@ pub use copy::{
     copy_in_chunks_fenced,
 };
 pub use endpoint::{LuaScript, Node, RedisEndpoint, key_slot};
-pub use error::ConnError;
+pub use error::{ConnError, is_transient, is_unreachable};
 pub use ledgered_copy::{
     LedgerWrite, LedgeredCopy, LedgeredRestore, copy_with_ledger, restore_with_ledger,
 };

@@ -47,8 +47,6 @@ pub struct Outgoing {
     pub fields: Fields,
     /// Bytes of the record (key, value, headers).
     pub bytes_in: usize,
-    /// Bytes of the entry's `value`.
-    pub bytes_out: usize,
     /// Frames: bytes of the source image and of the re-encoded one.
     pub image: Option<(usize, usize)>,
 }
@@ -58,8 +56,8 @@ pub struct Outgoing {
 pub enum Target {
     /// The Stream.
     Stream,
-    /// The dead-letter Stream, for this reason.
-    DeadLetter(String),
+    /// The dead-letter Stream (the reason is its `ferry_error` field).
+    DeadLetter,
     /// Nowhere: the record came from this bridge's own Stream through a reverse bridge (its
     /// `ferry-origin` header names it); its offset still counts as handled.
     Echo,
@@ -107,7 +105,6 @@ pub fn to_entry(
         }
     }
     let out = |target, mut fields: Fields, value: Vec<u8>, image| {
-        let bytes_out = value.len();
         fields.insert(0, field("value", value));
         Outgoing {
             partition: msg.partition(),
@@ -116,7 +113,6 @@ pub fn to_entry(
             target,
             fields,
             bytes_in,
-            bytes_out,
             image,
         }
     };
@@ -124,13 +120,16 @@ pub fn to_entry(
         return out(Target::Echo, Vec::new(), Vec::new(), None);
     }
     let raw = value.unwrap_or_default();
+    // The record as it came, with the reason, for the dead-letter Stream.
+    let dead_letter = |mut fields: Fields, reason: String| {
+        fields.push(field(ERROR_FIELD, reason));
+        out(Target::DeadLetter, fields, raw.to_vec(), None)
+    };
     if header_count > MAX_HEADERS {
         let reason = format!(
             "{header_count} headers, over the {MAX_HEADERS} a Stream entry takes; kept without them"
         );
-        let mut fields = common;
-        fields.push(field(ERROR_FIELD, reason.as_str()));
-        return out(Target::DeadLetter(reason), fields, raw.to_vec(), None);
+        return dead_letter(common, reason);
     }
     match transform {
         Transform::None => out(Target::Stream, common, raw.to_vec(), None),
@@ -143,16 +142,7 @@ pub fn to_entry(
                 let image = Some((t.source_image_bytes, t.image_bytes));
                 out(Target::Stream, fields, t.bytes, image)
             }
-            Err(e) => {
-                let mut fields = common;
-                fields.push(field(ERROR_FIELD, e.to_string()));
-                out(
-                    Target::DeadLetter(e.to_string()),
-                    fields,
-                    raw.to_vec(),
-                    None,
-                )
-            }
+            Err(e) => dead_letter(common, e.to_string()),
         },
     }
 }

@@ -107,31 +107,25 @@ pub async fn stream_health(
     stream: &str,
 ) -> anyhow::Result<StreamHealth> {
     let kind: String = redis::cmd("TYPE").arg(stream).query_async(conn).await?;
-    let info: String = redis::cmd("INFO").arg("memory").query_async(conn).await?;
+    anyhow::ensure!(
+        kind == "none" || kind == "stream",
+        "the key {stream} is a {kind}, not a stream"
+    );
     let mut health = StreamHealth {
         stream: stream.to_string(),
         exists: kind == "stream",
         length: 0,
         memory_bytes: 0,
-        redis_used_memory: super::backpressure::info_field(&info, "used_memory").unwrap_or(0),
+        redis_used_memory: super::backpressure::used_memory(conn).await?,
         first_id: None,
         last_id: None,
         groups: Vec::new(),
         dead_letters: 0,
-        bridged_offsets: BTreeMap::new(),
+        bridged_offsets: super::sink::written_offsets(conn, stream).await?,
     };
-    anyhow::ensure!(
-        kind == "none" || kind == "stream",
-        "the key {stream} is a {kind}, not a stream"
-    );
-    health.bridged_offsets = super::sink::written_offsets(conn, stream).await?;
-    let dlq = format!("{stream}:dlq");
-    if redis::cmd("TYPE")
-        .arg(&dlq)
-        .query_async::<String>(conn)
-        .await?
-        == "stream"
-    {
+    let dlq = super::dead_letter_of(stream);
+    let dlq_kind: String = redis::cmd("TYPE").arg(&dlq).query_async(conn).await?;
+    if dlq_kind == "stream" {
         health.dead_letters = redis::cmd("XLEN").arg(&dlq).query_async(conn).await?;
     }
     if !health.exists {
@@ -157,54 +151,63 @@ pub async fn stream_health(
         .query_async(conn)
         .await?;
     for g in groups {
-        let g = map(g);
-        let name = text(&g, "name").unwrap_or_default();
-        let mut group = GroupHealth {
-            pending: int(&g, "pending").unwrap_or(0),
-            lag: int(&g, "lag"),
-            last_delivered_id: text(&g, "last-delivered-id").unwrap_or_default(),
-            oldest_pending_id: None,
-            oldest_pending_age_ms: None,
-            oldest_pending_idle_ms: None,
-            consumers: Vec::new(),
-            name,
-        };
-        if group.pending > 0 {
-            // XPENDING key group - + 1: [[id, consumer, idle, deliveries]]
-            let oldest: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
-                .arg(stream)
-                .arg(&group.name)
-                .arg("-")
-                .arg("+")
-                .arg(1)
-                .query_async(conn)
-                .await?;
-            if let Some((id, _, idle, _)) = oldest.into_iter().next() {
-                group.oldest_pending_age_ms = age_ms(&id);
-                group.oldest_pending_idle_ms = Some(idle);
-                group.oldest_pending_id = Some(id);
-            }
-        }
-        let consumers: Vec<Value> = redis::cmd("XINFO")
-            .arg("CONSUMERS")
-            .arg(stream)
-            .arg(&group.name)
-            .query_async(conn)
-            .await?;
-        group.consumers = consumers
-            .into_iter()
-            .map(|c| {
-                let c = map(c);
-                ConsumerHealth {
-                    name: text(&c, "name").unwrap_or_default(),
-                    pending: int(&c, "pending").unwrap_or(0),
-                    idle_ms: int(&c, "idle").unwrap_or(0),
-                }
-            })
-            .collect();
-        health.groups.push(group);
+        health
+            .groups
+            .push(group_health(conn, stream, map(g)).await?);
     }
     Ok(health)
+}
+
+/// One group of `XINFO GROUPS`, with its oldest pending entry and its consumers.
+async fn group_health(
+    conn: &mut MultiplexedConnection,
+    stream: &str,
+    g: HashMap<String, Value>,
+) -> redis::RedisResult<GroupHealth> {
+    let mut group = GroupHealth {
+        name: text(&g, "name").unwrap_or_default(),
+        pending: int(&g, "pending").unwrap_or(0),
+        lag: int(&g, "lag"),
+        last_delivered_id: text(&g, "last-delivered-id").unwrap_or_default(),
+        oldest_pending_id: None,
+        oldest_pending_age_ms: None,
+        oldest_pending_idle_ms: None,
+        consumers: Vec::new(),
+    };
+    if group.pending > 0 {
+        // XPENDING key group - + 1: [[id, consumer, idle, deliveries]]
+        let oldest: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
+            .arg(stream)
+            .arg(&group.name)
+            .arg("-")
+            .arg("+")
+            .arg(1)
+            .query_async(conn)
+            .await?;
+        if let Some((id, _, idle, _)) = oldest.into_iter().next() {
+            group.oldest_pending_age_ms = age_ms(&id);
+            group.oldest_pending_idle_ms = Some(idle);
+            group.oldest_pending_id = Some(id);
+        }
+    }
+    let consumers: Vec<Value> = redis::cmd("XINFO")
+        .arg("CONSUMERS")
+        .arg(stream)
+        .arg(&group.name)
+        .query_async(conn)
+        .await?;
+    group.consumers = consumers
+        .into_iter()
+        .map(|c| {
+            let c = map(c);
+            ConsumerHealth {
+                name: text(&c, "name").unwrap_or_default(),
+                pending: int(&c, "pending").unwrap_or(0),
+                idle_ms: int(&c, "idle").unwrap_or(0),
+            }
+        })
+        .collect();
+    Ok(group)
 }
 
 impl StreamHealth {

@@ -149,7 +149,7 @@ impl BridgeOptions {
 
     /// The dead-letter Stream: `{stream}:dlq`.
     pub fn dead_letter(&self) -> String {
-        format!("{}:dlq", self.stream)
+        dead_letter_of(&self.stream)
     }
 
     /// Checks what clap and serde cannot: names not empty, a batch of at least one.
@@ -244,15 +244,7 @@ impl Classify for BridgeError {
         match self {
             BridgeError::Kafka(e) => e.class(),
             BridgeError::Redis { cause, .. } => {
-                if cause.is_io_error()
-                    || cause.is_timeout()
-                    || cause.is_connection_dropped()
-                    || cause.is_connection_refusal()
-                    || matches!(
-                        cause.code(),
-                        Some("LOADING" | "BUSY" | "TRYAGAIN" | "MASTERDOWN")
-                    )
-                {
+                if ferry_connectors::redis::is_transient(cause) {
                     ErrorClass::External
                 } else {
                     ErrorClass::User
@@ -272,6 +264,11 @@ impl BridgeError {
             cause: source,
         }
     }
+}
+
+/// The dead-letter Stream of `stream`: `{stream}:dlq`.
+pub fn dead_letter_of(stream: &str) -> String {
+    format!("{stream}:dlq")
 }
 
 /// Refuses to start when one of `keys` holds a Redis type other than the one wanted (absent

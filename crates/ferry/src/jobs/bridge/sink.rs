@@ -131,7 +131,7 @@ impl StreamSink {
                 .or_insert_with(|| partition_field(topic, o.partition));
             let (target, entry_fields): (&str, &[_]) = match &o.target {
                 Target::Stream => ("s", &o.fields),
-                Target::DeadLetter(_) => ("d", &o.fields),
+                Target::DeadLetter => ("d", &o.fields),
                 Target::Echo => ("e", &[]),
             };
             call.arg(tp.as_str())

@@ -51,11 +51,7 @@ impl Publisher {
     pub fn error(&self, e: redis::RedisError) -> EventsError {
         let url = self.shown.clone();
         let message = e.to_string();
-        let unreachable = e.is_io_error()
-            || e.is_connection_refusal()
-            || e.is_connection_dropped()
-            || e.is_timeout();
-        if unreachable {
+        if ferry_connectors::redis::is_unreachable(&e) {
             EventsError::Redis { url, message }
         } else {
             EventsError::RedisRefused { url, message }
