@@ -81,6 +81,33 @@ impl Env {
         c
     }
 
+    /// `ferry bridge run --reverse --once` of this stream into `topic`, reading it as `group`.
+    fn reverse(&self, topic: &str, group: &str, extra: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .args([
+                "bridge",
+                "run",
+                "--reverse",
+                "--once",
+                "--kafka",
+                &self.broker.bootstrap(),
+            ])
+            .args([
+                "--topic",
+                topic,
+                "--group",
+                group,
+                "--redis",
+                &self.redis.url(),
+            ])
+            .args(["--stream", &self.stream])
+            .args(extra)
+            .env_remove("FERRY_CONFIG")
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap()
+    }
+
     fn run(&self, extra: &[&str]) -> Output {
         self.ferry(extra).output().unwrap()
     }
@@ -332,28 +359,7 @@ fn the_reverse_bridge_restores_values_keys_headers_and_partitions_and_acknowledg
         .unwrap();
     let back = unique_name("rollback");
     env.broker.create_topic(&back, 3);
-    let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args([
-            "bridge",
-            "run",
-            "--reverse",
-            "--once",
-            "--kafka",
-            &env.broker.bootstrap(),
-        ])
-        .args([
-            "--topic",
-            &back,
-            "--group",
-            "rollback",
-            "--redis",
-            &env.redis.url(),
-            "--stream",
-            &env.stream,
-        ])
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
+    let out = env.reverse(&back, "rollback", &[]);
     assert_ok(&out);
     let got = read_topic(&env.broker.bootstrap(), &back, 301);
     assert_eq!(got.len(), 301, "every entry is a record");
@@ -528,26 +534,7 @@ fn frames_become_protobuf_with_jpeg_of_good_quality_and_bad_ones_go_to_the_dead_
     // The frames go back to the seed's JSON in reverse, image as stored.
     let back = unique_name("frames-back");
     env.broker.create_topic(&back, 2);
-    let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args([
-            "bridge",
-            "run",
-            "--reverse",
-            "--once",
-            "--transform",
-            "frame-proto",
-        ])
-        .args([
-            "--kafka",
-            &env.broker.bootstrap(),
-            "--topic",
-            &back,
-            "--group",
-            "rb",
-        ])
-        .args(["--redis", &env.redis.url(), "--stream", &env.stream])
-        .output()
-        .unwrap();
+    let out = env.reverse(&back, "rb", &["--transform", "frame-proto"]);
     assert_ok(&out);
     let got = read_topic(&env.broker.bootstrap(), &back, 12);
     assert_eq!(got.len(), 12);
@@ -793,28 +780,11 @@ fn the_reverse_bridge_takes_over_entries_a_dead_consumer_left_pending() {
     }
     env.read_and_die("rollback", "dead", 10);
     std::thread::sleep(Duration::from_millis(600));
-    let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args([
-            "bridge",
-            "run",
-            "--reverse",
-            "--once",
-            "--claim-idle",
-            "0.5",
-            "--consumer",
-            "alive",
-        ])
-        .args([
-            "--kafka",
-            &env.broker.bootstrap(),
-            "--topic",
-            &env.topic,
-            "--group",
-            "rollback",
-        ])
-        .args(["--redis", &env.redis.url(), "--stream", &env.stream])
-        .output()
-        .unwrap();
+    let out = env.reverse(
+        &env.topic,
+        "rollback",
+        &["--claim-idle", "0.5", "--consumer", "alive"],
+    );
     assert_ok(&out);
     let got = read_topic(&env.broker.bootstrap(), &env.topic, 20);
     let values: BTreeSet<Vec<u8>> = got.iter().map(|r| r.value.clone()).collect();
@@ -1070,27 +1040,7 @@ fn the_reverse_bridge_refuses_a_dead_letter_key_of_another_type_and_acknowledges
     let mut conn = env.redis.conn();
     let _: String = conn.xadd(&env.stream, "*", &[("value", "1")]).unwrap();
     let _: () = conn.set(format!("{}:dlq", env.stream), "x").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args([
-            "bridge",
-            "run",
-            "--reverse",
-            "--once",
-            "--kafka",
-            &env.broker.bootstrap(),
-        ])
-        .args([
-            "--topic",
-            &env.topic,
-            "--group",
-            "rb",
-            "--redis",
-            &env.redis.url(),
-            "--stream",
-            &env.stream,
-        ])
-        .output()
-        .unwrap();
+    let out = env.reverse(&env.topic, "rb", &[]);
     assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains(":dlq is a string"),
