@@ -5,3 +5,4 @@
 pub mod events;
 pub mod keys;
 pub mod tier;
+pub mod vectors;
