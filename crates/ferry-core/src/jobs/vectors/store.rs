@@ -209,7 +209,7 @@ pub fn parse_embedding_blob(blob: &[u8]) -> Embedding {
     if blob.is_empty() {
         return Embedding::Invalid("empty vector blob".into());
     }
-    if blob.len() % 4 != 0 {
+    if !blob.len().is_multiple_of(4) {
         return Embedding::Invalid(format!(
             "a FLOAT32 vector blob is a multiple of 4 bytes long, this one is {}",
             blob.len()
