@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 pub const MAX_REPORTED_ERRORS: usize = 1000;
 
 /// One failed item.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 pub struct ItemError {
     /// The item (a key name, escaped for display).
     pub item: String,
@@ -45,7 +45,7 @@ pub struct Report {
 }
 
 /// Collects item errors up to the cap and counts all of them.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, Serialize, serde::Deserialize)]
 pub struct ErrorLog {
     /// The first errors.
     pub items: Vec<ItemError>,

@@ -46,6 +46,16 @@ impl FalkorDbServer {
     pub fn url(&self) -> String {
         format!("falkordb://127.0.0.1:{}", self.port())
     }
+
+    /// `redis://127.0.0.1:PORT`: the same server as a Redis 8 (vector sets, state keys).
+    pub fn redis_url(&self) -> String {
+        self.server.url()
+    }
+
+    /// A connection to the server.
+    pub fn conn(&self) -> redis::Connection {
+        self.server.conn()
+    }
 }
 
 /// A fresh PostgreSQL database on 127.0.0.1:5432 (user `postgres`, trust authentication, as

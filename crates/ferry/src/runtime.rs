@@ -252,14 +252,23 @@ pub fn failpoint(name: &str) {
 }
 
 /// Configures the point `FERRY_FAILPOINT` names, if any, to say so on stderr and block its
-/// thread for good.
+/// thread for good — after letting `FERRY_FAILPOINT_SKIP` hits (default 0) pass, so a crash
+/// test can stop a run in its middle.
 #[cfg(feature = "failpoints")]
 fn configure_failpoint() {
     let Ok(point) = std::env::var("FERRY_FAILPOINT") else {
         return;
     };
+    let skip: u64 = std::env::var("FERRY_FAILPOINT_SKIP")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let hits = std::sync::atomic::AtomicU64::new(0);
     let name = point.clone();
     let stop_dead = move || {
+        if hits.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < skip {
+            return;
+        }
         eprintln!("failpoint {name} reached");
         loop {
             std::thread::sleep(Duration::from_secs(3600));

@@ -7,6 +7,7 @@ mod error;
 mod ledgered_copy;
 mod moves;
 mod url;
+mod vector_set;
 
 pub use checkpoint::RedisCheckpointStore;
 pub use copy::{
@@ -23,6 +24,7 @@ pub use moves::{
     source_digest,
 };
 pub use url::RedisUrl;
+pub use vector_set::{VectorSetOptions, VectorSetTarget, fp32_blob};
 
 /// Re-exported so callers build commands and read replies with the same types.
 pub use ::redis::{Cmd, RedisError, RedisResult, Value, cmd};
