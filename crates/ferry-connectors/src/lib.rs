@@ -4,6 +4,7 @@
 //!   MOVED/ASK handling, key copy primitives, and the Redis-backed checkpoint store.
 //! - `sqlite`, `postgres`, `falkordb`, `neo4j` (features of the same names): durable stores of the
 //!   `tier` job's events, implementing [`ferry_core::jobs::tier::EventStore`].
+//! - `graph_vectors` (features `falkordb`, `neo4j`): the Cypher the graph vector sources share.
 //! - `kafka` (feature `kafka`): Kafka group consumers and batch producers through librdkafka.
 //! - `embed` (feature `minilm`): all-MiniLM-L6-v2 sentence embeddings on CPU with candle.
 //! - `frames` (feature `frames`): JSON camera frames to Protocol Buffers with JPEG/WebP/PNG recompression.
@@ -14,6 +15,8 @@ pub mod embed;
 pub mod falkordb;
 #[cfg(feature = "frames")]
 pub mod frames;
+#[cfg(any(feature = "falkordb", feature = "neo4j"))]
+pub mod graph_vectors;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 #[cfg(feature = "neo4j")]

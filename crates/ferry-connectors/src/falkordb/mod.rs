@@ -5,8 +5,13 @@
 //! Every write is one parameterised `GRAPH.QUERY`, which FalkorDB runs atomically (one writer
 //! at a time per graph): the fence check of a commit (`(:FerryFence {scope, token})`) and its
 //! writes are one query, so a commit with a lower token than the recorded one writes nothing.
+//!
+//! [`FalkorDbVectorSource`] reads the vectors job's items from the nodes of one label.
 
+mod compact;
+mod conn;
 mod cypher;
+mod vectors;
 
 use ferry_core::jobs::tier::store::{EventStoreResult, Fence};
 use ferry_core::jobs::tier::{
@@ -16,6 +21,9 @@ use redis::Value;
 use redis::aio::MultiplexedConnection;
 
 pub use cypher::Literal;
+pub use vectors::FalkorDbVectorSource;
+
+use conn::FalkorUrl;
 
 use crate::schema::{self, EventRow};
 
@@ -42,31 +50,14 @@ fn backend(e: impl std::fmt::Display) -> EventStoreError {
 impl FalkorDbEventStore {
     /// Connects to the FalkorDB server named by `url`.
     pub async fn open(url: &str) -> EventStoreResult<Self> {
-        let parsed = url::Url::parse(url)
-            .ok()
-            .filter(|u| u.scheme() == "falkordb" && u.host_str().is_some())
-            .ok_or_else(|| {
-                EventStoreError::Config(
-                    "a FalkorDB URL is falkordb://[user:password@]host:port[/graph]".into(),
-                )
-            })?;
-        let graph = parsed.path().trim_start_matches('/');
-        let graph = if graph.is_empty() { "ferry" } else { graph }.to_string();
-        let shown = schema::redact_url(url);
-        let mut redis_url = parsed.clone();
-        redis_url
-            .set_scheme("redis")
-            .map_err(|_| EventStoreError::Config("bad FalkorDB URL".into()))?;
-        redis_url.set_path("");
-        let client = redis::Client::open(redis_url.as_str()).map_err(backend)?;
-        let conn = client
-            .get_multiplexed_async_connection()
-            .await
-            .map_err(|e| EventStoreError::Backend {
-                store: BACKEND,
-                message: format!("cannot connect to FalkorDB at {shown}: {e}; is it running with the falkordb module loaded?"),
-            })?;
-        Ok(FalkorDbEventStore { conn, graph, shown })
+        let parsed = FalkorUrl::parse(url).map_err(EventStoreError::Config)?;
+        let conn = parsed.connect().await.map_err(backend)?;
+        let graph = parsed.graph.unwrap_or_else(|| "ferry".into());
+        Ok(FalkorDbEventStore {
+            conn,
+            graph,
+            shown: parsed.shown,
+        })
     }
 
     /// Runs one query with parameters; returns the result rows.

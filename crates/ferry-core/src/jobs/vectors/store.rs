@@ -54,6 +54,9 @@ pub struct SourceInfo {
     pub int_ids: u64,
     /// Items with a string id.
     pub str_ids: u64,
+    /// Records skipped because their id is neither an integer nor a string (a float, a list,
+    /// none): not items, not counted in `items`.
+    pub bad_ids: u64,
 }
 
 impl SourceInfo {
