@@ -17,6 +17,7 @@ pub use crate::jobs::bridge::config::BridgeSection;
 pub use crate::jobs::events::config::EventsSection;
 pub use crate::jobs::keys::config::KeysSection;
 pub use crate::jobs::tier::config::TierSection;
+pub use crate::jobs::vectors::config::VectorsSection;
 pub use crate::server::config::ServeSection;
 
 /// The whole file.
@@ -44,6 +45,9 @@ pub struct FileConfig {
     /// The bridges (`[[bridge]]`, one section each).
     #[serde(default)]
     pub bridge: Vec<BridgeSection>,
+    /// The vectors job.
+    #[serde(default)]
+    pub vectors: VectorsSection,
 }
 
 /// The longest duration accepted from a config file or a flag: 100 years, in seconds.

@@ -1,4 +1,4 @@
-//! `ferry demo`: the keys, tier, events and bridge jobs end to end on generated seed-style data (each
+//! `ferry demo`: the keys, tier, events, bridge and vectors jobs end to end on generated seed-style data (each
 //! job's part is in its folder: `jobs/<job>/demo.rs`).
 //!
 //! Starts a throwaway `redis-server` (unless `--redis` names one), fills it with keys in the old
@@ -103,6 +103,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     jobs::tier::demo::part(&endpoint, &url, &dir).await?;
     jobs::events::demo::part(&url, opts.postgres.expose()).await?;
     jobs::bridge::demo::part(&url).await?;
+    jobs::vectors::demo::part().await?;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }

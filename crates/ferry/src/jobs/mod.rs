@@ -20,6 +20,7 @@ pub mod bridge;
 pub mod events;
 pub mod keys;
 pub mod tier;
+pub mod vectors;
 
 use std::sync::Arc;
 
@@ -72,6 +73,12 @@ pub enum JobCommand {
         #[command(subcommand)]
         action: bridge::args::BridgeAction,
     },
+    /// Move embeddings from a graph, Redis hashes or PostgreSQL into a vector database.
+    Vectors {
+        /// The action.
+        #[command(subcommand)]
+        action: vectors::args::VectorsAction,
+    },
 }
 
 impl JobCommand {
@@ -82,6 +89,7 @@ impl JobCommand {
             JobCommand::Tier { action } => tier::cli::run(action, file).await,
             JobCommand::Events { action } => events::cli::run(action, file).await,
             JobCommand::Bridge { action } => bridge::cli::run(action, file).await,
+            JobCommand::Vectors { action } => vectors::cli::run(action, file).await,
         }
     }
 }
@@ -96,7 +104,13 @@ pub fn metric_names() -> Vec<(&'static str, &'static str, Kind)> {
     let events = events.map(|m| (m.name(), m.help(), m.kind()));
     let bridge = bridge::metrics::BridgeMetric::ALL.iter();
     let bridge = bridge.map(|m| (m.name(), m.help(), m.kind()));
-    keys.chain(tier).chain(events).chain(bridge).collect()
+    let vectors = vectors::metrics::VectorsMetric::ALL.iter();
+    let vectors = vectors.map(|m| (m.name(), m.help(), m.kind()));
+    keys.chain(tier)
+        .chain(events)
+        .chain(bridge)
+        .chain(vectors)
+        .collect()
 }
 
 /// Every job's HTTP endpoints (a job that is not configured answers 404 saying so).
