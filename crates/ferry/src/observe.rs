@@ -96,3 +96,41 @@ impl Progress {
         self.bar.finish_and_clear();
     }
 }
+
+/// Serves the process's Prometheus metrics at `http://ADDR/metrics` until `stop`, so that a
+/// long command-line run (`ferry vectors migrate --metrics-listen …`) can be scraped like
+/// `ferry serve`. Returns once the port is bound; the server runs on a background task.
+pub async fn serve_metrics(
+    addr: std::net::SocketAddr,
+    stop: tokio_util::sync::CancellationToken,
+) -> std::io::Result<std::net::SocketAddr> {
+    use axum::http::header;
+    let Some(handle) = crate::server::prometheus() else {
+        return Err(std::io::Error::other(
+            "another metrics recorder is installed in this process",
+        ));
+    };
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let handle = handle.clone();
+            async move {
+                (
+                    [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                    handle.render(),
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await;
+        if let Err(e) = served {
+            tracing::warn!(error = %e, "the metrics listener stopped");
+        }
+    });
+    Ok(bound)
+}

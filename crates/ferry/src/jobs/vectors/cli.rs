@@ -37,6 +37,21 @@ pub async fn run(action: VectorsAction, file: &FileConfig) -> ExitStatus {
 
 async fn act(action: VectorsAction, file: &VectorsSection) -> Result<ExitStatus, VectorsError> {
     let stop = crate::runtime::shutdown_token();
+    let listen = match &action {
+        VectorsAction::Preflight { report, .. }
+        | VectorsAction::Migrate { report, .. }
+        | VectorsAction::Validate { report, .. }
+        | VectorsAction::Rollback { report, .. } => report.metrics_listen,
+        _ => None,
+    };
+    let metrics_stop = tokio_util::sync::CancellationToken::new();
+    let _metrics_guard = metrics_stop.clone().drop_guard();
+    if let Some(addr) = listen {
+        let bound = crate::observe::serve_metrics(addr, metrics_stop)
+            .await
+            .map_err(|e| VectorsError::Usage(format!("cannot serve metrics on {addr}: {e}")))?;
+        println!("metrics: http://{bound}/metrics");
+    }
     match action {
         VectorsAction::Preflight { stores, report } => {
             let ctx = connect(resolve(file, &stores)?).await?;
