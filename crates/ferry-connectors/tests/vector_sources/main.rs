@@ -3,6 +3,8 @@
 //! counts, `get`, `sample`, and hostile names.
 
 mod falkordb;
+#[cfg(feature = "neo4j")]
+mod neo4j;
 
 use std::collections::BTreeMap;
 
