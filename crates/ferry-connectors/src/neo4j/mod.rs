@@ -8,6 +8,8 @@
 //! `(:FerryFence {scope, token})` node, write-locked before its token is read, and unique by
 //! `scope` through a constraint) and its writes commit or roll back together.
 
+mod vectors;
+
 use std::collections::HashMap;
 
 use ferry_core::jobs::tier::store::{EventStoreResult, Fence};
@@ -17,6 +19,8 @@ use ferry_core::jobs::tier::{
 use neo4rs::{BoltType, ConfigBuilder, Graph, Query, Row, query};
 
 use crate::schema::{self, CYPHER_EVENT_RETURN, EventRow};
+
+pub use vectors::Neo4jVectorSource;
 
 const BACKEND: &str = "neo4j";
 /// Schema version: 1 — indexes on `:Event(id)`, `:Event(camera_id)`, `:Camera(id)`,

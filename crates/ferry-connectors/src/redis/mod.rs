@@ -4,6 +4,7 @@ mod checkpoint;
 mod copy;
 mod endpoint;
 mod error;
+mod hash_vectors;
 mod ledgered_copy;
 mod moves;
 mod url;
@@ -16,6 +17,7 @@ pub use copy::{
 };
 pub use endpoint::{LuaScript, Node, RedisEndpoint, key_slot};
 pub use error::{ConnError, is_transient, is_unreachable};
+pub use hash_vectors::RedisHashVectorSource;
 pub use ledgered_copy::{
     LedgerWrite, LedgeredCopy, LedgeredRestore, copy_with_ledger, restore_with_ledger,
 };

@@ -3,6 +3,9 @@
 //! counts, `get`, `sample`, and hostile names.
 
 mod falkordb;
+#[cfg(feature = "neo4j")]
+mod neo4j;
+mod redis_hashes;
 
 use std::collections::BTreeMap;
 
