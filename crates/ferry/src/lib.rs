@@ -24,6 +24,7 @@ pub mod cli;
 pub mod compat;
 pub mod config;
 pub mod demo;
+pub mod dual_store;
 pub mod jobs;
 pub mod lifecycle;
 pub mod observe;
