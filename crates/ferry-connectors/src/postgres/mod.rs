@@ -1,8 +1,9 @@
 //! PostgreSQL: the tier job's event store ([`PostgresEventStore`]) and the events job's log
-//! with its outbox ([`EventLog`]).
+//! with its outbox ([`EventLog`]), and the vectors job's table source ([`vectors::PgVectorSource`]).
 
 pub mod events;
 mod tier;
+pub mod vectors;
 
 pub use events::{EventLog, EventLogError, EventQuery, EventStats, OutboxBatch, Published};
 pub use tier::PostgresEventStore;

@@ -5,6 +5,7 @@
 mod falkordb;
 #[cfg(feature = "neo4j")]
 mod neo4j;
+mod postgres_table;
 mod redis_hashes;
 
 use std::collections::BTreeMap;
