@@ -1,0 +1,80 @@
+//! SDK errors as [`VectorError`]s.
+
+use ferry_core::jobs::vectors::VectorError;
+use milvus::v2::error::Error as SdkError;
+
+/// gRPC status codes (a wire standard) that mean the server could not be reached or did not
+/// answer in time: CANCELLED, UNKNOWN (transport), DEADLINE_EXCEEDED, UNAVAILABLE.
+const UNREACHABLE_CODES: [i32; 4] = [1, 2, 4, 14];
+/// PERMISSION_DENIED, UNAUTHENTICATED.
+const AUTH_CODES: [i32; 2] = [7, 16];
+
+/// Where an operation went: the server (no password) and the collection.
+#[derive(Debug, Clone)]
+pub struct Place {
+    /// `host:port`.
+    pub server: String,
+    /// The collection.
+    pub collection: String,
+}
+
+impl Place {
+    /// `Milvus at host:port`.
+    pub fn store(&self) -> String {
+        format!("Milvus at {}", self.server)
+    }
+
+    /// A failed `op` on the collection.
+    pub fn backend(&self, op: &str, message: impl std::fmt::Display) -> VectorError {
+        VectorError::Backend {
+            store: self.store(),
+            message: format!("{op} on collection `{}`: {message}", self.collection),
+        }
+    }
+
+    /// The server could not be reached during `op`.
+    pub fn unreachable(&self, op: &str, message: impl std::fmt::Display) -> VectorError {
+        VectorError::Unreachable {
+            store: self.store(),
+            message: format!(
+                "{op}: {message}; check that Milvus runs there and that the host and port are right"
+            ),
+        }
+    }
+
+    /// Maps an SDK error of `op`.
+    pub fn sdk(&self, op: &str, e: SdkError) -> VectorError {
+        match class(&e) {
+            Class::Unreachable => self.unreachable(op, &e),
+            Class::Auth => VectorError::Config(format!(
+                "{} refused the credentials ({e}): check the user and password in the URL",
+                self.store()
+            )),
+            Class::Other => self.backend(op, &e),
+        }
+    }
+}
+
+enum Class {
+    Unreachable,
+    Auth,
+    Other,
+}
+
+fn class(e: &SdkError) -> Class {
+    match e {
+        SdkError::Grpc(status) => {
+            let code = status.code() as i32;
+            if UNREACHABLE_CODES.contains(&code) {
+                Class::Unreachable
+            } else if AUTH_CODES.contains(&code) {
+                Class::Auth
+            } else {
+                Class::Other
+            }
+        }
+        SdkError::Timeout(_) => Class::Unreachable,
+        SdkError::RetryExhausted { source, .. } => class(source),
+        _ => Class::Other,
+    }
+}
