@@ -5,11 +5,20 @@
 use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Runs the server (`"$@"`) and kills it when its standard input, a pipe from the test process,
+/// reaches its end: so a server held in a `static` (never dropped) or left by a killed test
+/// process does not outlive it. The shell exits with the server.
+const WATCHDOG: &str = r#"exec 3<&0
+"$@" &
+pid=$!
+{ cat <&3 >/dev/null; kill -KILL "$pid" 2>/dev/null; } &
+wait "$pid""#;
 
 /// Path of `milvus-lite`: `$FERRY_MILVUS_LITE`, else the one in `.venv` (PyPI `milvus-lite`).
 ///
@@ -35,10 +44,14 @@ pub fn milvus_lite_bin() -> PathBuf {
     )
 }
 
-/// A Milvus Lite server on a free port of 127.0.0.1, killed (with its children) on drop.
+/// A Milvus Lite server on a free port of 127.0.0.1, killed (with its children) on drop, or
+/// when the test process ends if it is never dropped (a server shared through a `static`).
 #[derive(Debug)]
 pub struct MilvusServer {
     child: Option<Child>,
+    /// The watchdog's standard input: closing it (dropping it, or the process ending) kills
+    /// the server.
+    lifeline: Option<ChildStdin>,
     port: u16,
     data: tempfile::TempDir,
     log: tempfile::NamedTempFile,
@@ -49,6 +62,7 @@ impl MilvusServer {
     pub fn start() -> Self {
         let mut server = MilvusServer {
             child: None,
+            lifeline: None,
             port: 0,
             data: tempfile::tempdir().expect("a temporary data directory"),
             log: tempfile::NamedTempFile::new().expect("a temporary log file"),
@@ -70,16 +84,19 @@ impl MilvusServer {
     fn launch(&mut self) -> Result<(), String> {
         let bin = milvus_lite_bin();
         let data = self.data.path().to_str().expect("UTF-8 temporary path");
-        let child = Command::new(&bin)
+        let mut child = Command::new("sh")
+            .args(["-c", WATCHDOG, "milvus-lite-watchdog"])
+            .arg(&bin)
             .args(["server", "--data-dir", data, "--host", "127.0.0.1"])
             .args(["--port", &self.port.to_string()])
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(self.log.reopen().expect("log file"))
             .stderr(self.log.reopen().expect("log file"))
             // Its own process group, so that drop can kill whatever it starts as well.
             .process_group(0)
             .spawn()
             .map_err(|e| format!("could not start {}: {e}", bin.display()))?;
+        self.lifeline = child.stdin.take();
         self.child = Some(child);
         self.wait_ready()
     }
@@ -141,6 +158,7 @@ impl MilvusServer {
     }
 
     fn kill(&mut self) {
+        self.lifeline = None;
         if let Some(mut child) = self.child.take() {
             // The server leads its process group: SIGKILL the whole group.
             let _ = Command::new("kill")

@@ -39,12 +39,18 @@ fn bad_url(url: &str, reason: &str) -> VectorError {
 impl MilvusAddress {
     /// Parses `url`.
     pub fn parse(url: &str) -> VectorResult<Self> {
-        let parsed = url::Url::parse(url).map_err(|e| bad_url(url, &e.to_string()))?;
-        let tls = match parsed.scheme() {
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or_else(|| bad_url(url, "no scheme"))?;
+        let tls = match scheme.to_ascii_lowercase().as_str() {
             "milvus" | "http" => false,
             "https" => true,
             other => return Err(bad_url(url, &format!("unknown scheme `{other}`"))),
         };
+        // Parsed under the `milvus` scheme so that an explicit :80 or :443 is kept (the URL
+        // parser drops the default port of `http` and `https`).
+        let parsed = url::Url::parse(&format!("milvus://{rest}"))
+            .map_err(|e| bad_url(url, &e.to_string()))?;
         let host = parsed
             .host_str()
             .filter(|h| !h.is_empty())
@@ -141,6 +147,8 @@ mod tests {
         assert_eq!((b.credentials, b.database), (None, None));
         let c = MilvusAddress::parse("https://milvus.example:443/").unwrap();
         assert_eq!(c.endpoint, "https://milvus.example:443");
+        let d = MilvusAddress::parse("HTTP://[::1]:80").unwrap();
+        assert_eq!(d.endpoint, "http://[::1]:80");
     }
 
     #[test]

@@ -78,3 +78,16 @@ fn class(e: &SdkError) -> Class {
         _ => Class::Other,
     }
 }
+
+/// Milvus' error code for a collection that is not loaded (released, or after a restart).
+const NOT_LOADED: i32 = 101;
+
+/// Whether `e` says the collection must be loaded first.
+pub fn is_not_loaded(e: &SdkError) -> bool {
+    match e {
+        SdkError::Server(s) => {
+            s.code() == NOT_LOADED || s.reason().to_ascii_lowercase().contains("not loaded")
+        }
+        _ => false,
+    }
+}

@@ -9,6 +9,7 @@ use milvus::v2::prelude::{
 };
 
 use super::MilvusTarget;
+use super::error::is_not_loaded;
 use super::filter::{self, ID_FIELD, VECTOR_FIELD};
 use super::schema::Layout;
 
@@ -95,8 +96,14 @@ impl MilvusTarget {
         Ok(layout)
     }
 
+    /// Runs a query; a collection found released (a restarted server) is loaded and asked
+    /// again once.
     async fn query(&self, op: &str, req: QueryRequest) -> VectorResult<QueryResults> {
-        let reply = self.client.query(req).await;
+        let mut reply = self.client.query(req.clone()).await;
+        if reply.as_ref().is_err_and(is_not_loaded) {
+            self.load().await?;
+            reply = self.client.query(req).await;
+        }
         let reply = reply.map_err(|e| self.place.sdk(op, e))?;
         Ok(reply.results().clone())
     }
@@ -247,7 +254,11 @@ impl MilvusTarget {
             .consistency_level(ConsistencyLevel::Strong)
             .build()
             .map_err(|e| self.place.backend("searching", e))?;
-        let reply = self.client.search(req).await;
+        let mut reply = self.client.search(req.clone()).await;
+        if reply.as_ref().is_err_and(is_not_loaded) {
+            self.load().await?;
+            reply = self.client.search(req).await;
+        }
         let reply = reply.map_err(|e| self.place.sdk("searching", e))?;
         let Some(hits) = reply.results().iter().next() else {
             return Ok(Vec::new());

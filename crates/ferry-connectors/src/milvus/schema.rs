@@ -287,7 +287,7 @@ impl MilvusTarget {
         created.map_err(|e| self.place.sdk("creating the index", e))
     }
 
-    async fn load(&self) -> VectorResult<()> {
+    pub(super) async fn load(&self) -> VectorResult<()> {
         let req = LoadCollectionRequest::builder()
             .collection_name(self.collection())
             .build()
