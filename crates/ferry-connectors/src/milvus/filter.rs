@@ -90,7 +90,7 @@ pub fn upsert_batches(len: usize, dimension: usize, kind: IdKind, max_bytes: usi
     let row = id_bytes(kind) + dimension * 4 + 8;
     let per = (max_bytes / row).max(1);
     let mut out = vec![per; len / per];
-    if len % per != 0 {
+    if !len.is_multiple_of(per) {
         out.push(len % per);
     }
     out
