@@ -4,7 +4,7 @@
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use ferry_connectors::milvus::{MilvusMetric, MilvusOptions, MilvusTarget};
+use ferry_connectors::milvus::{MilvusIndex, MilvusMetric, MilvusOptions, MilvusTarget};
 use ferry_core::jobs::vectors::{IdKind, Quantization, VectorError, VectorId, VectorTarget};
 use ferry_testkit::{MilvusServer, unique_name};
 
@@ -277,6 +277,35 @@ async fn search_finds_the_item_itself_first() {
         t.search(&[1.0, 2.0], 3, IdKind::Int).await,
         Err(VectorError::Mismatch(_))
     ));
+    t.drop_all().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_hnsw_index_for_l2_ranks_the_item_itself_first() {
+    let options = MilvusOptions {
+        metric: MilvusMetric::L2,
+        index: MilvusIndex::Hnsw {
+            m: 16,
+            ef_construction: 200,
+        },
+        ..MilvusOptions::default()
+    };
+    let t = MilvusTarget::open(&server().url(), &collection("hnsw"), options)
+        .await
+        .unwrap();
+    t.prepare(8, IdKind::Str).await.unwrap();
+    let ids: Vec<VectorId> = (0..300).map(|i| VectorId::Str(format!("n{i}"))).collect();
+    let written = items(&ids, 8);
+    t.upsert(&written).await.unwrap();
+    let hits = t.search(&written[123].1, 3, IdKind::Str).await.unwrap();
+    assert_eq!(hits[0].0, VectorId::from("n123"));
+    assert!(
+        hits[0].1.abs() < 1e-4,
+        "L2 distance to itself: {}",
+        hits[0].1
+    );
+    assert!(hits.windows(2).all(|w| w[0].1 <= w[1].1), "closest first");
+    assert_eq!(t.describe().await.unwrap().metric.as_deref(), Some("l2"));
     t.drop_all().await.unwrap();
 }
 

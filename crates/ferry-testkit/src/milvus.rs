@@ -84,11 +84,14 @@ impl MilvusServer {
     fn launch(&mut self) -> Result<(), String> {
         let bin = milvus_lite_bin();
         let data = self.data.path().to_str().expect("UTF-8 temporary path");
+        // A fresh log for this start: readiness is read from it.
+        self.log.as_file().set_len(0).expect("truncate the log");
         let mut child = Command::new("sh")
             .args(["-c", WATCHDOG, "milvus-lite-watchdog"])
             .arg(&bin)
             .args(["server", "--data-dir", data, "--host", "127.0.0.1"])
             .args(["--port", &self.port.to_string()])
+            .env("PYTHONUNBUFFERED", "1")
             .stdin(Stdio::piped())
             .stdout(self.log.reopen().expect("log file"))
             .stderr(self.log.reopen().expect("log file"))
@@ -108,7 +111,11 @@ impl MilvusServer {
             if let Ok(Some(status)) = child.try_wait() {
                 return Err(format!("milvus-lite exited with {status}"));
             }
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            // The server prints its line once it serves; a connection alone could reach a
+            // previous server on the same port that is still going away.
+            if self.log_text().contains("listening on")
+                && TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+            {
                 return Ok(());
             }
             if Instant::now() >= deadline {
@@ -167,6 +174,12 @@ impl MilvusServer {
                 .status();
             let _ = child.kill();
             let _ = child.wait();
+            // The server is a grandchild: wait until its port is closed.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while TcpStream::connect(("127.0.0.1", self.port)).is_ok() && Instant::now() < deadline
+            {
+                sleep(Duration::from_millis(20));
+            }
         }
     }
 }

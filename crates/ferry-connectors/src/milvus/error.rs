@@ -91,3 +91,65 @@ pub fn is_not_loaded(e: &SdkError) -> bool {
         _ => false,
     }
 }
+
+/// Milvus' error code for a missing index, and the older `IndexNotExist` code.
+const INDEX_NOT_FOUND: i32 = 700;
+const LEGACY_INDEX_NOT_EXIST: i32 = 25;
+
+/// Whether `e` says the field has no index.
+pub fn is_index_missing(e: &SdkError) -> bool {
+    match e {
+        SdkError::Server(s) => {
+            s.code() == INDEX_NOT_FOUND
+                || s.legacy_code() == LEGACY_INDEX_NOT_EXIST
+                || s.reason().to_ascii_lowercase().contains("index not")
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn place() -> Place {
+        Place {
+            server: "db:19530".into(),
+            collection: "items".into(),
+        }
+    }
+
+    #[test]
+    fn timeouts_are_unreachable_and_name_the_server() {
+        let e = place().sdk("upserting", SdkError::Timeout("connecting".into()));
+        match &e {
+            VectorError::Unreachable { store, message } => {
+                assert_eq!(store, "Milvus at db:19530");
+                assert!(message.starts_with("upserting: "), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let nested = SdkError::RetryExhausted {
+            attempts: 3,
+            source: Box::new(SdkError::Timeout("x".into())),
+        };
+        assert!(matches!(
+            place().sdk("reading", nested),
+            VectorError::Unreachable { .. }
+        ));
+    }
+
+    #[test]
+    fn other_failures_are_backend_errors_naming_the_collection() {
+        let e = place().sdk("reading", SdkError::Unexpected("boom".into()));
+        match e {
+            VectorError::Backend { store, message } => {
+                assert_eq!(store, "Milvus at db:19530");
+                assert_eq!(message, "reading on collection `items`: boom");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(!is_not_loaded(&SdkError::Unexpected("x".into())));
+        assert!(!is_index_missing(&SdkError::Unexpected("x".into())));
+    }
+}

@@ -1,7 +1,6 @@
 //! The collection's layout: creating it, checking an existing one, describing and dropping it.
 
 use ferry_core::jobs::vectors::{IdKind, Quantization, TargetInfo, VectorError, VectorResult};
-use milvus::v2::error::Error as SdkError;
 use milvus::v2::prelude::{
     CollectionSchema, ConsistencyLevel, CreateCollectionRequest, CreateIndexRequest, DataType,
     DescribeCollectionRequest, DescribeIndexRequest, DropCollectionRequest, FieldSchema,
@@ -9,6 +8,7 @@ use milvus::v2::prelude::{
     IndexType, LoadCollectionRequest, MetricType, QueryRequest,
 };
 
+use super::error::is_index_missing;
 use super::filter::{ID_FIELD, MAX_STR_ID_BYTES, VECTOR_FIELD};
 use super::{MilvusIndex, MilvusMetric, MilvusTarget};
 
@@ -132,7 +132,7 @@ impl MilvusTarget {
                 .iter()
                 .find(|i| i.get_field_name() == VECTOR_FIELD)
                 .and_then(|i| metric_of(i.get_metric_type()))),
-            Err(SdkError::Server(e)) if e.reason().to_ascii_lowercase().contains("not") => Ok(None),
+            Err(e) if is_index_missing(&e) => Ok(None),
             Err(e) => Err(self.place.sdk("describing the index", e)),
         }
     }
