@@ -7,6 +7,7 @@
 //! - `graph_vectors` (features `falkordb`, `neo4j`): the Cypher the graph vector sources share.
 //! - `kafka` (feature `kafka`): Kafka group consumers and batch producers through librdkafka.
 //! - `embed` (feature `minilm`): all-MiniLM-L6-v2 sentence embeddings on CPU with candle.
+//! - `milvus` (feature `milvus`): a Milvus collection as a vector migration's target.
 //! - `frames` (feature `frames`): JSON camera frames to Protocol Buffers with JPEG/WebP/PNG recompression.
 
 #[cfg(feature = "minilm")]
@@ -19,6 +20,8 @@ pub mod frames;
 pub mod graph_vectors;
 #[cfg(feature = "kafka")]
 pub mod kafka;
+#[cfg(feature = "milvus")]
+pub mod milvus;
 #[cfg(feature = "neo4j")]
 pub mod neo4j;
 #[cfg(feature = "postgres")]

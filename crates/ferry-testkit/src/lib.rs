@@ -1,5 +1,6 @@
 //! Ferry test harness: real `redis-server` processes and Redis Clusters on free ports, FalkorDB
-//! servers, throwaway PostgreSQL databases and Kafka-protocol brokers ([`KafkaBroker`]); helpers that run commands given as words
+//! servers, throwaway PostgreSQL databases, Kafka-protocol brokers ([`KafkaBroker`]) and Milvus Lite
+//! servers ([`MilvusServer`]); helpers that run commands given as words
 //! ([`run_command`]), compare streams with their consumer groups ([`stream_state`],
 //! [`assert_same_stream`]) and migrate a cluster's slot by hand ([`begin_slot_migration`]).
 //!
@@ -29,6 +30,7 @@ mod bins;
 mod cluster;
 mod graph;
 mod kafka;
+mod milvus;
 mod replies;
 mod server;
 mod slots;
@@ -38,6 +40,7 @@ pub use bins::{redis_cli_bin, redis_server_bin, redis8_server_bin};
 pub use cluster::RedisCluster;
 pub use graph::{FalkorDbServer, PgDatabase, falkordb_module};
 pub use kafka::{KafkaBroker, KafkaRecord, committed_offsets, produce, read_topic, tansu_bin};
+pub use milvus::{MilvusServer, milvus_lite_bin};
 pub use replies::{reply_fields, reply_int, reply_list, reply_string, run_command};
 pub use server::RedisServer;
 pub use slots::{
