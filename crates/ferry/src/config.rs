@@ -13,6 +13,7 @@ use crate::observe::LogFormat;
 use crate::server::ServeOptions;
 use ferry_core::secret::SecretUrl;
 
+pub use crate::jobs::agentdb::config::AgentDbSection;
 pub use crate::jobs::bridge::config::BridgeSection;
 pub use crate::jobs::events::config::EventsSection;
 pub use crate::jobs::keys::config::KeysSection;
@@ -44,6 +45,9 @@ pub struct FileConfig {
     /// The bridges (`[[bridge]]`, one section each).
     #[serde(default)]
     pub bridge: Vec<BridgeSection>,
+    /// The agentdb job.
+    #[serde(default)]
+    pub agentdb: AgentDbSection,
 }
 
 /// The longest duration accepted from a config file or a flag: 100 years, in seconds.
@@ -182,6 +186,7 @@ impl FileConfig {
         self.tier.check()?;
         self.serve.check()?;
         self.events.check()?;
+        self.agentdb.check()?;
         crate::jobs::bridge::config::check_all(&self.bridge)
     }
 

@@ -1,6 +1,7 @@
 //! PostgreSQL: the tier job's event store ([`PostgresEventStore`]) and the events job's log
-//! with its outbox ([`EventLog`]).
+//! with its outbox ([`EventLog`]); the agentdb job's tables and loader ([`agentdb`]).
 
+pub mod agentdb;
 pub mod events;
 mod tier;
 

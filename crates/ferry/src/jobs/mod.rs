@@ -16,6 +16,7 @@
 //! module, its command, its metrics, its context in [`Served`] and what it brings to `ferry
 //! serve`), and its config section is a field of [`crate::config::FileConfig`].
 
+pub mod agentdb;
 pub mod bridge;
 pub mod events;
 pub mod keys;
@@ -72,6 +73,12 @@ pub enum JobCommand {
         #[command(subcommand)]
         action: bridge::args::BridgeAction,
     },
+    /// Move RL agent state (experiences, Q-values, policies) from Redis into PostgreSQL.
+    Agentdb {
+        /// The action.
+        #[command(subcommand)]
+        action: agentdb::args::AgentDbAction,
+    },
 }
 
 impl JobCommand {
@@ -82,6 +89,7 @@ impl JobCommand {
             JobCommand::Tier { action } => tier::cli::run(action, file).await,
             JobCommand::Events { action } => events::cli::run(action, file).await,
             JobCommand::Bridge { action } => bridge::cli::run(action, file).await,
+            JobCommand::Agentdb { action } => agentdb::cli::run(action, file).await,
         }
     }
 }
@@ -96,7 +104,9 @@ pub fn metric_names() -> Vec<(&'static str, &'static str, Kind)> {
     let events = events.map(|m| (m.name(), m.help(), m.kind()));
     let bridge = bridge::metrics::BridgeMetric::ALL.iter();
     let bridge = bridge.map(|m| (m.name(), m.help(), m.kind()));
-    keys.chain(tier).chain(events).chain(bridge).collect()
+    let agentdb = agentdb::metrics::AgentDbMetric::ALL.iter();
+    let agentdb = agentdb.map(|m| (m.name(), m.help(), m.kind()));
+    keys.chain(tier).chain(events).chain(bridge).chain(agentdb).collect()
 }
 
 /// Every job's HTTP endpoints (a job that is not configured answers 404 saying so).
