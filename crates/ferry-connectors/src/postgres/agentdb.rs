@@ -104,7 +104,8 @@ const INSERT_EXPERIENCES: &str = "INSERT INTO rl_experiences (agent_id, seq, sta
     FROM ferry_agentdb_stage_experiences
     ON CONFLICT (agent_id, seq) DO NOTHING";
 
-const COPY_Q_VALUES: &str = "COPY ferry_agentdb_stage_q_values (agent_id, state, action, value) FROM STDIN (FORMAT binary)";
+const COPY_Q_VALUES: &str =
+    "COPY ferry_agentdb_stage_q_values (agent_id, state, action, value) FROM STDIN (FORMAT binary)";
 const Q_VALUE_TYPES: &[Type] = &[Type::TEXT, Type::TEXT, Type::TEXT, Type::FLOAT8];
 const INSERT_Q_VALUES: &str = "INSERT INTO rl_q_values AS q (agent_id, state, action, value)
     SELECT DISTINCT ON (agent_id, state, action) agent_id, state, action, value
@@ -140,7 +141,11 @@ pub enum AgentKind {
 
 impl AgentKind {
     /// Every kind, in the order a run moves them.
-    pub const ALL: [AgentKind; 3] = [AgentKind::Experiences, AgentKind::QValues, AgentKind::Policy];
+    pub const ALL: [AgentKind; 3] = [
+        AgentKind::Experiences,
+        AgentKind::QValues,
+        AgentKind::Policy,
+    ];
 
     /// Its name in the progress table, reports and metrics.
     pub fn as_str(self) -> &'static str {
@@ -304,9 +309,7 @@ pub enum AgentDbError {
 impl Classify for AgentDbError {
     fn class(&self) -> ErrorClass {
         match self {
-            AgentDbError::Unavailable { .. } | AgentDbError::Backend { .. } => {
-                ErrorClass::External
-            }
+            AgentDbError::Unavailable { .. } | AgentDbError::Backend { .. } => ErrorClass::External,
             AgentDbError::Schema(_) | AgentDbError::Locked { .. } | AgentDbError::Url(_) => {
                 ErrorClass::User
             }
@@ -462,14 +465,23 @@ impl AgentDbStore {
         let tx = self.client.transaction().await.map_err(fail)?;
         let mut written = Written::default();
         if !batch.experiences.is_empty() {
-            copy_experiences(&tx, &batch.experiences).await.map_err(fail)?;
+            copy_experiences(&tx, &batch.experiences)
+                .await
+                .map_err(fail)?;
             written.experiences = tx.execute(INSERT_EXPERIENCES, &[]).await.map_err(fail)?;
         }
         if !batch.q_values.is_empty() {
             let rows = batch.q_values.iter().map(|q| {
-                [&q.agent_id as &(dyn ToSql + Sync), &q.state, &q.action, &q.value]
+                [
+                    &q.agent_id as &(dyn ToSql + Sync),
+                    &q.state,
+                    &q.action,
+                    &q.value,
+                ]
             });
-            copy_rows(&tx, COPY_Q_VALUES, Q_VALUE_TYPES, rows).await.map_err(fail)?;
+            copy_rows(&tx, COPY_Q_VALUES, Q_VALUE_TYPES, rows)
+                .await
+                .map_err(fail)?;
             written.q_values = tx.execute(INSERT_Q_VALUES, &[]).await.map_err(fail)?;
         }
         if !batch.policies.is_empty() {
@@ -477,7 +489,9 @@ impl AgentDbStore {
                 .policies
                 .iter()
                 .map(|p| [&p.agent_id as &(dyn ToSql + Sync), &p.policy]);
-            copy_rows(&tx, COPY_POLICIES, POLICY_TYPES, rows).await.map_err(fail)?;
+            copy_rows(&tx, COPY_POLICIES, POLICY_TYPES, rows)
+                .await
+                .map_err(fail)?;
             written.policies = tx.execute(INSERT_POLICIES, &[]).await.map_err(fail)?;
         }
         save_progress(&tx, &batch.progress).await.map_err(fail)?;

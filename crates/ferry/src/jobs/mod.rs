@@ -106,7 +106,11 @@ pub fn metric_names() -> Vec<(&'static str, &'static str, Kind)> {
     let bridge = bridge.map(|m| (m.name(), m.help(), m.kind()));
     let agentdb = agentdb::metrics::AgentDbMetric::ALL.iter();
     let agentdb = agentdb.map(|m| (m.name(), m.help(), m.kind()));
-    keys.chain(tier).chain(events).chain(bridge).chain(agentdb).collect()
+    keys.chain(tier)
+        .chain(events)
+        .chain(bridge)
+        .chain(agentdb)
+        .collect()
 }
 
 /// Every job's HTTP endpoints (a job that is not configured answers 404 saying so).

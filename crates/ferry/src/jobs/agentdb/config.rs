@@ -32,11 +32,15 @@ impl AgentDbSection {
     /// The agentdb job's options: this section over the defaults.
     pub fn options(&self) -> AgentDbOptions {
         let d = AgentDbOptions::default();
-        let url = |v: &Option<SecretUrl>, d: SecretUrl| v.clone().filter(|u| !u.is_empty()).unwrap_or(d);
+        let url =
+            |v: &Option<SecretUrl>, d: SecretUrl| v.clone().filter(|u| !u.is_empty()).unwrap_or(d);
         AgentDbOptions {
             redis: url(&self.redis, d.redis),
             postgres: url(&self.postgres, d.postgres),
-            experiences_pattern: self.experiences_pattern.clone().unwrap_or(d.experiences_pattern),
+            experiences_pattern: self
+                .experiences_pattern
+                .clone()
+                .unwrap_or(d.experiences_pattern),
             q_values_pattern: self.q_values_pattern.clone().unwrap_or(d.q_values_pattern),
             policy_pattern: self.policy_pattern.clone().unwrap_or(d.policy_pattern),
             list_push: self.list_push.unwrap_or(d.list_push),
@@ -72,7 +76,10 @@ mod tests {
         assert_eq!(o.experiences_pattern, d.experiences_pattern);
         assert_eq!(o.q_values_pattern, d.q_values_pattern);
         assert_eq!(o.policy_pattern, d.policy_pattern);
-        assert_eq!((o.batch, o.list_push, o.skip_history), (d.batch, d.list_push, d.skip_history));
+        assert_eq!(
+            (o.batch, o.list_push, o.skip_history),
+            (d.batch, d.list_push, d.skip_history)
+        );
         assert_eq!(o.redis.expose(), d.redis.expose());
         assert_eq!(o.postgres.expose(), d.postgres.expose());
     }
@@ -80,7 +87,10 @@ mod tests {
     #[test]
     fn bad_patterns_and_batches_are_refused_naming_the_option() {
         let e = FileConfig::parse("[agentdb]\npolicy_pattern = \"policy\"\n").unwrap_err();
-        assert!(e.contains("[agentdb] policy_pattern") && e.contains("{agent}"), "{e}");
+        assert!(
+            e.contains("[agentdb] policy_pattern") && e.contains("{agent}"),
+            "{e}"
+        );
         let e = FileConfig::parse("[agentdb]\nbatch = 0\n").unwrap_err();
         assert!(e.contains("batch") && e.contains("1 to 100000"), "{e}");
         let e = FileConfig::parse("[agentdb]\nq_values_pattern = \"agent:{agent}:policy\"\n")

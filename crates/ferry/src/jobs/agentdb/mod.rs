@@ -113,7 +113,8 @@ impl AgentDbOptions {
                 self.batch
             )));
         }
-        let parse = |option: &str, p: &str| KeyPattern::parse(option, p).map_err(AgentDbError::Usage);
+        let parse =
+            |option: &str, p: &str| KeyPattern::parse(option, p).map_err(AgentDbError::Usage);
         let patterns = Patterns {
             experiences: parse("experiences_pattern", &self.experiences_pattern)?,
             q_values: parse("q_values_pattern", &self.q_values_pattern)?,
@@ -199,9 +200,11 @@ pub async fn migrate(
     let written = write::Writer::new(store.as_mut(), &redis, options.batch)
         .run(rx, &mut outcome)
         .await;
-    let read = reading
-        .await
-        .unwrap_or_else(|e| Err(AgentDbError::Internal(format!("the Redis reader failed: {e}"))));
+    let read = reading.await.unwrap_or_else(|e| {
+        Err(AgentDbError::Internal(format!(
+            "the Redis reader failed: {e}"
+        )))
+    });
     written?;
     read?;
     outcome.stopped = stop.is_cancelled();

@@ -94,7 +94,10 @@ impl MigrateOutcome {
 
     /// Keys whose counts differ, over every kind.
     pub fn mismatched(&self) -> u64 {
-        AgentKind::ALL.iter().map(|k| self.kind(*k).mismatched).sum()
+        AgentKind::ALL
+            .iter()
+            .map(|k| self.kind(*k).mismatched)
+            .sum()
     }
 
     /// One line per kind for people.
@@ -121,7 +124,10 @@ impl MigrateOutcome {
                 s.failed
             ));
             if !self.dry_run {
-                out.push_str(&format!(", {} keys validated, {} mismatched", s.validated, s.mismatched));
+                out.push_str(&format!(
+                    ", {} keys validated, {} mismatched",
+                    s.validated, s.mismatched
+                ));
             }
         }
         out

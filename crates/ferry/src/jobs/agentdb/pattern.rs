@@ -83,7 +83,10 @@ mod tests {
         assert_eq!(p.agent(b"agent:a1:experiences"), Some(&b"a1"[..]));
         assert_eq!(p.agent(b"agent:a:b:experiences"), Some(&b"a:b"[..]));
         assert_eq!(p.agent(b"agent::experiences"), Some(&b""[..]));
-        assert_eq!(p.agent(b"agent:\xff\x00:experiences"), Some(&b"\xff\x00"[..]));
+        assert_eq!(
+            p.agent(b"agent:\xff\x00:experiences"),
+            Some(&b"\xff\x00"[..])
+        );
         assert_eq!(p.agent(b"agent:a1:q_values"), None);
         assert_eq!(p.agent(b"agent:experiences"), None);
         assert_eq!(p.key(b"a1"), b"agent:a1:experiences");
@@ -102,7 +105,10 @@ mod tests {
     #[test]
     fn a_pattern_needs_the_placeholder_once() {
         let e = KeyPattern::parse("[agentdb] policy_pattern", "agent:policy").unwrap_err();
-        assert!(e.contains("[agentdb] policy_pattern") && e.contains("{agent}"), "{e}");
+        assert!(
+            e.contains("[agentdb] policy_pattern") && e.contains("{agent}"),
+            "{e}"
+        );
         let e = KeyPattern::parse("--x", "{agent}:{agent}").unwrap_err();
         assert!(e.contains("more than once"), "{e}");
     }

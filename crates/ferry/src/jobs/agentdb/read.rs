@@ -93,13 +93,13 @@ impl Reader {
             for node in self.redis.masters() {
                 let mut cursor = 0;
                 loop {
-                    let (next, keys) = node
-                        .scan(cursor, Some(&glob), SCAN_COUNT)
-                        .await
-                        .map_err(|source| ferry_connectors::redis::ConnError::Command {
-                            endpoint: self.redis.display().to_string(),
-                            source,
-                        })?;
+                    let (next, keys) =
+                        node.scan(cursor, Some(&glob), SCAN_COUNT)
+                            .await
+                            .map_err(|source| ferry_connectors::redis::ConnError::Command {
+                                endpoint: self.redis.display().to_string(),
+                                source,
+                            })?;
                     for key in keys {
                         // SCAN may return a key twice; read it once.
                         if seen.insert(key.clone()) && !self.key(kind, &key).await? {
@@ -125,7 +125,9 @@ impl Reader {
             return Ok(true);
         };
         let agent = match records::text(raw, "the agent id") {
-            Ok(a) if a.is_empty() => Err("the agent id (the {agent} part of the name) is empty".to_string()),
+            Ok(a) if a.is_empty() => {
+                Err("the agent id (the {agent} part of the name) is empty".to_string())
+            }
             Ok(a) => Ok(a),
             Err(e) => Err(format!("{e}; it is the {{agent}} part of the key name")),
         };
@@ -228,14 +230,24 @@ impl Reader {
                             ListPush::Rpush => s,
                             ListPush::Lpush => -(s + 1),
                         };
-                        chunk.failures.push((format!("{}[{index}]", chunk.shown), e));
+                        chunk
+                            .failures
+                            .push((format!("{}[{index}]", chunk.shown), e));
                     }
                 }
             }
             seq += items.len() as i64;
             chunk.read = items.len() as u64;
             let done = (items.len() as i64) < batch;
-            chunk.batch.progress = vec![progress(&agent, AgentKind::Experiences, "list", None, seq, failed, done)];
+            chunk.batch.progress = vec![progress(
+                &agent,
+                AgentKind::Experiences,
+                "list",
+                None,
+                seq,
+                failed,
+                done,
+            )];
             let next = Chunk::next(&chunk);
             match self.send(chunk, done).await {
                 None => return Ok(false),
@@ -260,7 +272,10 @@ impl Reader {
             // make up for it.
             let count = self.batch + usize::from(last.is_some());
             let mut c = typed("XRANGE", key);
-            c.arg(last.as_deref().unwrap_or("-")).arg("+").arg("COUNT").arg(count);
+            c.arg(last.as_deref().unwrap_or("-"))
+                .arg("+")
+                .arg("COUNT")
+                .arg(count);
             let entries: Vec<(String, Vec<Vec<u8>>)> = match self.query(key, c).await? {
                 Ok(v) => redis::from_redis_value(v).unwrap_or_default(),
                 Err(e) => return self.read_failed(chunk, e).await,
@@ -285,7 +300,15 @@ impl Reader {
                 seq += 1;
                 last = Some(id);
             }
-            chunk.batch.progress = vec![progress(&agent, AgentKind::Experiences, "stream", last.clone(), seq, failed, done)];
+            chunk.batch.progress = vec![progress(
+                &agent,
+                AgentKind::Experiences,
+                "stream",
+                last.clone(),
+                seq,
+                failed,
+                done,
+            )];
             let next = Chunk::next(&chunk);
             match self.send(chunk, done).await {
                 None => return Ok(false),
@@ -323,7 +346,9 @@ impl Reader {
                     Err(e) => {
                         failed += 1;
                         let field = display_key(&pair[0]);
-                        chunk.failures.push((format!("{}[{field}]", chunk.shown), e));
+                        chunk
+                            .failures
+                            .push((format!("{}[{field}]", chunk.shown), e));
                     }
                 }
                 chunk.read += 1;
@@ -331,7 +356,15 @@ impl Reader {
             }
             cursor = next;
             let done = cursor == 0;
-            chunk.batch.progress = vec![progress(&agent, AgentKind::QValues, "hash", Some(cursor.to_string()), seen, failed, done)];
+            chunk.batch.progress = vec![progress(
+                &agent,
+                AgentKind::QValues,
+                "hash",
+                Some(cursor.to_string()),
+                seen,
+                failed,
+                done,
+            )];
             let next = Chunk::next(&chunk);
             match self.send(chunk, done).await {
                 None => return Ok(false),
@@ -361,7 +394,15 @@ impl Reader {
             }
         };
         chunk.read = 1;
-        chunk.batch.progress = vec![progress(&agent, AgentKind::Policy, "string", None, 1, failed, true)];
+        chunk.batch.progress = vec![progress(
+            &agent,
+            AgentKind::Policy,
+            "string",
+            None,
+            1,
+            failed,
+            true,
+        )];
         Ok(self.send(chunk, true).await.is_some())
     }
 
@@ -372,9 +413,10 @@ impl Reader {
         mut chunk: Chunk,
         e: redis::RedisError,
     ) -> Result<bool, AgentDbError> {
-        chunk
-            .failures
-            .push((chunk.shown.clone(), format!("Redis refused to read it: {e}")));
+        chunk.failures.push((
+            chunk.shown.clone(),
+            format!("Redis refused to read it: {e}"),
+        ));
         chunk.batch.progress.clear();
         Ok(self.tx.send(chunk).await.is_ok())
     }

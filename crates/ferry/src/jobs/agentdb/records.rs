@@ -101,9 +101,10 @@ pub fn q_value(agent: &str, field: &[u8], value: &[u8]) -> Result<QValueRow, Str
         ));
     }
     let value = text(value, "the value")?;
-    let number = value.trim().parse::<f64>().map_err(|_| {
-        format!("the value `{}` is not a number", shorten(&value))
-    })?;
+    let number = value
+        .trim()
+        .parse::<f64>()
+        .map_err(|_| format!("the value `{}` is not a number", shorten(&value)))?;
     Ok(QValueRow {
         agent_id: agent.to_string(),
         state: state.to_string(),
@@ -122,8 +123,9 @@ pub fn policy(agent: &str, bytes: &[u8]) -> Result<PolicyRow, String> {
 
 /// `bytes` as PostgreSQL text: UTF-8 without NUL.
 pub fn text(bytes: &[u8], what: &str) -> Result<String, String> {
-    let s = std::str::from_utf8(bytes)
-        .map_err(|_| format!("{what} is not UTF-8 text (PostgreSQL text columns hold only UTF-8)"))?;
+    let s = std::str::from_utf8(bytes).map_err(|_| {
+        format!("{what} is not UTF-8 text (PostgreSQL text columns hold only UTF-8)")
+    })?;
     if s.contains('\0') {
         return Err(format!(
             "{what} holds a NUL character, which PostgreSQL text cannot store"

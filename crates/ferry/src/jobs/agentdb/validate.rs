@@ -84,7 +84,15 @@ pub async fn check(
             .iter()
             .zip(&in_redis)
             .filter(|(k, _)| k.kind == kind)
-            .map(|(k, r)| (k, r.as_ref().ok().and_then(|v| redis::from_redis_value_ref(v).ok()).unwrap_or(0)))
+            .map(|(k, r)| {
+                (
+                    k,
+                    r.as_ref()
+                        .ok()
+                        .and_then(|v| redis::from_redis_value_ref(v).ok())
+                        .unwrap_or(0),
+                )
+            })
             .collect();
         if of_kind.is_empty() {
             continue;

@@ -8,11 +8,11 @@ use ferry_connectors::postgres::agentdb::{AgentDbStore, AgentKind, Batch, Writte
 use ferry_connectors::redis::RedisEndpoint;
 use tokio::sync::mpsc::Receiver;
 
+use super::AgentDbError;
 use super::metrics::AgentDbMetric;
 use super::outcome::MigrateOutcome;
 use super::read::Chunk;
 use super::validate::{self, Finished};
-use super::AgentDbError;
 use crate::observe::Progress;
 
 /// Gathers chunks into batches and writes them (or, in a dry run, only counts them).

@@ -7,8 +7,10 @@ fn exp(json: &str) -> Result<ExperienceRow, String> {
 
 #[test]
 fn a_full_experience_fills_every_column_and_keeps_other_fields() {
-    let e = exp(r#"{"state": {"x": 1}, "action": "left", "reward": -0.5, "next_state": [1, 2],
-        "done": false, "timestamp": "2026-01-31T10:00:00Z", "episode": 3}"#)
+    let e = exp(
+        r#"{"state": {"x": 1}, "action": "left", "reward": -0.5, "next_state": [1, 2],
+        "done": false, "timestamp": "2026-01-31T10:00:00Z", "episode": 3}"#,
+    )
     .unwrap();
     assert_eq!(e.agent_id, "a1");
     assert_eq!(e.seq, 7);
@@ -26,16 +28,28 @@ fn missing_fields_are_null_and_discrete_actions_are_text() {
     let e = exp(r#"{"action": 3, "done": 1, "state": null}"#).unwrap();
     assert_eq!(e.action.as_deref(), Some("3"));
     assert_eq!(e.done, Some(true));
-    assert_eq!((e.state, e.reward, e.ts, e.metadata), (None, None, None, None));
+    assert_eq!(
+        (e.state, e.reward, e.ts, e.metadata),
+        (None, None, None, None)
+    );
 }
 
 #[test]
 fn timestamps_in_seconds_and_milliseconds_agree() {
     let want = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
-    for t in [json!(1_700_000_000), json!(1_700_000_000_000_i64), json!("1700000000"), json!("2023-11-14T22:13:20Z")] {
+    for t in [
+        json!(1_700_000_000),
+        json!(1_700_000_000_000_i64),
+        json!("1700000000"),
+        json!("2023-11-14T22:13:20Z"),
+    ] {
         assert_eq!(timestamp(t.clone()).unwrap(), want, "{t}");
     }
-    assert!(timestamp(json!("yesterday")).unwrap_err().contains("RFC 3339"));
+    assert!(
+        timestamp(json!("yesterday"))
+            .unwrap_err()
+            .contains("RFC 3339")
+    );
     assert!(timestamp(json!(1e300)).is_err());
     assert!(timestamp(json!(true)).is_err());
 }
@@ -44,7 +58,10 @@ fn timestamps_in_seconds_and_milliseconds_agree() {
 fn bad_experiences_say_what_is_wrong() {
     for (json, says) in [
         ("{not json", "invalid JSON"),
-        (r#"{"reward": NaN}"#, "NaN and Infinity are not JSON numbers"),
+        (
+            r#"{"reward": NaN}"#,
+            "NaN and Infinity are not JSON numbers",
+        ),
         (r#"{"reward": "NaN"}"#, "reward is NaN"),
         (r#"{"reward": "inf"}"#, "reward is infinite"),
         (r#"{"reward": [1]}"#, "not a number"),
@@ -63,7 +80,10 @@ fn bad_experiences_say_what_is_wrong() {
 
 #[test]
 fn stream_entries_are_one_json_field_or_one_field_per_column() {
-    let one = vec![(b"data".to_vec(), br#"{"action": "up", "reward": 1}"#.to_vec())];
+    let one = vec![(
+        b"data".to_vec(),
+        br#"{"action": "up", "reward": 1}"#.to_vec(),
+    )];
     let e = experience_from_entry("a", 0, "5-0", &one).unwrap();
     assert_eq!((e.action.as_deref(), e.reward), (Some("up"), Some(1.0)));
     assert_eq!(e.source_id.as_deref(), Some("5-0"));
@@ -90,15 +110,28 @@ fn stream_entries_are_one_json_field_or_one_field_per_column() {
         (b"action".to_vec(), b"a".to_vec()),
     ];
     let err = experience_from_entry("a", 2, "7-0", &broken).unwrap_err();
-    assert!(err.contains("field `state`") && err.contains("invalid JSON"), "{err}");
-    let binary = vec![(b"\xff".to_vec(), b"1".to_vec()), (b"b".to_vec(), b"2".to_vec())];
-    assert!(experience_from_entry("a", 3, "8-0", &binary).unwrap_err().contains("UTF-8"));
+    assert!(
+        err.contains("field `state`") && err.contains("invalid JSON"),
+        "{err}"
+    );
+    let binary = vec![
+        (b"\xff".to_vec(), b"1".to_vec()),
+        (b"b".to_vec(), b"2".to_vec()),
+    ];
+    assert!(
+        experience_from_entry("a", 3, "8-0", &binary)
+            .unwrap_err()
+            .contains("UTF-8")
+    );
 }
 
 #[test]
 fn q_value_fields_split_at_the_last_bar() {
     let q = q_value("a", b"s|1|up", b" 0.75 ").unwrap();
-    assert_eq!((q.state.as_str(), q.action.as_str(), q.value), ("s|1", "up", 0.75));
+    assert_eq!(
+        (q.state.as_str(), q.action.as_str(), q.value),
+        ("s|1", "up", 0.75)
+    );
     for (field, value, says) in [
         (&b"nobar"[..], &b"1"[..], "has no `|`"),
         (b"s|", b"1", "empty action"),
@@ -116,8 +149,15 @@ fn q_value_fields_split_at_the_last_bar() {
 
 #[test]
 fn policies_are_any_json() {
-    assert_eq!(policy("a", b"[0.1, 0.9]").unwrap().policy, json!([0.1, 0.9]));
+    assert_eq!(
+        policy("a", b"[0.1, 0.9]").unwrap().policy,
+        json!([0.1, 0.9])
+    );
     assert_eq!(policy("a", br#""greedy""#).unwrap().policy, json!("greedy"));
     assert!(policy("a", b"greedy").unwrap_err().contains("invalid JSON"));
-    assert!(policy("a", br#"{"k": "\u0000"}"#).unwrap_err().contains("NUL"));
+    assert!(
+        policy("a", br#"{"k": "\u0000"}"#)
+            .unwrap_err()
+            .contains("NUL")
+    );
 }
