@@ -552,3 +552,43 @@ async fn a_second_run_and_a_foreign_table_are_refused() {
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn patterns_come_from_the_config_file_and_a_key_that_changed_type_is_refused() {
+    let redis = RedisServer::start();
+    let env = Env::new(redis.url());
+    let config = env.dir.path().join("ferry.toml");
+    std::fs::write(
+        &config,
+        "[agentdb]\nexperiences_pattern = \"rl/{agent}/exp\"\nq_values_pattern = \"rl/{agent}/q\"\npolicy_pattern = \"rl/{agent}/policy\"\nbatch = 3\n",
+    )
+    .unwrap();
+    let mut c = redis.conn();
+    push_list(&mut c, "rl/p1/exp", 0..7);
+    let _: () = c.hset("rl/p1/q", "s|a", 1.5).unwrap();
+    push_list(&mut c, "agent:ignored:experiences", 0..2);
+    let with_config = |env: &Env| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferry"));
+        cmd.arg("--config").arg(&config);
+        let migrate = env.command(&[]);
+        cmd.args(migrate.get_args()).env_remove("FERRY_FAILPOINT");
+        cmd.output().unwrap()
+    };
+    let out = with_config(&env);
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    let pg = env.pg().await;
+    assert_experiences(&pg, "p1", 7).await;
+    assert_eq!(count(&pg, "rl_q_values", "p1").await, 1);
+    assert_eq!(count(&pg, "rl_experiences", "ignored").await, 0);
+
+    let _: () = c.del("rl/p1/exp").unwrap();
+    push_stream(&mut c, "rl/p1/exp", 0..3);
+    let out = with_config(&env);
+    let text = output_text(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("rl/p1/exp") && text.contains("was a list"),
+        "{text}"
+    );
+    assert_experiences(&pg, "p1", 7).await;
+}

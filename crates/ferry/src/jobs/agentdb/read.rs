@@ -6,8 +6,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use ferry_connectors::postgres::agentdb::{AgentKind, Batch, Progress};
-use ferry_connectors::redis::{Cmd, RedisEndpoint, RedisResult, Value, cmd};
+use ferry_connectors::redis::{Cmd, RedisEndpoint, cmd};
 use ferry_core::report::display_key;
+use redis::FromRedisValue;
 use tokio::sync::mpsc::Sender;
 use tokio_util::sync::CancellationToken;
 
@@ -135,10 +136,10 @@ impl Reader {
             Ok(a) => a,
             Err(e) => return self.key_failed(kind, key, e).await,
         };
-        let Ok(ty) = self.query(key, typed("TYPE", key)).await? else {
-            return Ok(true);
+        let ty: String = match self.fetch(key, typed("TYPE", key)).await? {
+            Ok(ty) => ty,
+            Err(e) => return self.key_failed(kind, key, e).await,
         };
-        let ty: String = redis::from_redis_value(ty).unwrap_or_default();
         let earlier = self.progress.get(&(agent.clone(), kind));
         if let Some(p) = earlier.filter(|p| p.key_type != ty && ty != "none") {
             let e = format!(
@@ -181,9 +182,17 @@ impl Reader {
     }
 
     /// Runs one command on the key's node: `Err` for the connection, the inner `Err` for an
-    /// error reply.
-    async fn query(&self, key: &[u8], cmd: Cmd) -> Result<RedisResult<Value>, AgentDbError> {
-        Ok(self.redis.query(key, cmd).await?)
+    /// error reply or a reply of an unexpected shape.
+    async fn fetch<T: FromRedisValue>(
+        &self,
+        key: &[u8],
+        cmd: Cmd,
+    ) -> Result<Result<T, String>, AgentDbError> {
+        Ok(match self.redis.query(key, cmd).await? {
+            Ok(v) => redis::from_redis_value(v)
+                .map_err(|e| format!("Redis sent an unexpected reply: {e}")),
+            Err(e) => Err(format!("Redis refused to read it: {e}")),
+        })
     }
 
     /// Sends `chunk`: `None` when the run must end (the writer is gone, or stopped), else
@@ -213,8 +222,8 @@ impl Reader {
             };
             let mut c = typed("LRANGE", key);
             c.arg(start).arg(end);
-            let mut items: Vec<Vec<u8>> = match self.query(key, c).await? {
-                Ok(v) => redis::from_redis_value(v).unwrap_or_default(),
+            let mut items: Vec<Vec<u8>> = match self.fetch(key, c).await? {
+                Ok(v) => v,
                 Err(e) => return self.read_failed(chunk, e).await,
             };
             if self.list_push == ListPush::Lpush {
@@ -276,8 +285,8 @@ impl Reader {
                 .arg("+")
                 .arg("COUNT")
                 .arg(count);
-            let entries: Vec<(String, Vec<Vec<u8>>)> = match self.query(key, c).await? {
-                Ok(v) => redis::from_redis_value(v).unwrap_or_default(),
+            let entries: Vec<(String, Vec<Vec<u8>>)> = match self.fetch(key, c).await? {
+                Ok(v) => v,
                 Err(e) => return self.read_failed(chunk, e).await,
             };
             let done = entries.len() < count;
@@ -336,8 +345,8 @@ impl Reader {
         loop {
             let mut c = typed("HSCAN", key);
             c.arg(cursor).arg("COUNT").arg(self.batch);
-            let (next, flat): (u64, Vec<Vec<u8>>) = match self.query(key, c).await? {
-                Ok(v) => redis::from_redis_value(v).unwrap_or_default(),
+            let (next, flat): (u64, Vec<Vec<u8>>) = match self.fetch(key, c).await? {
+                Ok(v) => v,
                 Err(e) => return self.read_failed(chunk, e).await,
             };
             for pair in flat.chunks_exact(2) {
@@ -376,8 +385,8 @@ impl Reader {
 
     async fn policy(&self, key: &[u8], agent: String) -> Result<bool, AgentDbError> {
         let mut chunk = Chunk::new(AgentKind::Policy, key);
-        let value: Option<Vec<u8>> = match self.query(key, typed("GET", key)).await? {
-            Ok(v) => redis::from_redis_value(v).unwrap_or_default(),
+        let value: Option<Vec<u8>> = match self.fetch(key, typed("GET", key)).await? {
+            Ok(v) => v,
             Err(e) => return self.read_failed(chunk, e).await,
         };
         let Some(value) = value else {
@@ -406,17 +415,10 @@ impl Reader {
         Ok(self.send(chunk, true).await.is_some())
     }
 
-    /// A read of the key answered with an error (it changed type meanwhile): what `chunk`
-    /// already holds is kept, the key is reported as failed.
-    async fn read_failed(
-        &self,
-        mut chunk: Chunk,
-        e: redis::RedisError,
-    ) -> Result<bool, AgentDbError> {
-        chunk.failures.push((
-            chunk.shown.clone(),
-            format!("Redis refused to read it: {e}"),
-        ));
+    /// A read of the key failed (it changed type meanwhile): the key is reported as failed;
+    /// what its earlier chunks brought stays.
+    async fn read_failed(&self, mut chunk: Chunk, e: String) -> Result<bool, AgentDbError> {
+        chunk.failures.push((chunk.shown.clone(), e));
         chunk.batch.progress.clear();
         Ok(self.tx.send(chunk).await.is_ok())
     }

@@ -7,6 +7,16 @@ use chrono::{DateTime, Datelike, Utc};
 use ferry_connectors::postgres::agentdb::{ExperienceRow, PolicyRow, QValueRow};
 use serde_json::{Map, Value};
 
+/// The fields of an experience that have columns of their own.
+const COLUMNS: [&str; 6] = [
+    "state",
+    "action",
+    "reward",
+    "next_state",
+    "done",
+    "timestamp",
+];
+
 /// An experience from a JSON document (a list element, or a Stream entry's only field).
 pub fn experience_from_json(
     agent: &str,
@@ -23,8 +33,8 @@ pub fn experience_from_json(
     }
 }
 
-/// An experience from a Stream entry: one field holding a JSON object is that object;
-/// otherwise every field is one of the record's fields, its value read as JSON where it is
+/// An experience from a Stream entry: one field (not named as a column) holding a JSON object
+/// is that object; otherwise every field is one of the record's fields, its value read as JSON where it is
 /// JSON (`0.5`, `true`, `{"x": 1}`) and as a string where it is not (`left`).
 pub fn experience_from_entry(
     agent: &str,
@@ -33,7 +43,8 @@ pub fn experience_from_entry(
     fields: &[(Vec<u8>, Vec<u8>)],
 ) -> Result<ExperienceRow, String> {
     let source_id = Some(id.to_string());
-    if let [(_, value)] = fields
+    if let [(name, value)] = fields
+        && !COLUMNS.iter().any(|c| c.as_bytes() == name.as_slice())
         && let Ok(Value::Object(obj)) = serde_json::from_slice::<Value>(value)
     {
         return experience(agent, seq, source_id, obj);

@@ -114,6 +114,9 @@ fn stream_entries_are_one_json_field_or_one_field_per_column() {
         err.contains("field `state`") && err.contains("invalid JSON"),
         "{err}"
     );
+    let only_state = vec![(b"state".to_vec(), br#"{"action": "x"}"#.to_vec())];
+    let e = experience_from_entry("a", 4, "9-0", &only_state).unwrap();
+    assert_eq!((e.state, e.action), (Some(json!({"action": "x"})), None));
     let binary = vec![
         (b"\xff".to_vec(), b"1".to_vec()),
         (b"b".to_vec(), b"2".to_vec()),
