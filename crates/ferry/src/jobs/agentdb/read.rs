@@ -125,14 +125,7 @@ impl Reader {
         let Some(raw) = self.patterns.get(kind).agent(key) else {
             return Ok(true);
         };
-        let agent = match records::text(raw, "the agent id") {
-            Ok(a) if a.is_empty() => {
-                Err("the agent id (the {agent} part of the name) is empty".to_string())
-            }
-            Ok(a) => Ok(a),
-            Err(e) => Err(format!("{e}; it is the {{agent}} part of the key name")),
-        };
-        let agent = match agent {
+        let agent = match records::agent_id(raw) {
             Ok(a) => a,
             Err(e) => return self.key_failed(kind, key, e).await,
         };
@@ -141,7 +134,7 @@ impl Reader {
             Err(e) => return self.key_failed(kind, key, e).await,
         };
         let earlier = self.progress.get(&(agent.clone(), kind));
-        if let Some(p) = earlier.filter(|p| p.key_type != ty && ty != "none") {
+        if let Some(p) = earlier.filter(|p| p.key_type != ty && (ty == "list" || ty == "stream")) {
             let e = format!(
                 "was a {} when Ferry last read it and is a {ty} now, so its checkpoint does not apply; delete its row (agent_id, kind) = ('{agent}', '{}') from ferry_agentdb_progress and its rows from {} to move it again",
                 p.key_type,

@@ -111,6 +111,12 @@ pub fn q_value(agent: &str, field: &[u8], value: &[u8]) -> Result<QValueRow, Str
             if state.is_empty() { "state" } else { "action" }
         ));
     }
+    let indexed = agent.len() + state.len() + action.len();
+    if indexed > MAX_INDEXED_BYTES {
+        return Err(format!(
+            "the agent id, state and action are {indexed} bytes together, more than the {MAX_INDEXED_BYTES} PostgreSQL's primary key index of rl_q_values can take"
+        ));
+    }
     let value = text(value, "the value")?;
     let number = value
         .trim()
@@ -130,6 +136,27 @@ pub fn policy(agent: &str, bytes: &[u8]) -> Result<PolicyRow, String> {
         agent_id: agent.to_string(),
         policy: checked("the policy", parse_json(bytes)?)?,
     })
+}
+
+/// The most bytes of text in one entry of a btree index Ferry writes: PostgreSQL refuses an
+/// entry over 2704 bytes (a third of a page) after compression; text that does not compress
+/// reaches that at about 2700 bytes.
+pub const MAX_INDEXED_BYTES: usize = 2600;
+
+/// The agent id of a key (its `{agent}` part): text, not empty, short enough to be indexed.
+pub fn agent_id(raw: &[u8]) -> Result<String, String> {
+    let agent = text(raw, "the agent id")
+        .map_err(|e| format!("{e}; it is the {{agent}} part of the key name"))?;
+    if agent.is_empty() {
+        return Err("the agent id (the {agent} part of the name) is empty".into());
+    }
+    if agent.len() > MAX_INDEXED_BYTES {
+        return Err(format!(
+            "the agent id is {} bytes, more than the {MAX_INDEXED_BYTES} PostgreSQL's indexes on agent_id can take",
+            agent.len()
+        ));
+    }
+    Ok(agent)
 }
 
 /// `bytes` as PostgreSQL text: UTF-8 without NUL.

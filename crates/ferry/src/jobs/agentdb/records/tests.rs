@@ -144,6 +144,7 @@ fn q_value_fields_split_at_the_last_bar() {
         (b"s|a", b"high", "not a number"),
         (b"s\xff|a", b"1", "not UTF-8"),
         (b"s\0|a", b"1", "NUL"),
+        (&[b'x'; 2600][..], b"1", "has no `|`"),
     ] {
         let e = q_value("a", field, value).unwrap_err();
         assert!(e.contains(says), "{field:?}={value:?}: {e}");
@@ -163,4 +164,16 @@ fn policies_are_any_json() {
             .unwrap_err()
             .contains("NUL")
     );
+}
+
+#[test]
+fn keys_too_long_for_an_index_are_refused() {
+    let long_state = format!("{}|up", "s".repeat(2598));
+    let e = q_value("a", long_state.as_bytes(), b"1").unwrap_err();
+    assert!(e.contains("2600"), "{e}");
+    assert!(q_value("a", format!("{}|up", "s".repeat(2590)).as_bytes(), b"1").is_ok());
+    assert!(agent_id(&[b'a'; 2601]).unwrap_err().contains("2601 bytes"));
+    assert!(agent_id(b"").unwrap_err().contains("empty"));
+    assert!(agent_id(b"\xff").unwrap_err().contains("not UTF-8"));
+    assert_eq!(agent_id(b"a1").unwrap(), "a1");
 }
