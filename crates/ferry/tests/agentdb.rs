@@ -497,7 +497,7 @@ async fn bad_records_wrong_types_and_binary_names_are_failed_items_and_the_run_g
 }
 
 #[test]
-fn an_unreachable_postgres_is_a_clear_error() {
+fn an_unreachable_postgres_or_redis_is_a_clear_error() {
     let redis = RedisServer::start();
     let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
         .args(["agentdb", "migrate", "--redis", &redis.url()])
@@ -514,6 +514,21 @@ fn an_unreachable_postgres_is_a_clear_error() {
         text.contains("PostgreSQL at") && text.contains("unavailable"),
         "{text}"
     );
+    assert!(!text.contains("hunter2"), "{text}");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args([
+            "agentdb",
+            "migrate",
+            "--redis",
+            "redis://:hunter2@127.0.0.1:1",
+        ])
+        .env_remove("FERRY_AGENTDB_POSTGRES")
+        .output()
+        .unwrap();
+    let text = output_text(&out);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(text.contains("cannot connect to Redis"), "{text}");
     assert!(!text.contains("hunter2"), "{text}");
 }
 
@@ -591,4 +606,35 @@ async fn patterns_come_from_the_config_file_and_a_key_that_changed_type_is_refus
         "{text}"
     );
     assert_experiences(&pg, "p1", 7).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counts_that_differ_are_reported_and_exit_1() {
+    let redis = RedisServer::start();
+    let env = Env::new(redis.url());
+    let mut c = redis.conn();
+    seed_agents(&mut c);
+    env.migrate_ok(&[], 0);
+    let pg = env.pg().await;
+    pg.execute(
+        "DELETE FROM rl_experiences WHERE agent_id = 'a1' AND seq >= 20",
+        &[],
+    )
+    .await
+    .unwrap();
+    let _: () = c.hdel("agent:a2:q_values", "s0|a0").unwrap();
+    let report = env.migrate_ok(&[], 1);
+    assert_eq!(report["stats"]["mismatched"], 2, "{report}");
+    assert_eq!(stat(&report, "experiences", "mismatched"), 1);
+    assert_eq!(stat(&report, "q_values", "mismatched"), 1);
+    let errors = report["errors"].to_string();
+    assert!(
+        errors.contains("agent:a1:experiences")
+            && errors.contains("Redis holds 25 experiences, PostgreSQL 20 rows"),
+        "{errors}"
+    );
+    assert!(
+        errors.contains("agent:a2:q_values") && errors.contains("PostgreSQL holds more"),
+        "{errors}"
+    );
 }
