@@ -7,6 +7,8 @@
 //! and the progress of every Redis key the batch read is written to `ferry_agentdb_progress`
 //! in the same transaction. A run killed at any point therefore leaves each key's rows and its
 //! checkpoint in step, and a re-run neither misses nor doubles a row.
+//!
+//! `sql.rs` holds the tables and the statements.
 
 use std::collections::HashMap;
 use std::pin::pin;
@@ -16,116 +18,25 @@ use chrono::{DateTime, Utc};
 use ferry_core::error::{Classify, ErrorClass};
 use serde_json::Value;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, Transaction};
 
-use super::{MigrateError, VersionedSchema, db_message};
+use super::{MigrateError, db_message};
 use crate::schema::redact_url;
-
-/// The tables, created if missing (version 1 of the `agentdb` component in `ferry_schema`).
-const MIGRATIONS: &[&str] = &[r#"
-CREATE TABLE IF NOT EXISTS rl_experiences (
-    id bigserial PRIMARY KEY,
-    agent_id text NOT NULL,
-    seq bigint NOT NULL,
-    state jsonb,
-    action text,
-    reward double precision,
-    next_state jsonb,
-    done boolean,
-    ts timestamptz,
-    metadata jsonb,
-    source_id text,
-    migrated_at timestamptz NOT NULL DEFAULT now(),
-    UNIQUE (agent_id, seq)
-);
-CREATE TABLE IF NOT EXISTS rl_q_values (
-    agent_id text NOT NULL,
-    state text NOT NULL,
-    action text NOT NULL,
-    value double precision NOT NULL,
-    updated_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (agent_id, state, action)
-);
-CREATE TABLE IF NOT EXISTS rl_policies (
-    agent_id text PRIMARY KEY,
-    policy jsonb NOT NULL,
-    updated_at timestamptz NOT NULL DEFAULT now()
-);
-CREATE TABLE IF NOT EXISTS ferry_agentdb_progress (
-    agent_id text NOT NULL,
-    kind text NOT NULL,
-    key_type text NOT NULL,
-    position text,
-    seq bigint NOT NULL DEFAULT 0,
-    failed bigint NOT NULL DEFAULT 0,
-    done boolean NOT NULL DEFAULT false,
-    updated_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (agent_id, kind)
-);
-"#];
-
-/// The agentdb schema; its advisory lock serialises migrations ("ferryagm").
-const SCHEMA: VersionedSchema = VersionedSchema {
-    component: "agentdb",
-    lock: 0x6665_7272_7961_676d,
-    migrations: MIGRATIONS,
-    first_table: None,
+use sql::{
+    COPY_EXPERIENCES, COPY_POLICIES, COPY_Q_VALUES, EXPERIENCE_TYPES, INSERT_EXPERIENCES,
+    INSERT_POLICIES, INSERT_Q_VALUES, MIGRATIONS, POLICY_TYPES, Q_VALUE_TYPES, SAVE_PROGRESS,
+    SCHEMA, STAGING,
 };
+
+mod sql;
 
 /// The session-level advisory lock a run holds, so that two runs never overlap ("ferryagd").
 pub const RUN_LOCK: i64 = 0x6665_7272_7961_6764;
 
-/// Session-local staging tables; `COPY` fills them, the batch's `INSERT`s empty them at commit.
-const STAGING: &str = "
-CREATE TEMP TABLE IF NOT EXISTS ferry_agentdb_stage_experiences (agent_id text, seq bigint,
-    state jsonb, action text, reward double precision, next_state jsonb, done boolean,
-    ts timestamptz, metadata jsonb, source_id text) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE IF NOT EXISTS ferry_agentdb_stage_q_values (agent_id text, state text,
-    action text, value double precision) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE IF NOT EXISTS ferry_agentdb_stage_policies (agent_id text, policy jsonb)
-    ON COMMIT DELETE ROWS;";
-
-const COPY_EXPERIENCES: &str = "COPY ferry_agentdb_stage_experiences (agent_id, seq, state, action, reward, next_state, done, ts, metadata, source_id) FROM STDIN (FORMAT binary)";
-const EXPERIENCE_TYPES: &[Type] = &[
-    Type::TEXT,
-    Type::INT8,
-    Type::JSONB,
-    Type::TEXT,
-    Type::FLOAT8,
-    Type::JSONB,
-    Type::BOOL,
-    Type::TIMESTAMPTZ,
-    Type::JSONB,
-    Type::TEXT,
-];
-const INSERT_EXPERIENCES: &str = "INSERT INTO rl_experiences (agent_id, seq, state, action, reward, next_state, done, ts, metadata, source_id)
-    SELECT agent_id, seq, state, action, reward, next_state, done, ts, metadata, source_id
-    FROM ferry_agentdb_stage_experiences
-    ON CONFLICT (agent_id, seq) DO NOTHING";
-
-const COPY_Q_VALUES: &str =
-    "COPY ferry_agentdb_stage_q_values (agent_id, state, action, value) FROM STDIN (FORMAT binary)";
-const Q_VALUE_TYPES: &[Type] = &[Type::TEXT, Type::TEXT, Type::TEXT, Type::FLOAT8];
-const INSERT_Q_VALUES: &str = "INSERT INTO rl_q_values AS q (agent_id, state, action, value)
-    SELECT DISTINCT ON (agent_id, state, action) agent_id, state, action, value
-    FROM ferry_agentdb_stage_q_values
-    ON CONFLICT (agent_id, state, action) DO UPDATE SET value = EXCLUDED.value, updated_at = now()
-    WHERE q.value IS DISTINCT FROM EXCLUDED.value";
-
-const COPY_POLICIES: &str =
-    "COPY ferry_agentdb_stage_policies (agent_id, policy) FROM STDIN (FORMAT binary)";
-const POLICY_TYPES: &[Type] = &[Type::TEXT, Type::JSONB];
-const INSERT_POLICIES: &str = "INSERT INTO rl_policies AS p (agent_id, policy)
-    SELECT DISTINCT ON (agent_id) agent_id, policy FROM ferry_agentdb_stage_policies
-    ON CONFLICT (agent_id) DO UPDATE SET policy = EXCLUDED.policy, updated_at = now()
-    WHERE p.policy IS DISTINCT FROM EXCLUDED.policy";
-
-const SAVE_PROGRESS: &str = "INSERT INTO ferry_agentdb_progress (agent_id, kind, key_type, position, seq, failed, done)
-    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[], $6::int8[], $7::bool[])
-    ON CONFLICT (agent_id, kind) DO UPDATE SET key_type = EXCLUDED.key_type,
-        position = EXCLUDED.position, seq = EXCLUDED.seq, failed = EXCLUDED.failed,
-        done = EXCLUDED.done, updated_at = now()";
+/// How long a run waits for [`RUN_LOCK`].
+const LOCK_WAIT: Duration = Duration::from_secs(3);
 
 /// What a Redis key holds for one agent, and the table it goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
@@ -295,7 +206,7 @@ pub enum AgentDbError {
     Schema(String),
     /// Another run holds the lock.
     #[error(
-        "another `ferry agentdb migrate` is running against {url} (it holds advisory lock {RUN_LOCK}); wait for it to end or stop it, then run again"
+        "another `ferry agentdb migrate` is running against {url} (it has held advisory lock {RUN_LOCK} for over 3 s); wait for it to end or stop it, then run again"
     )]
     Locked {
         /// The server, password redacted.
@@ -392,19 +303,31 @@ impl AgentDbStore {
         tx.commit().await.map_err(|e| error_at(&shown, e))
     }
 
+    /// Takes the run lock, waiting up to [`LOCK_WAIT`] for it: the session of a run that was
+    /// just killed may take a moment to end.
     async fn lock(&self) -> Result<(), AgentDbError> {
-        let row = self
-            .client
-            .query_one("SELECT pg_try_advisory_lock($1)", &[&RUN_LOCK])
+        let wait = format!("SET lock_timeout = {}", LOCK_WAIT.as_millis());
+        self.client
+            .batch_execute(&wait)
             .await
             .map_err(|e| self.error(e))?;
-        if row.get::<_, bool>(0) {
-            Ok(())
-        } else {
-            Err(AgentDbError::Locked {
-                url: self.shown.clone(),
-            })
+        let locked = self
+            .client
+            .execute("SELECT pg_advisory_lock($1)", &[&RUN_LOCK])
+            .await;
+        match locked {
+            Ok(_) => {}
+            Err(e) if e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) => {
+                return Err(AgentDbError::Locked {
+                    url: self.shown.clone(),
+                });
+            }
+            Err(e) => return Err(self.error(e)),
         }
+        self.client
+            .batch_execute("RESET lock_timeout")
+            .await
+            .map_err(|e| self.error(e))
     }
 
     /// Plans every statement a batch runs (nothing is executed): a table of the same name that
