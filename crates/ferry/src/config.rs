@@ -13,6 +13,7 @@ use crate::observe::LogFormat;
 use crate::server::ServeOptions;
 use ferry_core::secret::SecretUrl;
 
+pub use crate::jobs::agentdb::config::AgentDbSection;
 pub use crate::jobs::bridge::config::BridgeSection;
 pub use crate::jobs::events::config::EventsSection;
 pub use crate::jobs::keys::config::KeysSection;
@@ -48,6 +49,9 @@ pub struct FileConfig {
     /// The vectors job.
     #[serde(default)]
     pub vectors: VectorsSection,
+    /// The agentdb job.
+    #[serde(default)]
+    pub agentdb: AgentDbSection,
 }
 
 /// The longest duration accepted from a config file or a flag: 100 years, in seconds.
@@ -186,6 +190,7 @@ impl FileConfig {
         self.tier.check()?;
         self.serve.check()?;
         self.events.check()?;
+        self.agentdb.check()?;
         crate::jobs::bridge::config::check_all(&self.bridge)
     }
 

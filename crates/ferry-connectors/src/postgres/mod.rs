@@ -1,6 +1,8 @@
 //! PostgreSQL: the tier job's event store ([`PostgresEventStore`]) and the events job's log
-//! with its outbox ([`EventLog`]), and the vectors job's table source ([`vectors::PgVectorSource`]).
+//! with its outbox ([`EventLog`]), the vectors job's table source ([`vectors::PgVectorSource`]), and
+//! the agentdb job's tables and loader ([`agentdb`]).
 
+pub mod agentdb;
 pub mod events;
 mod tier;
 pub mod vectors;

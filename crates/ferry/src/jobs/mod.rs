@@ -16,6 +16,7 @@
 //! module, its command, its metrics, its context in [`Served`] and what it brings to `ferry
 //! serve`), and its config section is a field of [`crate::config::FileConfig`].
 
+pub mod agentdb;
 pub mod bridge;
 pub mod events;
 pub mod keys;
@@ -79,6 +80,12 @@ pub enum JobCommand {
         #[command(subcommand)]
         action: vectors::args::VectorsAction,
     },
+    /// Move RL agent state (experiences, Q-values, policies) from Redis into PostgreSQL.
+    Agentdb {
+        /// The action.
+        #[command(subcommand)]
+        action: agentdb::args::AgentDbAction,
+    },
 }
 
 impl JobCommand {
@@ -90,6 +97,7 @@ impl JobCommand {
             JobCommand::Events { action } => events::cli::run(action, file).await,
             JobCommand::Bridge { action } => bridge::cli::run(action, file).await,
             JobCommand::Vectors { action } => vectors::cli::run(action, file).await,
+            JobCommand::Agentdb { action } => agentdb::cli::run(action, file).await,
         }
     }
 }
@@ -106,10 +114,13 @@ pub fn metric_names() -> Vec<(&'static str, &'static str, Kind)> {
     let bridge = bridge.map(|m| (m.name(), m.help(), m.kind()));
     let vectors = vectors::metrics::VectorsMetric::ALL.iter();
     let vectors = vectors.map(|m| (m.name(), m.help(), m.kind()));
+    let agentdb = agentdb::metrics::AgentDbMetric::ALL.iter();
+    let agentdb = agentdb.map(|m| (m.name(), m.help(), m.kind()));
     keys.chain(tier)
         .chain(events)
         .chain(bridge)
         .chain(vectors)
+        .chain(agentdb)
         .collect()
 }
 
