@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 
-.PHONY: demo test test-setup bench-keys bench-tier bench-events bench-bridge eval-tier fmt clippy
+.PHONY: demo test test-setup bench-keys bench-tier bench-events bench-bridge bench-vectors eval-tier fmt clippy
 
 ## demo: set up, then run the keys, tier, events and bridge jobs end to end on throwaway servers
 demo: test-setup
@@ -38,6 +38,12 @@ bench-events:
 ##   baseline, then 720p frame re-encoding against Pillow (`make bench-bridge ARGS=--quick`)
 bench-bridge:
 	scripts/bench-bridge $(ARGS)
+
+## bench-vectors: 384-d embeddings FalkorDB → Redis vector sets and Milvus Lite against the
+##   servers' own insert ceilings and the seed's one-item-at-a-time Python (`make bench-vectors
+##   ARGS="--count 5000 --datasets gaussian"` for a shorter run)
+bench-vectors:
+	scripts/bench-vectors $(ARGS)
 
 ## eval-tier: grouping quality (reduction, purity, fragmentation) per similarity backend
 eval-tier:
