@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 
-.PHONY: demo test test-setup bench-keys bench-tier bench-events bench-bridge bench-vectors eval-tier fmt clippy
+.PHONY: demo test test-setup bench-keys bench-tier bench-events bench-bridge eval-tier fmt clippy
 
 ## demo: set up, then run the keys, tier, events and bridge jobs end to end on throwaway servers
 demo: test-setup
@@ -42,6 +42,7 @@ bench-bridge:
 ## bench-vectors: 384-d embeddings FalkorDB → Redis vector sets and Milvus Lite against the
 ##   servers' own insert ceilings and the seed's one-item-at-a-time Python (`make bench-vectors
 ##   ARGS="--count 5000 --datasets gaussian"` for a shorter run)
+.PHONY: bench-vectors
 bench-vectors:
 	scripts/bench-vectors $(ARGS)
 
