@@ -273,8 +273,9 @@ def milvus(a):
 
 
 def fresh_collection(a, client, id_is_int, dim):
-    """A new collection shaped as Ferry creates one: primary key `id` (Int64, or VarChar(512)
-    for string ids), `embedding` FloatVector(dim), an AUTOINDEX with the COSINE metric."""
+    """A new collection shaped as Ferry creates one (crates/ferry-connectors/src/milvus/): primary
+    key `id` (Int64, or VarChar(512) for string ids), `embedding` FloatVector(dim), strong
+    consistency, an AUTOINDEX with the COSINE metric made before any data, loaded."""
     from pymilvus import DataType, MilvusClient
 
     if client.has_collection(a.collection):
@@ -287,7 +288,7 @@ def fresh_collection(a, client, id_is_int, dim):
     schema.add_field("embedding", DataType.FLOAT_VECTOR, dim=dim)
     index = client.prepare_index_params()
     index.add_index("embedding", index_type="AUTOINDEX", metric_type="COSINE")
-    client.create_collection(a.collection, schema=schema, index_params=index)
+    client.create_collection(a.collection, schema=schema, index_params=index, consistency_level="Strong")
 
 
 def milvus_count(client, collection):
@@ -366,7 +367,7 @@ DESCRIBE = {
     ("vset", "ferry"): "ferry vectors migrate --workers 4 --batch 500",
     ("milvus", "seed"): "seed's way: per item a Cypher query + pymilvus insert of one row",
     ("milvus", "ceiling"): "ceiling: pymilvus insert, batches of 5,000 numpy rows, flush",
-    ("milvus", "ceiling upsert"): "pymilvus upsert, the same batches (for reference)",
+    ("milvus", "ceiling upsert"): "pymilvus upsert, the same batches, flush (for reference: Ferry upserts)",
     ("milvus", "ferry"): "ferry vectors migrate --workers 4 --batch 500",
 }
 
