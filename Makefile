@@ -39,6 +39,13 @@ bench-events:
 bench-bridge:
 	scripts/bench-bridge $(ARGS)
 
+## bench-vectors: 384-d embeddings FalkorDB → Redis vector sets and Milvus Lite against the
+##   servers' own insert ceilings and the seed's one-item-at-a-time Python (`make bench-vectors
+##   ARGS="--count 5000 --datasets gaussian"` for a shorter run)
+.PHONY: bench-vectors
+bench-vectors:
+	scripts/bench-vectors $(ARGS)
+
 ## eval-tier: grouping quality (reduction, purity, fragmentation) per similarity backend
 eval-tier:
 	scripts/eval-tier $(ARGS)
