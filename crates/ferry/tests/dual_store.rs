@@ -2,7 +2,7 @@
 //! live through the mode key, a dead or hung secondary, shadow comparisons, cutover reads and
 //! their fallback, a dead primary, an unreachable mode key.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use ferry::dual_store::{DualOptions, DualStore, ModeSource};
@@ -380,6 +380,23 @@ async fn an_unreachable_mode_redis_keeps_the_last_mode() {
         holds(store.secondary(), 1).await,
         "the fallback writes both"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_store_serves_many_tasks() {
+    let (p, s) = (redis8(), redis8());
+    let store = Arc::new(dual(&p, &s, ModeSource::Fixed(StorageMode::DualWrite)).await);
+    let tasks: Vec<_> = (0..8_i64)
+        .map(|t| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move { store.upsert(&items(t * 10..t * 10 + 10)).await })
+        })
+        .collect();
+    for task in tasks {
+        assert!(task.await.unwrap().unwrap().is_empty());
+    }
+    assert_eq!(store.secondary().ids(IdKind::Int).await.unwrap().len(), 80);
+    assert_eq!(store.stats().secondary.ok, 8);
 }
 
 fn prometheus() -> &'static PrometheusHandle {

@@ -11,6 +11,8 @@ use super::metrics::set_mode_gauge;
 
 /// Where the storage mode comes from.
 #[derive(Debug)]
+// Built once per store and never moved around: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum ModeSource {
     /// Always this mode.
     Fixed(StorageMode),
