@@ -5,7 +5,7 @@ CARGO ?= cargo
 
 .PHONY: demo test test-setup bench-keys bench-tier bench-events bench-bridge eval-tier fmt clippy
 
-## demo: set up, then run the keys, tier, events and bridge jobs end to end on throwaway servers
+## demo: set up, then run the keys, tier, events, bridge and vectors jobs end to end on throwaway servers
 demo: test-setup
 	$(CARGO) run -p ferry -- demo
 

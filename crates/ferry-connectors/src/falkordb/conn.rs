@@ -2,6 +2,10 @@
 //! the event store and the vector source.
 
 use redis::aio::MultiplexedConnection;
+use std::time::Duration;
+
+/// How long a query's reply is awaited.
+pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(300);
 
 use crate::schema;
 
@@ -38,7 +42,9 @@ impl FalkorUrl {
         })
     }
 
-    /// Opens a multiplexed connection to the server.
+    /// Opens a multiplexed connection to the server. Queries may take long on a big graph
+    /// (a page sorted by id, a count over every node): replies are awaited up to
+    /// [`RESPONSE_TIMEOUT`], not the client library's default half second.
     pub async fn connect(&self) -> Result<MultiplexedConnection, String> {
         let failed = |e: redis::RedisError| {
             format!(
@@ -48,7 +54,11 @@ impl FalkorUrl {
         };
         redis::Client::open(self.redis.as_str())
             .map_err(failed)?
-            .get_multiplexed_async_connection()
+            .get_multiplexed_async_connection_with_config(
+                &redis::AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(Duration::from_secs(5)))
+                    .set_response_timeout(Some(RESPONSE_TIMEOUT)),
+            )
             .await
             .map_err(failed)
     }

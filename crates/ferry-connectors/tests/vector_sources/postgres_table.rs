@@ -216,7 +216,10 @@ async fn postgres_tables_and_columns_that_do_not_fit_are_refused_clearly() {
     let e = refused("nope", "id", "e").await;
     assert!(e.contains("no table \"nope\""), "{e}");
     let e = refused("t\"", "id", "e").await;
-    assert!(e.contains("no table \"t\\\"\"") || e.contains("not a table name"), "{e}");
+    assert!(
+        e.contains("no table \"t\\\"\"") || e.contains("not a table name"),
+        "{e}"
+    );
     let e = refused("t", "u", "e").await;
     assert!(e.contains("uuid") && e.contains("integers"), "{e}");
     let e = refused("t", "n", "e").await;

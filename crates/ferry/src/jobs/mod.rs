@@ -116,11 +116,14 @@ pub fn metric_names() -> Vec<(&'static str, &'static str, Kind)> {
     let vectors = vectors.map(|m| (m.name(), m.help(), m.kind()));
     let agentdb = agentdb::metrics::AgentDbMetric::ALL.iter();
     let agentdb = agentdb.map(|m| (m.name(), m.help(), m.kind()));
+    let dual = crate::dual_store::metrics::DualMetric::ALL.iter();
+    let dual = dual.map(|m| (m.name(), m.help(), m.kind()));
     keys.chain(tier)
         .chain(events)
         .chain(bridge)
         .chain(vectors)
         .chain(agentdb)
+        .chain(dual)
         .collect()
 }
 

@@ -94,14 +94,18 @@ fn embedding(i: usize) -> Vec<f32> {
 
 async fn load(url: &str) -> anyhow::Result<()> {
     let client = redis::Client::open(url)?;
-    let mut conn = client.get_multiplexed_async_connection().await?;
+    let config =
+        redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(120)));
+    let mut conn = client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await?;
     let _: redis::Value = redis::cmd("GRAPH.QUERY")
         .arg("media")
         .arg("CREATE INDEX FOR (m:Media) ON (m.id)")
         .query_async(&mut conn)
         .await?;
-    for start in (0..ITEMS).step_by(250) {
-        let rows: Vec<String> = (start..(start + 250).min(ITEMS))
+    for start in (0..ITEMS).step_by(100) {
+        let rows: Vec<String> = (start..(start + 100).min(ITEMS))
             .map(|i| {
                 let e: Vec<String> = embedding(i).iter().map(|x| format!("{x:?}")).collect();
                 format!("{{id: {i}, title: 'clip {i}', e: [{}]}}", e.join(","))

@@ -268,6 +268,7 @@ async fn estimate(
     let write_seconds = clock.elapsed().as_secs_f64();
     let measured = match &scratch {
         AnyTarget::VectorSet(t) => t.memory_usage().await?,
+        AnyTarget::Milvus(_) => None,
     };
     scratch.drop_all().await?;
     written?;

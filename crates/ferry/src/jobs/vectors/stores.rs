@@ -3,7 +3,10 @@
 
 use ferry_connectors::falkordb::FalkorDbVectorSource;
 use ferry_connectors::graph_vectors::GraphVectorOptions;
-use ferry_connectors::redis::{VectorSetOptions, VectorSetTarget};
+use ferry_connectors::milvus::{MilvusMetric, MilvusOptions, MilvusTarget};
+use ferry_connectors::neo4j::Neo4jVectorSource;
+use ferry_connectors::postgres::vectors::PgVectorSource;
+use ferry_connectors::redis::{RedisHashVectorSource, VectorSetOptions, VectorSetTarget};
 use ferry_core::jobs::vectors::{
     IdKind, IdRange, ItemFailure, Quantization, SourceInfo, SourceItem, TargetInfo, VectorError,
     VectorId, VectorResult, VectorSource, VectorTarget,
@@ -16,6 +19,12 @@ use super::{SourceSpec, TargetSpec};
 pub enum AnySource {
     /// A FalkorDB graph.
     FalkorDb(FalkorDbVectorSource),
+    /// A Neo4j graph.
+    Neo4j(Neo4jVectorSource),
+    /// Redis hashes with a FLOAT32 blob field.
+    RedisHash(RedisHashVectorSource),
+    /// A PostgreSQL table with a `real[]` column.
+    Postgres(PgVectorSource),
 }
 
 /// An opened target.
@@ -23,12 +32,17 @@ pub enum AnySource {
 pub enum AnyTarget {
     /// A Redis 8 vector set.
     VectorSet(VectorSetTarget),
+    /// A Milvus collection.
+    Milvus(MilvusTarget),
 }
 
 macro_rules! source_dispatch {
     ($self:ident, $s:ident => $e:expr) => {
         match $self {
             AnySource::FalkorDb($s) => $e,
+            AnySource::Neo4j($s) => $e,
+            AnySource::RedisHash($s) => $e,
+            AnySource::Postgres($s) => $e,
         }
     };
 }
@@ -37,6 +51,7 @@ macro_rules! target_dispatch {
     ($self:ident, $t:ident => $e:expr) => {
         match $self {
             AnyTarget::VectorSet($t) => $e,
+            AnyTarget::Milvus($t) => $e,
         }
     };
 }
@@ -55,6 +70,31 @@ impl AnySource {
             "falkordb" => Ok(AnySource::FalkorDb(
                 FalkorDbVectorSource::open(url, graph()).await?,
             )),
+            "neo4j" | "bolt" | "neo4j+s" | "bolt+s" => Ok(AnySource::Neo4j(
+                Neo4jVectorSource::open(url, graph()).await?,
+            )),
+            "redis" | "rediss" => {
+                let pattern = spec.key_pattern.as_deref().ok_or_else(|| {
+                    VectorError::Config(
+                        "a Redis source needs --key-pattern (e.g. 'media:*') naming its hashes"
+                            .into(),
+                    )
+                })?;
+                Ok(AnySource::RedisHash(
+                    RedisHashVectorSource::open(url, pattern, &spec.embedding_property).await?,
+                ))
+            }
+            "postgres" | "postgresql" => {
+                let table = spec.table.as_deref().ok_or_else(|| {
+                    VectorError::Config(
+                        "a PostgreSQL source needs --table naming the table of items".into(),
+                    )
+                })?;
+                Ok(AnySource::Postgres(
+                    PgVectorSource::open(url, table, &spec.id_property, &spec.embedding_property)
+                        .await?,
+                ))
+            }
             _ => Err(VectorError::Config(format!(
                 "unknown source `{}`: use falkordb://HOST:PORT/GRAPH, neo4j://HOST:PORT, redis://HOST:PORT/DB (with --key-pattern) or postgres://... (with --table)",
                 spec.url.redacted()
@@ -83,6 +123,24 @@ impl AnyTarget {
                 };
                 Ok(AnyTarget::VectorSet(
                     VectorSetTarget::open(url, key, options).await?,
+                ))
+            }
+            "milvus" | "http" | "https" => {
+                let collection = spec.collection.as_deref().ok_or_else(|| {
+                    VectorError::Config("a Milvus target needs --collection NAME".into())
+                })?;
+                if spec.quantization != Quantization::NoQuant {
+                    return Err(VectorError::Config(format!(
+                        "--quant {} applies to Redis vector sets; Milvus stores 32-bit floats (leave --quant out)",
+                        spec.quantization
+                    )));
+                }
+                let options = MilvusOptions {
+                    metric: MilvusMetric::Cosine,
+                    ..MilvusOptions::default()
+                };
+                Ok(AnyTarget::Milvus(
+                    MilvusTarget::open(url, collection, options).await?,
                 ))
             }
             _ => Err(VectorError::Config(format!(
