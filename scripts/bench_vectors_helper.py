@@ -4,18 +4,22 @@ what a target holds and prints the tables. Run with .venv/bin/python.
 
   bench_vectors_helper.py generate --port P --graph G --dataset gaussian|clustered --count N --dim D
   bench_vectors_helper.py seed-vset --port P --graph G --redis-port R --key K --quant Q [--items M]
+  bench_vectors_helper.py ceiling-vset --port P --graph G --redis-port R --key K --quant Q
+                          [--cache PREFIX] [--first M] [--cas] [--pipes K]
   bench_vectors_helper.py seed-milvus --port P --graph G --milvus-port R --collection C [--items M]
-  bench_vectors_helper.py ceiling-vset --port P --graph G --redis-port R --key K --quant Q [--cas]
   bench_vectors_helper.py ceiling-milvus --port P --graph G --milvus-port R --collection C
+                          [--cache PREFIX] [--batch 5000] [--op insert|upsert]
   bench_vectors_helper.py count-vset --redis-port R --key K
-  bench_vectors_helper.py count-milvus --milvus-port R --collection C
-  bench_vectors_helper.py ferry-row --report FILE --items N --target T --quant Q
+  bench_vectors_helper.py count-milvus --milvus-port R --collection C [--drop]
+  bench_vectors_helper.py cpu --redis-port R
+  bench_vectors_helper.py ferry-row --report FILE --items N --target vset|milvus [--quant Q]
+                          [--redis-port R --cpu-before JSON]
   bench_vectors_helper.py table RESULTS_JSONL --json OUT.json
 
 Every measuring command prints one JSON line: dataset, target (vset|milvus), quant, contender,
-items, seconds, rate (items/s), and what else it knows. `--ef` and `--m` pass the vector set's
-build options (VADD EF / M) to both the seed's way and the ceiling; unset, the server's defaults
-apply (EF 200, M 16).
+items, seconds, rate (items/s), and what else it knows (for vector sets the server's CPU seconds,
+from INFO cpu). `--ef` and `--m` pass the vector set's build options (VADD EF / M) to the seed's
+way and the ceiling alike; unset, the server's defaults apply (EF 200, M 16).
 """
 import argparse
 import json
