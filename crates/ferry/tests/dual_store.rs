@@ -430,3 +430,52 @@ async fn calls_and_shadow_reads_are_prometheus_metrics() {
         assert!(text.contains(line), "{line} missing from:\n{text}");
     }
 }
+
+/// A secondary whose server restarts is written to again once it is back (the vector set
+/// target connects again), so dual writes resume by themselves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dual_writes_resume_after_the_secondary_server_restarts() {
+    use ferry::dual_store::{DualOptions, DualStore, ModeSource};
+    use ferry_connectors::redis::{VectorSetOptions, VectorSetTarget};
+    use ferry_core::jobs::vectors::{IdKind, Quantization, StorageMode, VectorId, VectorTarget};
+    let bin = ferry_testkit::redis8_server_bin();
+    let primary_server = ferry_testkit::RedisServer::start_with_binary(&bin, &[]);
+    let mut secondary_server = ferry_testkit::RedisServer::start_with_binary(&bin, &[]);
+    let options = VectorSetOptions {
+        quantization: Quantization::NoQuant,
+        ..VectorSetOptions::default()
+    };
+    let primary = VectorSetTarget::open(&primary_server.url(), "p", options)
+        .await
+        .unwrap();
+    let secondary = VectorSetTarget::open(&secondary_server.url(), "s", options)
+        .await
+        .unwrap();
+    let store = DualStore::new(
+        primary,
+        secondary,
+        ModeSource::Fixed(StorageMode::DualWrite),
+        IdKind::Int,
+        DualOptions::default(),
+    );
+    store
+        .upsert(&[(VectorId::Int(1), vec![1.0, 2.0])])
+        .await
+        .unwrap();
+    secondary_server.stop();
+    store
+        .upsert(&[(VectorId::Int(2), vec![1.0, 3.0])])
+        .await
+        .unwrap();
+    secondary_server.restart();
+    store
+        .upsert(&[(VectorId::Int(3), vec![1.0, 4.0])])
+        .await
+        .unwrap();
+    let got = store.secondary().get(&[VectorId::Int(3)]).await.unwrap();
+    assert!(
+        got[0].is_some(),
+        "the write after the restart reached the secondary"
+    );
+    drop(secondary_server);
+}

@@ -7,6 +7,8 @@ use ferry_core::jobs::vectors::{
     IdKind, ItemFailure, Quantization, TargetInfo, VectorError, VectorId, VectorResult,
     VectorTarget,
 };
+use std::sync::{Arc, RwLock};
+
 use redis::{Cmd, RedisResult, Value};
 
 use super::{ConnError, RedisEndpoint};
@@ -38,11 +40,22 @@ impl Default for VectorSetOptions {
 }
 
 /// One vector set on a Redis 8 server (or Cluster: the set is one key).
-#[derive(Debug)]
 pub struct VectorSetTarget {
-    endpoint: RedisEndpoint,
+    url: String,
+    endpoint: RwLock<Arc<RedisEndpoint>>,
     key: String,
     options: VectorSetOptions,
+}
+
+impl std::fmt::Debug for VectorSetTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Not the URL: it may hold a password.
+        f.debug_struct("VectorSetTarget")
+            .field("server", &self.endpoint().display())
+            .field("key", &self.key)
+            .field("options", &self.options)
+            .finish()
+    }
 }
 
 fn backend(endpoint: &RedisEndpoint, e: impl std::fmt::Display) -> VectorError {
@@ -100,7 +113,8 @@ impl VectorSetTarget {
             )));
         }
         Ok(VectorSetTarget {
-            endpoint,
+            url: url.to_string(),
+            endpoint: RwLock::new(Arc::new(endpoint)),
             key: key.to_string(),
             options,
         })
@@ -111,9 +125,12 @@ impl VectorSetTarget {
         &self.key
     }
 
-    /// The server this set lives on.
-    pub fn endpoint(&self) -> &RedisEndpoint {
-        &self.endpoint
+    /// The server this set lives on (its current connection).
+    pub fn endpoint(&self) -> Arc<RedisEndpoint> {
+        self.endpoint
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Bytes the set takes in the server's memory (`MEMORY USAGE … SAMPLES 0`), if it exists.
@@ -126,17 +143,34 @@ impl VectorSetTarget {
         })
     }
 
+    /// Runs the commands; when the connection broke (a restarted server), connects again
+    /// once and runs them again — every command sent here (VADD, VREM, reads) is idempotent.
     async fn run(&self, cmds: Vec<Cmd>) -> VectorResult<Vec<RedisResult<Value>>> {
         let key = self.key.as_bytes().to_vec();
-        let routed = cmds.into_iter().map(|c| (key.clone(), c)).collect();
-        self.endpoint.run(routed).await.map_err(conn_error)
+        let routed: Vec<(Vec<u8>, Cmd)> = cmds.into_iter().map(|c| (key.clone(), c)).collect();
+        match self.endpoint().run(routed.clone()).await {
+            Ok(replies) => Ok(replies),
+            Err(broken @ (ConnError::Command { .. } | ConnError::Connect { .. })) => {
+                let Ok(fresh) = RedisEndpoint::connect(&self.url, None).await else {
+                    return Err(conn_error(broken));
+                };
+                let fresh = Arc::new(fresh);
+                *self.endpoint.write().unwrap_or_else(|e| e.into_inner()) = fresh.clone();
+                tracing::info!(
+                    server = fresh.display(),
+                    "reconnected to the vector set's server"
+                );
+                fresh.run(routed).await.map_err(conn_error)
+            }
+            Err(e) => Err(conn_error(e)),
+        }
     }
 
     async fn one(&self, cmd: Cmd) -> VectorResult<Value> {
         let reply = self.run(vec![cmd]).await?.pop();
         reply
             .unwrap_or(Ok(Value::Nil))
-            .map_err(|e| backend(&self.endpoint, e))
+            .map_err(|e| backend(&self.endpoint(), e))
     }
 
     fn cmd(&self, name: &str) -> Cmd {
@@ -175,7 +209,7 @@ impl VectorSetTarget {
                 return Err(VectorError::Mismatch(format!(
                     "key `{}` on {} holds a {}, not a vector set: choose another --vector-set name",
                     self.key,
-                    self.endpoint.display(),
+                    self.endpoint().display(),
                     other.unwrap_or("value of unknown type")
                 )));
             }
@@ -253,7 +287,7 @@ fn ids_of(reply: Value, kind: IdKind) -> Vec<VectorId> {
 
 impl VectorTarget for VectorSetTarget {
     async fn describe(&self) -> VectorResult<TargetInfo> {
-        let (major, minor) = self.endpoint.version();
+        let (major, minor) = self.endpoint().version();
         let mut out = TargetInfo {
             store: "redis-vectorset".into(),
             version: format!("{major}.{minor}"),
@@ -285,7 +319,7 @@ impl VectorTarget for VectorSetTarget {
         let Some(info) = self.info().await? else {
             return Ok(());
         };
-        let shown = format!("vector set `{}` on {}", self.key, self.endpoint.display());
+        let shown = format!("vector set `{}` on {}", self.key, self.endpoint().display());
         let dim = field(&info, "vector-dim")
             .and_then(number)
             .map(|d| d as usize);
@@ -350,7 +384,7 @@ impl VectorTarget for VectorSetTarget {
                 )),
                 Ok(_) => Ok(None),
                 Err(e) if e.to_string().contains("not found") => Ok(None),
-                Err(e) => Err(backend(&self.endpoint, e)),
+                Err(e) => Err(backend(&self.endpoint(), e)),
             })
             .collect()
     }
@@ -366,7 +400,7 @@ impl VectorTarget for VectorSetTarget {
             .collect();
         let mut removed = 0;
         for reply in self.run(cmds).await? {
-            if let Value::Int(n) = reply.map_err(|e| backend(&self.endpoint, e))? {
+            if let Value::Int(n) = reply.map_err(|e| backend(&self.endpoint(), e))? {
                 removed += n.max(0) as u64;
             }
         }

@@ -167,7 +167,11 @@ pub async fn validate(
 ) -> Result<ValidateOutcome, VectorsError> {
     let started = Utc::now();
     let info = ctx.source.describe().await?;
-    let quantization = ctx.target.quantization();
+    // How the target really stores its vectors (a vector set says so), else what the run asks.
+    let described = ctx.target.describe().await?;
+    let quantization = described
+        .quantization
+        .unwrap_or_else(|| ctx.target.quantization());
     let mut tally = Tally {
         stats: ValidateStats {
             scope: if run.sample.is_some() {
