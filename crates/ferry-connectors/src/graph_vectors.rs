@@ -6,7 +6,9 @@
 //! A node is an item when its id is an integer or a string; nodes whose id is anything else
 //! (a float, a list, missing) are counted by `describe` and never read.
 
-use ferry_core::jobs::vectors::{IdKind, VectorError, VectorResult};
+use ferry_core::jobs::vectors::{
+    Embedding, IdKind, SourceItem, VectorError, VectorId, VectorResult,
+};
 
 /// Which nodes hold the items of a graph source, and where their ids and embeddings are.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -274,6 +276,16 @@ impl GraphQueries {
             self.is(&id, "String")
         )
     }
+}
+
+/// Rows of ids and embeddings (`None`: the property is absent) as source items.
+pub fn into_items(rows: Vec<(VectorId, Option<Embedding>)>) -> Vec<SourceItem> {
+    rows.into_iter()
+        .map(|(id, embedding)| SourceItem {
+            id,
+            embedding: embedding.unwrap_or(Embedding::Missing),
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -145,6 +145,16 @@ impl Env {
     }
 }
 
+/// Runs `ferry vectors ACTION COMMON… EXTRA…`.
+fn vectors(action: &str, common: &[&str], extra: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["vectors", action])
+        .args(common)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
 fn read_json(path: &Path) -> Option<Value> {
     let text = std::fs::read_to_string(path).ok()?;
     serde_json::from_str(&text).ok()
@@ -494,15 +504,7 @@ fn redis_hashes_in_the_redisearch_layout_migrate_and_validate() {
         "--quant",
         "noquant",
     ];
-    let run = |action: &str, extra: &[&str]| {
-        let mut args = vec!["vectors", action];
-        args.extend(common);
-        args.extend(extra);
-        Command::new(env!("CARGO_BIN_EXE_ferry"))
-            .args(&args)
-            .output()
-            .unwrap()
-    };
+    let run = |action: &str, extra: &[&str]| vectors(action, &common, extra);
     let o = run("migrate", &[]);
     let text = output_text(&o);
     assert!(
@@ -561,15 +563,7 @@ fn a_postgres_table_with_a_real_array_column_migrates_and_validates() {
         "--quant",
         "noquant",
     ];
-    let run = |action: &str, extra: &[&str]| {
-        let mut args = vec!["vectors", action];
-        args.extend(common);
-        args.extend(extra);
-        Command::new(env!("CARGO_BIN_EXE_ferry"))
-            .args(&args)
-            .output()
-            .unwrap()
-    };
+    let run = |action: &str, extra: &[&str]| vectors(action, &common, extra);
     let o = run("migrate", &["--workers", "3", "--batch", "50"]);
     assert!(o.status.success(), "{}", output_text(&o));
     let card: i64 = redis::cmd("VCARD")

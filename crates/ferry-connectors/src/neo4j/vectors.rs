@@ -325,13 +325,7 @@ impl VectorSource for Neo4jVectorSource {
 
     async fn page(&self, range: &IdRange, limit: usize) -> VectorResult<Vec<SourceItem>> {
         let rows = self.read(range, limit, true).await?;
-        Ok(rows
-            .into_iter()
-            .map(|(id, e)| SourceItem {
-                id,
-                embedding: e.unwrap_or(Embedding::Missing),
-            })
-            .collect())
+        Ok(crate::graph_vectors::into_items(rows))
     }
 
     async fn get(&self, ids: &[VectorId]) -> VectorResult<Vec<SourceItem>> {

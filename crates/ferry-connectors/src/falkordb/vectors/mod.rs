@@ -471,13 +471,7 @@ impl VectorSource for FalkorDbVectorSource {
 
     async fn page(&self, range: &IdRange, limit: usize) -> VectorResult<Vec<SourceItem>> {
         let rows = self.read(range, limit, true).await?;
-        Ok(rows
-            .into_iter()
-            .map(|(id, embedding)| SourceItem {
-                id,
-                embedding: embedding.unwrap_or(Embedding::Missing),
-            })
-            .collect())
+        Ok(crate::graph_vectors::into_items(rows))
     }
 
     async fn get(&self, ids: &[VectorId]) -> VectorResult<Vec<SourceItem>> {
