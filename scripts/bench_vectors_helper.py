@@ -363,12 +363,13 @@ def ferry_row(a):
     extra = {}
     if a.redis_port and a.cpu_before:
         extra = cpu_since(redis.Redis(port=a.redis_port), json.loads(a.cpu_before))
-    row(a, a.target, "ferry", a.items, ms / 1000, report=os.path.basename(a.report), **extra, **build_options(a))
+    row(a, a.target, a.name, a.items, ms / 1000, report=os.path.basename(a.report), **extra, **build_options(a))
 
 
 DESCRIBE = {
     ("vset", "seed"): "seed's way: per item a Cypher query + redis-py vadd (VALUES)",
     ("vset", "ferry"): "ferry vectors migrate --workers 4 --batch 500",
+    ("vset", "ferry CAS"): "ferry vectors migrate --workers 4 --batch 500 --cas (for reference)",
     ("milvus", "seed"): "seed's way: per item a Cypher query + pymilvus insert of one row",
     ("milvus", "ceiling"): "ceiling: pymilvus insert, batches of 5,000 numpy rows, flush",
     ("milvus", "ceiling upsert"): "pymilvus upsert, the same batches, flush (for reference: Ferry upserts)",
@@ -495,6 +496,7 @@ def parser():
     p.add_argument("--report", required=True)
     p.add_argument("--items", type=int, required=True)
     p.add_argument("--target", choices=["vset", "milvus"], required=True)
+    p.add_argument("--name", default="ferry", help="the contender's name in the table")
     p.add_argument("--redis-port", type=int, help="the vector set's server, for its CPU seconds")
     p.add_argument("--cpu-before", help="`cpu`'s output before Ferry's run")
     build(p)
