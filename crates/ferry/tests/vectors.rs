@@ -652,3 +652,63 @@ fn a_graph_migrates_into_milvus_resumes_and_validates() {
         output_text(&o)
     );
 }
+
+#[test]
+fn rollback_sets_primary_only_even_when_the_target_is_down_or_the_mode_unreadable() {
+    let env = Env::new();
+    let state = env.target.url();
+    let common = ["--state", state.as_str(), "--name", "rb"];
+    let o = vectors("mode", &common, &["set", "cutover"]);
+    assert!(o.status.success(), "{}", output_text(&o));
+    let dead = [
+        "--target",
+        "redis://127.0.0.1:1",
+        "--vector-set",
+        "rb",
+        "-y",
+    ];
+    let o = vectors("rollback", &common, &dead);
+    assert!(o.status.success(), "{}", output_text(&o));
+    let mode: String = redis::cmd("GET")
+        .arg("ferry:vectors:rb:mode")
+        .query(&mut env.vset())
+        .unwrap();
+    assert_eq!(mode, "primary_only");
+    let _: () = redis::cmd("SET")
+        .arg("ferry:vectors:rb:mode")
+        .arg("garbage")
+        .query(&mut env.vset())
+        .unwrap();
+    let o = vectors("rollback", &common, &["-y"]);
+    assert!(o.status.success(), "{}", output_text(&o));
+    assert!(
+        output_text(&o).contains("unknown -> primary_only"),
+        "{}",
+        output_text(&o)
+    );
+}
+
+#[test]
+fn non_canonical_integer_names_and_unusable_ids_are_not_hidden() {
+    let env = Env::new();
+    env.load(20, 4);
+    env.query("CREATE (:Media {id: 3.5, embedding: vecf32([1.0, 2.0, 3.0, 4.0])})");
+    let (o, report) = env.report("migrate", &["--quant", "noquant"]);
+    assert_eq!(o.status.code(), Some(1), "{}", output_text(&o));
+    assert_eq!(stat(&report, "unusable_ids"), 1);
+    for name in ["007", "-0"] {
+        let _: i64 = redis::cmd("VADD")
+            .arg(&env.set)
+            .arg("VALUES")
+            .arg(4)
+            .arg(&[1.0_f32, 1.0, 1.0, 1.0][..])
+            .arg(name)
+            .arg("NOQUANT")
+            .query(&mut env.vset())
+            .unwrap();
+    }
+    let (_, report) = env.report("validate", &["--full", "--fix"]);
+    assert_eq!(stat(&report, "orphans"), 2, "{report}");
+    assert_eq!(stat(&report, "deleted"), 2);
+    assert_eq!(env.card(), 20);
+}

@@ -212,10 +212,9 @@ impl MilvusTarget {
         }
         if let Some(metric) = have.metric.filter(|m| *m != self.options.metric) {
             return Err(VectorError::Mismatch(format!(
-                "{shown} is indexed for the {} metric, not {}: pass --metric {} or use another collection",
+                "{shown} is indexed for the {} metric, not {}: use another collection (or drop this one)",
                 metric.as_str(),
-                self.options.metric.as_str(),
-                metric.as_str()
+                self.options.metric.as_str()
             )));
         }
         Ok(())

@@ -237,8 +237,9 @@ impl<P: VectorTarget, S: VectorTarget> DualStore<P, S> {
         }
     }
 
-    /// A write: the primary's result; the secondary too (concurrently, best effort) unless
-    /// the mode is `primary_only`.
+    /// A write: the primary's result; then, only when the primary took it, the secondary too
+    /// (best effort) unless the mode is `primary_only` — so a write reported failed never lands
+    /// in the store cutover reads.
     async fn write<T: Answer>(
         &self,
         mode: StorageMode,
@@ -249,11 +250,9 @@ impl<P: VectorTarget, S: VectorTarget> DualStore<P, S> {
         if !mode.writes_secondary() {
             return self.caller.primary(op, primary).await;
         }
-        let (primary, _) = tokio::join!(
-            self.caller.primary(op, primary),
-            self.caller.secondary(op, secondary),
-        );
-        primary
+        let primary = self.caller.primary(op, primary).await?;
+        let _ = self.caller.secondary(op, secondary).await;
+        Ok(primary)
     }
 
     /// A cutover get: the secondary's answer, ids it lacks filled from the primary (when

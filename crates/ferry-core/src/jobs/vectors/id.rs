@@ -45,7 +45,12 @@ impl VectorId {
     /// Reads an id back from its text, given the kind the migration recorded.
     pub fn from_text(text: &str, kind: IdKind) -> Option<VectorId> {
         match kind {
-            IdKind::Int => text.parse().ok().map(VectorId::Int),
+            // Only the canonical text: `007` or `-0` name other elements than 7 and 0.
+            IdKind::Int => text
+                .parse::<i64>()
+                .ok()
+                .filter(|i| i.to_string() == text)
+                .map(VectorId::Int),
             IdKind::Str => Some(VectorId::Str(text.to_string())),
         }
     }
@@ -203,5 +208,8 @@ mod tests {
             VectorId::from("7")
         );
         assert_eq!(VectorId::from_text("x", IdKind::Int), None);
+        assert_eq!(VectorId::from_text("007", IdKind::Int), None);
+        assert_eq!(VectorId::from_text("-0", IdKind::Int), None);
+        assert_eq!(VectorId::from_text("+7", IdKind::Int), None);
     }
 }

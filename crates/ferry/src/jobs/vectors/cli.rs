@@ -37,6 +37,20 @@ pub async fn run(action: VectorsAction, file: &FileConfig) -> ExitStatus {
 
 async fn act(action: VectorsAction, file: &VectorsSection) -> Result<ExitStatus, VectorsError> {
     let stop = crate::runtime::shutdown_token();
+    if let VectorsAction::Preflight { report, .. }
+    | VectorsAction::Migrate { report, .. }
+    | VectorsAction::Validate { report, .. }
+    | VectorsAction::Rollback { report, .. }
+    | VectorsAction::Status { report, .. } = &action
+        && let Some(path) = &report.report
+    {
+        // Found out now, not after an hour of copying.
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| report_error(path, e))?;
+    }
     let listen = match &action {
         VectorsAction::Preflight { report, .. }
         | VectorsAction::Migrate { report, .. }
@@ -122,6 +136,11 @@ async fn act(action: VectorsAction, file: &VectorsSection) -> Result<ExitStatus,
                 o.batch = b;
             }
             check_sizes(&o)?;
+            if sample == Some(0) {
+                return Err(VectorsError::Usage(
+                    "--sample 0 compares nothing: give at least 1, or --full".into(),
+                ));
+            }
             let sample = (!full).then(|| sample.unwrap_or(DEFAULT_SAMPLE));
             let ctx = connect(o).await?;
             let v = super::validate::validate(&ctx, ValidateRun { sample, fix }).await?;
@@ -168,18 +187,35 @@ async fn act(action: VectorsAction, file: &VectorsSection) -> Result<ExitStatus,
         } => {
             let o = resolve(file, &stores)?;
             let checkpoints = Arc::new(RedisCheckpointStore::new(state::connect(&o.state).await?));
+            // The target only matters to --drop-target: a target that is down never keeps
+            // applications on it (the mode is written first either way).
             let target = if o.target.url.is_empty() {
                 None
             } else {
-                Some(AnyTarget::open(&o.target).await?)
+                match AnyTarget::open(&o.target).await {
+                    Ok(t) => Some(t),
+                    Err(e) if !drop_target => {
+                        eprintln!("warning: {e}; setting the mode without it");
+                        None
+                    }
+                    Err(e) => {
+                        if yes {
+                            let key = &o.mode_key;
+                            mode::write(checkpoints.endpoint(), key, StorageMode::PrimaryOnly)
+                                .await?;
+                            eprintln!("the mode is primary_only; the target was not dropped");
+                        }
+                        return Err(e.into());
+                    }
+                }
             };
             let r =
                 rollback::rollback(&checkpoints, &o, target.as_ref(), drop_target, !yes).await?;
             println!(
                 "{}mode {} -> {}{}",
                 if r.dry_run { "would set " } else { "" },
-                r.mode_before,
-                r.mode_after,
+                r.mode_before.map_or("unknown".into(), |m| m.to_string()),
+                r.mode_after.map_or("unknown".into(), |m| m.to_string()),
                 match (r.drop_target, r.dry_run) {
                     (true, true) => format!(
                         "; would drop the target ({} items); pass -y to do it",

@@ -146,7 +146,13 @@ pub async fn preflight(ctx: &VectorsContext) -> Result<PreflightOutcome, Vectors
         let (ok, detail) = fits(&target, shape, ctx);
         check("target fits", ok, detail);
     }
-    let current = mode::get(ctx).await?;
+    if source.bad_ids > 0 {
+        warnings.push(format!(
+            "{} items have an id that is neither an integer nor a string (a float, a boolean, a list or none): they cannot be copied",
+            source.bad_ids
+        ));
+    }
+    let current = mode::get(ctx).await.ok();
     let saved = RunState::load(&ctx.checkpoints, &ctx.options).await?;
     if let Some(saved) = &saved
         && saved.matches(&ctx.options).is_err()
@@ -168,7 +174,7 @@ pub async fn preflight(ctx: &VectorsContext) -> Result<PreflightOutcome, Vectors
         source,
         target,
         state_version,
-        mode: current.to_string(),
+        mode: current.map_or("unknown".into(), |m| m.to_string()),
         saved_progress: saved.map(|s| s.totals()),
         estimate,
         warnings,
@@ -207,6 +213,17 @@ fn fits(target: &TargetInfo, shape: Shape, ctx: &VectorsContext) -> (bool, Strin
                 "`{}` is quantised as {q}, the run asks for {}: pass --quant {q} or use another name",
                 ctx.options.target.name(),
                 ctx.target.quantization()
+            ),
+        );
+    }
+    if let Some(metric) = &target.metric
+        && !metric.eq_ignore_ascii_case("cosine")
+    {
+        return (
+            false,
+            format!(
+                "`{}` uses the {metric} metric; Ferry writes cosine collections: use another name or drop it",
+                ctx.options.target.name()
             ),
         );
     }
@@ -251,17 +268,24 @@ async fn estimate(
         })
         .collect();
     let mut spec = ctx.options.target.clone();
-    let scratch = format!(
-        "{}_ferry_preflight",
-        ctx.options.target.name().replace([':', '-'], "_")
+    // A name of its own (process and time), and never one that exists: preflight writes
+    // nothing a user owns.
+    let name = format!(
+        "ferry_preflight_{}_{}",
+        std::process::id(),
+        chrono::Utc::now().timestamp_millis()
     );
     if spec.vector_set.is_some() {
-        spec.vector_set = Some(scratch);
+        spec.vector_set = Some(name.clone());
     } else {
-        spec.collection = Some(scratch);
+        spec.collection = Some(name.clone());
     }
     let scratch = AnyTarget::open(&spec).await?;
-    scratch.drop_all().await?;
+    if scratch.describe().await?.exists {
+        return Err(VectorsError::Conflict(format!(
+            "the scratch name `{name}` is taken on the target; run preflight again"
+        )));
+    }
     scratch.prepare(shape.dimension, shape.kind).await?;
     let clock = Instant::now();
     let written = scratch.upsert(&sample).await;

@@ -22,10 +22,10 @@ pub struct RollbackOutcome {
     pub started: DateTime<Utc>,
     /// Whether nothing was changed (no `-y`).
     pub dry_run: bool,
-    /// The mode before.
-    pub mode_before: StorageMode,
+    /// The mode before (`None`: the key held something unreadable).
+    pub mode_before: Option<StorageMode>,
     /// The mode after.
-    pub mode_after: StorageMode,
+    pub mode_after: Option<StorageMode>,
     /// Whether the target's data is (or would be) dropped.
     pub drop_target: bool,
     /// Items the target held.
@@ -42,32 +42,41 @@ pub async fn rollback(
 ) -> Result<RollbackOutcome, VectorsError> {
     let started = Utc::now();
     let endpoint = checkpoints.endpoint();
-    let before = mode::read(endpoint, &options.mode_key).await?;
-    let target_items = match target {
-        Some(t) => Some(t.describe().await?.items),
-        None => None,
-    };
     if drop_target && target.is_none() {
         return Err(VectorsError::Usage(
             "--drop-target needs --target (and --vector-set or --collection)".into(),
         ));
     }
+    // The mode first and whatever the target's state: applications must leave the new store
+    // even when it is down. An unreadable old value is reported as unknown, then replaced.
+    let before = mode::read(endpoint, &options.mode_key).await.ok();
     if !dry_run {
         mode::write(endpoint, &options.mode_key, StorageMode::PrimaryOnly).await?;
-        if let (true, Some(target)) = (drop_target, target) {
-            // The run lease keeps a migration that is still running from writing on.
-            let scope = options.scope();
-            let lease =
-                LeaseGuard::acquire(checkpoints.clone(), &scope, CancellationToken::new()).await?;
-            let dropped = async {
-                target.drop_all().await?;
-                checkpoints.clear(&scope).await?;
-                Ok::<_, VectorsError>(())
+    }
+    let target_items = match target {
+        Some(t) => match t.describe().await {
+            Ok(info) => Some(info.items),
+            Err(e) if !drop_target => {
+                tracing::warn!(error = %e, "the target cannot be described; the mode is set anyway");
+                None
             }
-            .await;
-            lease.release().await;
-            dropped?;
+            Err(e) => return Err(e.into()),
+        },
+        None => None,
+    };
+    if let (false, true, Some(target)) = (dry_run, drop_target, target) {
+        // The run lease keeps a migration that is still running from writing on.
+        let scope = options.scope();
+        let lease =
+            LeaseGuard::acquire(checkpoints.clone(), &scope, CancellationToken::new()).await?;
+        let dropped = async {
+            target.drop_all().await?;
+            checkpoints.clear(&scope).await?;
+            Ok::<_, VectorsError>(())
         }
+        .await;
+        lease.release().await;
+        dropped?;
     }
     Ok(RollbackOutcome {
         started,
@@ -76,7 +85,7 @@ pub async fn rollback(
         mode_after: if dry_run {
             before
         } else {
-            StorageMode::PrimaryOnly
+            Some(StorageMode::PrimaryOnly)
         },
         drop_target,
         target_items,

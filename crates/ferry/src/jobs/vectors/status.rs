@@ -142,7 +142,7 @@ pub async fn monitor(
         for e in &s.last_errors {
             println!("    {}: {}", e.item, e.error);
         }
-        if s.state == "complete" || stop.is_cancelled() {
+        if s.state != "running" || stop.is_cancelled() {
             return Ok(s);
         }
         tokio::select! {

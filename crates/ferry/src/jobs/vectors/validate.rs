@@ -58,6 +58,9 @@ pub struct ValidateStats {
     pub without_embedding: u64,
     /// Source items whose embedding is invalid (never copied).
     pub invalid: u64,
+    /// Source items whose id is neither an integer nor a string (never copied; they count
+    /// against the success rate of a full validation).
+    pub unusable_ids: u64,
     /// Largest L2 distance among matches.
     pub max_l2: f64,
     /// Smallest cosine similarity among matches.
@@ -189,6 +192,9 @@ pub async fn validate(
         orphans: Vec::new(),
         tolerance: quantization.tolerance(),
     };
+    if run.sample.is_none() {
+        tally.stats.unusable_ids = info.bad_ids;
+    }
     if let Some(shape) = plan::shape(&info)? {
         match run.sample {
             Some(n) => sample(ctx, &mut tally, n, shape).await?,
@@ -199,7 +205,7 @@ pub async fn validate(
         fix(ctx, &mut tally).await?;
     }
     let s = &mut tally.stats;
-    let checked = s.matched + s.mismatched + s.missing + s.orphans;
+    let checked = s.matched + s.mismatched + s.missing + s.orphans + s.unusable_ids;
     let good = s.matched + if run.fix { s.recopied + s.deleted } else { 0 };
     s.success_rate = if checked == 0 {
         1.0
@@ -284,9 +290,42 @@ async fn sample(
 }
 
 /// Copies the missing and mismatched items again and deletes the orphans, then checks them.
+///
+/// The source is read again first: an application writing both stores meanwhile (dual
+/// writes) may have added an item that looked like an orphan, or changed a vector — the fix
+/// copies what the source holds now and deletes only ids the source still lacks.
 async fn fix(ctx: &VectorsContext, tally: &mut Tally) -> Result<(), VectorsError> {
     let batch = ctx.options.batch.max(1);
-    let recopy = std::mem::take(&mut tally.recopy);
+    let mut again: Vec<VectorId> = tally.recopy.drain(..).map(|(id, _)| id).collect();
+    let mut orphans = Vec::new();
+    for chunk in std::mem::take(&mut tally.orphans).chunks(batch) {
+        let present: HashSet<VectorId> = ctx
+            .source
+            .get(chunk)
+            .await?
+            .into_iter()
+            .filter(|i| matches!(i.embedding, Embedding::Vector(_)))
+            .map(|i| i.id)
+            .collect();
+        for id in chunk {
+            if present.contains(id) {
+                // Written to the source since it was read: a copy to check, not an orphan.
+                tally.stats.orphans -= 1;
+                tally.stats.mismatched += 1;
+                again.push(id.clone());
+            } else {
+                orphans.push(id.clone());
+            }
+        }
+    }
+    let mut recopy = Vec::new();
+    for chunk in again.chunks(batch) {
+        for item in ctx.source.get(chunk).await? {
+            if let Embedding::Vector(v) = item.embedding {
+                recopy.push((item.id, v));
+            }
+        }
+    }
     for chunk in recopy.chunks(batch) {
         let refused = ctx.target.upsert(chunk).await?;
         let refused: HashSet<&VectorId> = refused.iter().map(|f| &f.id).collect();
@@ -302,7 +341,6 @@ async fn fix(ctx: &VectorsContext, tally: &mut Tally) -> Result<(), VectorsError
             }
         }
     }
-    let orphans = std::mem::take(&mut tally.orphans);
     for chunk in orphans.chunks(batch) {
         ctx.target.delete(chunk).await?;
         let left = ctx.target.get(chunk).await?;

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use ferry_core::checkpoint::{CheckpointStore, now_ms};
-use ferry_core::jobs::vectors::{IdKind, IdRange, VectorSource};
+use ferry_core::jobs::vectors::{IdKind, IdRange, VectorSource, VectorTarget};
 use ferry_core::report::ErrorLog;
 use serde::Serialize;
 use tokio::sync::mpsc;
@@ -57,6 +57,9 @@ pub struct MigrateStats {
     pub missing_embedding: u64,
     /// Items that failed in this run.
     pub failed: u64,
+    /// Items the source holds with an id that is neither an integer nor a string (a float, a
+    /// boolean, a list, none): never copied, counted among the failures.
+    pub unusable_ids: u64,
     /// Over every run of the migration.
     pub total: Totals,
     /// Whether this run resumed a migration an earlier run started.
@@ -91,6 +94,28 @@ pub async fn migrate(
     let started = Utc::now();
     let info = ctx.source.describe().await?;
     let shape = plan::shape(&info)?;
+    let outcome = run_or_resume(ctx, run, stop, started, &info, shape).await;
+    outcome.map(|mut o| {
+        if info.bad_ids > 0 {
+            o.stats.unusable_ids = info.bad_ids;
+            o.stats.failed += info.bad_ids;
+            o.errors.push(
+                format!("{} items", info.bad_ids),
+                "their id is neither an integer nor a string (a float, a boolean, a list or none): not copied; give them proper ids",
+            );
+        }
+        o
+    })
+}
+
+async fn run_or_resume(
+    ctx: &VectorsContext,
+    run: MigrateRun,
+    stop: CancellationToken,
+    started: DateTime<Utc>,
+    info: &ferry_core::jobs::vectors::SourceInfo,
+    shape: Option<Shape>,
+) -> Result<MigrateOutcome, VectorsError> {
     if run.dry_run {
         let Some(shape) = shape else {
             return Ok(empty(started, true, info.items));
@@ -139,7 +164,8 @@ pub async fn migrate(
             kind: state.id_kind,
             dimension: state.dimension,
         };
-        if resumed && !state.is_finished() {
+        if resumed {
+            check_finished_target(ctx, &state).await?;
             plan::prepare_target(ctx, shape).await?;
         }
         let mut outcome = copy(ctx, &mut state, shape, false, started, stop).await?;
@@ -149,6 +175,29 @@ pub async fn migrate(
     .await;
     lease.release().await;
     result
+}
+
+/// A complete migration whose target lost its data is not reported complete again.
+async fn check_finished_target(ctx: &VectorsContext, state: &RunState) -> Result<(), VectorsError> {
+    if !state.is_finished() {
+        return Ok(());
+    }
+    let target = ctx.target.describe().await?;
+    let written = state.totals().written;
+    if !target.exists && written > 0 {
+        return Err(VectorsError::Conflict(format!(
+            "migration `{}` is complete, but its target `{}` no longer exists: run migrate with --restart to copy everything again",
+            ctx.options.name,
+            ctx.options.target.name()
+        )));
+    }
+    if target.items < written {
+        eprintln!(
+            "warning: migration `{}` is complete, but its target holds {} vectors of the {written} it wrote: run `ferry vectors validate --full --fix`",
+            ctx.options.name, target.items
+        );
+    }
+    Ok(())
 }
 
 /// Id ranges to cut: several per worker, so that a slow range does not leave workers idle.
@@ -168,6 +217,7 @@ fn empty(started: DateTime<Utc>, dry_run: bool, items: u64) -> MigrateOutcome {
             written: 0,
             missing_embedding: 0,
             failed: 0,
+            unusable_ids: 0,
             total: Totals::default(),
             resumed: false,
             complete: true,
@@ -289,6 +339,7 @@ async fn copy(
             written: after.written - before.written,
             missing_embedding: after.missing - before.missing,
             failed: after.failed - before.failed,
+            unusable_ids: 0,
             total: after,
             resumed: false,
             complete: state.is_finished(),
