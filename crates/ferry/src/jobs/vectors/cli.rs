@@ -9,6 +9,7 @@ use ferry_core::error::{Classify, ExitStatus};
 use ferry_core::jobs::vectors::{Quantization, StorageMode};
 use ferry_core::report::Report;
 use ferry_core::secret::SecretUrl;
+use tokio_util::sync::CancellationToken;
 
 use super::args::{ModeAction, QuantArg, ReportArgs, StoreArgs, VectorsAction};
 use super::config::VectorsSection;
@@ -67,17 +68,7 @@ async fn act(action: VectorsAction, file: &VectorsSection) -> Result<ExitStatus,
         println!("metrics: http://{bound}/metrics");
     }
     match action {
-        VectorsAction::Preflight { stores, report } => {
-            let ctx = connect(resolve(file, &stores)?).await?;
-            let p = super::preflight::preflight(&ctx).await?;
-            super::preflight::print(&p);
-            write(&report, p.report(JOB).with("preflight", &p))?;
-            Ok(if p.ready {
-                ExitStatus::Done
-            } else {
-                ExitStatus::ItemFailures
-            })
-        }
+        VectorsAction::Preflight { stores, report } => preflight(file, stores, report).await,
         VectorsAction::Migrate {
             stores,
             report,
@@ -86,38 +77,9 @@ async fn act(action: VectorsAction, file: &VectorsSection) -> Result<ExitStatus,
             dry_run,
             restart,
         } => {
-            let mut o = resolve(file, &stores)?;
-            if let Some(b) = batch {
-                o.batch = b;
-            }
-            if let Some(w) = workers {
-                o.workers = w;
-            }
-            check_sizes(&o)?;
-            let ctx = connect(o).await?;
-            let m = super::migrate::migrate(&ctx, MigrateRun { dry_run, restart }, stop).await?;
-            let s = &m.stats;
-            println!(
-                "{}read {}  written {}  no embedding {}  failed {}  ({:.0} items/s){}",
-                if m.dry_run { "dry run: " } else { "" },
-                s.read,
-                s.written,
-                s.missing_embedding,
-                s.failed,
-                s.items_per_second,
-                if m.stopped {
-                    "; stopped early, rerun to resume"
-                } else if s.complete {
-                    "; complete"
-                } else {
-                    ""
-                }
-            );
-            for e in m.errors.items.iter().take(10) {
-                println!("  failed {}: {}", e.item, e.error);
-            }
-            write(&report, m.report(JOB))?;
-            Ok(m.exit_status())
+            let sizes = (batch, workers);
+            let run = MigrateRun { dry_run, restart };
+            migrate(file, stores, report, sizes, run, stop).await
         }
         VectorsAction::Validate {
             stores,
@@ -127,164 +89,265 @@ async fn act(action: VectorsAction, file: &VectorsSection) -> Result<ExitStatus,
             fix,
             threshold,
             batch,
-        } => {
-            let mut o = resolve(file, &stores)?;
-            if let Some(t) = threshold {
-                o.threshold = threshold_share(t)?;
-            }
-            if let Some(b) = batch {
-                o.batch = b;
-            }
-            check_sizes(&o)?;
-            if sample == Some(0) {
-                return Err(VectorsError::Usage(
-                    "--sample 0 compares nothing: give at least 1, or --full".into(),
-                ));
-            }
-            let sample = (!full).then(|| sample.unwrap_or(DEFAULT_SAMPLE));
-            let ctx = connect(o).await?;
-            let v = super::validate::validate(&ctx, ValidateRun { sample, fix }).await?;
-            let s = &v.stats;
-            println!(
-                "{} {}: compared {}  matched {}  mismatched {}  missing {}  orphans {}  success {:.2}% (threshold {:.2}%)  max L2 {:.6}{}",
-                if s.passed { "PASSED" } else { "FAILED" },
-                s.scope,
-                s.compared,
-                s.matched,
-                s.mismatched,
-                s.missing,
-                s.orphans,
-                s.success_rate * 100.0,
-                s.threshold * 100.0,
-                s.max_l2,
-                if fix {
-                    format!(
-                        "; fixed: re-copied {}, deleted {}, unfixed {}",
-                        s.recopied, s.deleted, s.unfixed
-                    )
-                } else {
-                    String::new()
-                }
-            );
-            for d in v.discrepancies.iter().take(10) {
-                println!("  {} {} {}", d.kind, d.id, d.detail);
-            }
-            write(
-                &report,
-                v.report(JOB).with("discrepancies", &v.discrepancies),
-            )?;
-            Ok(if s.passed {
-                ExitStatus::Done
-            } else {
-                ExitStatus::ItemFailures
-            })
-        }
+        } => validate(file, stores, report, sample, full, fix, (threshold, batch)).await,
         VectorsAction::Rollback {
             stores,
             report,
             drop_target,
             yes,
-        } => {
-            let o = resolve(file, &stores)?;
-            let checkpoints = Arc::new(RedisCheckpointStore::new(state::connect(&o.state).await?));
-            // The target only matters to --drop-target: a target that is down never keeps
-            // applications on it (the mode is written first either way).
-            let target = if o.target.url.is_empty() {
+        } => rollback(file, stores, report, drop_target, yes).await,
+        VectorsAction::Status { stores, report } => status(file, stores, report).await,
+        VectorsAction::Monitor { stores, interval } => monitor(file, stores, interval, stop).await,
+        VectorsAction::Mode { stores, action } => mode_action(file, stores, action).await,
+    }
+}
+
+/// `ferry vectors preflight`.
+async fn preflight(
+    file: &VectorsSection,
+    stores: StoreArgs,
+    report: ReportArgs,
+) -> Result<ExitStatus, VectorsError> {
+    let ctx = connect(resolve(file, &stores)?).await?;
+    let p = super::preflight::preflight(&ctx).await?;
+    super::preflight::print(&p);
+    write(&report, p.report(JOB).with("preflight", &p))?;
+    Ok(if p.ready {
+        ExitStatus::Done
+    } else {
+        ExitStatus::ItemFailures
+    })
+}
+
+/// `ferry vectors migrate`; `(batch, workers)` override the options.
+async fn migrate(
+    file: &VectorsSection,
+    stores: StoreArgs,
+    report: ReportArgs,
+    (batch, workers): (Option<usize>, Option<usize>),
+    run: MigrateRun,
+    stop: CancellationToken,
+) -> Result<ExitStatus, VectorsError> {
+    let mut o = resolve(file, &stores)?;
+    if let Some(b) = batch {
+        o.batch = b;
+    }
+    if let Some(w) = workers {
+        o.workers = w;
+    }
+    check_sizes(&o)?;
+    let ctx = connect(o).await?;
+    let m = super::migrate::migrate(&ctx, run, stop).await?;
+    let s = &m.stats;
+    println!(
+        "{}read {}  written {}  no embedding {}  failed {}  ({:.0} items/s){}",
+        if m.dry_run { "dry run: " } else { "" },
+        s.read,
+        s.written,
+        s.missing_embedding,
+        s.failed,
+        s.items_per_second,
+        if m.stopped {
+            "; stopped early, rerun to resume"
+        } else if s.complete {
+            "; complete"
+        } else {
+            ""
+        }
+    );
+    for e in m.errors.items.iter().take(10) {
+        println!("  failed {}: {}", e.item, e.error);
+    }
+    write(&report, m.report(JOB))?;
+    Ok(m.exit_status())
+}
+
+/// `ferry vectors validate`; `(threshold, batch)` override the options.
+async fn validate(
+    file: &VectorsSection,
+    stores: StoreArgs,
+    report: ReportArgs,
+    sample: Option<usize>,
+    full: bool,
+    fix: bool,
+    (threshold, batch): (Option<f64>, Option<usize>),
+) -> Result<ExitStatus, VectorsError> {
+    let mut o = resolve(file, &stores)?;
+    if let Some(t) = threshold {
+        o.threshold = threshold_share(t)?;
+    }
+    if let Some(b) = batch {
+        o.batch = b;
+    }
+    check_sizes(&o)?;
+    if sample == Some(0) {
+        return Err(VectorsError::Usage(
+            "--sample 0 compares nothing: give at least 1, or --full".into(),
+        ));
+    }
+    let sample = (!full).then(|| sample.unwrap_or(DEFAULT_SAMPLE));
+    let ctx = connect(o).await?;
+    let v = super::validate::validate(&ctx, ValidateRun { sample, fix }).await?;
+    let s = &v.stats;
+    println!(
+        "{} {}: compared {}  matched {}  mismatched {}  missing {}  orphans {}  success {:.2}% (threshold {:.2}%)  max L2 {:.6}{}",
+        if s.passed { "PASSED" } else { "FAILED" },
+        s.scope,
+        s.compared,
+        s.matched,
+        s.mismatched,
+        s.missing,
+        s.orphans,
+        s.success_rate * 100.0,
+        s.threshold * 100.0,
+        s.max_l2,
+        if fix {
+            format!(
+                "; fixed: re-copied {}, deleted {}, unfixed {}",
+                s.recopied, s.deleted, s.unfixed
+            )
+        } else {
+            String::new()
+        }
+    );
+    for d in v.discrepancies.iter().take(10) {
+        println!("  {} {} {}", d.kind, d.id, d.detail);
+    }
+    write(
+        &report,
+        v.report(JOB).with("discrepancies", &v.discrepancies),
+    )?;
+    Ok(if s.passed {
+        ExitStatus::Done
+    } else {
+        ExitStatus::ItemFailures
+    })
+}
+
+/// `ferry vectors rollback`.
+async fn rollback(
+    file: &VectorsSection,
+    stores: StoreArgs,
+    report: ReportArgs,
+    drop_target: bool,
+    yes: bool,
+) -> Result<ExitStatus, VectorsError> {
+    let o = resolve(file, &stores)?;
+    let checkpoints = Arc::new(RedisCheckpointStore::new(state::connect(&o.state).await?));
+    // The target only matters to --drop-target: a target that is down never keeps
+    // applications on it (the mode is written first either way).
+    let target = if o.target.url.is_empty() {
+        None
+    } else {
+        match AnyTarget::open(&o.target).await {
+            Ok(t) => Some(t),
+            Err(e) if !drop_target => {
+                eprintln!("warning: {e}; setting the mode without it");
                 None
-            } else {
-                match AnyTarget::open(&o.target).await {
-                    Ok(t) => Some(t),
-                    Err(e) if !drop_target => {
-                        eprintln!("warning: {e}; setting the mode without it");
-                        None
-                    }
-                    Err(e) => {
-                        if yes {
-                            let key = &o.mode_key;
-                            mode::write(checkpoints.endpoint(), key, StorageMode::PrimaryOnly)
-                                .await?;
-                            eprintln!("the mode is primary_only; the target was not dropped");
-                        }
-                        return Err(e.into());
-                    }
+            }
+            Err(e) => {
+                if yes {
+                    let key = &o.mode_key;
+                    mode::write(checkpoints.endpoint(), key, StorageMode::PrimaryOnly).await?;
+                    eprintln!("the mode is primary_only; the target was not dropped");
                 }
-            };
-            let r =
-                rollback::rollback(&checkpoints, &o, target.as_ref(), drop_target, !yes).await?;
-            println!(
-                "{}mode {} -> {}{}",
-                if r.dry_run { "would set " } else { "" },
-                r.mode_before.map_or("unknown".into(), |m| m.to_string()),
-                r.mode_after.map_or("unknown".into(), |m| m.to_string()),
-                match (r.drop_target, r.dry_run) {
-                    (true, true) => format!(
-                        "; would drop the target ({} items); pass -y to do it",
-                        r.target_items.unwrap_or(0)
-                    ),
-                    (true, false) => format!(
-                        "; dropped the target ({} items)",
-                        r.target_items.unwrap_or(0)
-                    ),
-                    (false, true) => "; pass -y to do it".into(),
-                    (false, false) => String::new(),
-                }
-            );
-            write(&report, r.report(JOB))?;
-            Ok(ExitStatus::Done)
+                return Err(e.into());
+            }
         }
-        VectorsAction::Status { stores, report } => {
-            let o = resolve(file, &stores)?;
-            let checkpoints = RedisCheckpointStore::new(state::connect(&o.state).await?);
-            let s = status::status(&checkpoints, &o).await?;
-            println!("{}", status::line(&s));
-            for e in &s.last_errors {
-                println!("    {}: {}", e.item, e.error);
-            }
-            if let Some(path) = &report.report {
-                let r = Report::new(
-                    JOB,
-                    "status",
-                    true,
-                    chrono::Utc::now(),
-                    serde_json::to_value(&s).unwrap_or_default(),
-                    Default::default(),
-                );
-                r.write(path, report.report_format)
-                    .map_err(|e| report_error(path, e))?;
-            }
-            Ok(ExitStatus::Done)
+    };
+    let r = rollback::rollback(&checkpoints, &o, target.as_ref(), drop_target, !yes).await?;
+    println!(
+        "{}mode {} -> {}{}",
+        if r.dry_run { "would set " } else { "" },
+        r.mode_before.map_or("unknown".into(), |m| m.to_string()),
+        r.mode_after.map_or("unknown".into(), |m| m.to_string()),
+        match (r.drop_target, r.dry_run) {
+            (true, true) => format!(
+                "; would drop the target ({} items); pass -y to do it",
+                r.target_items.unwrap_or(0)
+            ),
+            (true, false) => format!(
+                "; dropped the target ({} items)",
+                r.target_items.unwrap_or(0)
+            ),
+            (false, true) => "; pass -y to do it".into(),
+            (false, false) => String::new(),
         }
-        VectorsAction::Monitor { stores, interval } => {
-            let o = resolve(file, &stores)?;
-            if !(interval.is_finite() && (0.1..=3600.0).contains(&interval)) {
-                return Err(VectorsError::Usage(format!(
-                    "--interval {interval} is out of range: give 0.1 to 3600 seconds"
-                )));
-            }
-            let checkpoints = RedisCheckpointStore::new(state::connect(&o.state).await?);
-            status::monitor(&checkpoints, &o, Duration::from_secs_f64(interval), stop).await?;
-            Ok(ExitStatus::Done)
+    );
+    write(&report, r.report(JOB))?;
+    Ok(ExitStatus::Done)
+}
+
+/// `ferry vectors status`.
+async fn status(
+    file: &VectorsSection,
+    stores: StoreArgs,
+    report: ReportArgs,
+) -> Result<ExitStatus, VectorsError> {
+    let o = resolve(file, &stores)?;
+    let checkpoints = RedisCheckpointStore::new(state::connect(&o.state).await?);
+    let s = status::status(&checkpoints, &o).await?;
+    println!("{}", status::line(&s));
+    for e in &s.last_errors {
+        println!("    {}: {}", e.item, e.error);
+    }
+    if let Some(path) = &report.report {
+        let r = Report::new(
+            JOB,
+            "status",
+            true,
+            chrono::Utc::now(),
+            serde_json::to_value(&s).unwrap_or_default(),
+            Default::default(),
+        );
+        r.write(path, report.report_format)
+            .map_err(|e| report_error(path, e))?;
+    }
+    Ok(ExitStatus::Done)
+}
+
+/// `ferry vectors monitor`.
+async fn monitor(
+    file: &VectorsSection,
+    stores: StoreArgs,
+    interval: f64,
+    stop: CancellationToken,
+) -> Result<ExitStatus, VectorsError> {
+    let o = resolve(file, &stores)?;
+    if !(interval.is_finite() && (0.1..=3600.0).contains(&interval)) {
+        return Err(VectorsError::Usage(format!(
+            "--interval {interval} is out of range: give 0.1 to 3600 seconds"
+        )));
+    }
+    let checkpoints = RedisCheckpointStore::new(state::connect(&o.state).await?);
+    status::monitor(&checkpoints, &o, Duration::from_secs_f64(interval), stop).await?;
+    Ok(ExitStatus::Done)
+}
+
+/// `ferry vectors mode get|set`.
+async fn mode_action(
+    file: &VectorsSection,
+    stores: StoreArgs,
+    action: ModeAction,
+) -> Result<ExitStatus, VectorsError> {
+    let o = resolve(file, &stores)?;
+    let endpoint = state::connect(&o.state).await?;
+    match action {
+        ModeAction::Get => {
+            println!("{}", mode::read(&endpoint, &o.mode_key).await?);
         }
-        VectorsAction::Mode { stores, action } => {
-            let o = resolve(file, &stores)?;
-            let endpoint = state::connect(&o.state).await?;
-            match action {
-                ModeAction::Get => {
-                    println!("{}", mode::read(&endpoint, &o.mode_key).await?);
-                }
-                ModeAction::Set { mode: wanted } => {
-                    let wanted: StorageMode = wanted.parse().map_err(
-                        |e: ferry_core::jobs::vectors::ParseModeError| {
-                            VectorsError::Usage(e.to_string())
-                        },
-                    )?;
-                    let before = mode::write(&endpoint, &o.mode_key, wanted).await?;
-                    println!("{before} -> {wanted} ({})", o.mode_key);
-                }
-            }
-            Ok(ExitStatus::Done)
+        ModeAction::Set { mode: wanted } => {
+            let wanted: StorageMode =
+                wanted
+                    .parse()
+                    .map_err(|e: ferry_core::jobs::vectors::ParseModeError| {
+                        VectorsError::Usage(e.to_string())
+                    })?;
+            let before = mode::write(&endpoint, &o.mode_key, wanted).await?;
+            println!("{before} -> {wanted} ({})", o.mode_key);
         }
     }
+    Ok(ExitStatus::Done)
 }
 
 async fn connect(o: VectorsOptions) -> Result<VectorsContext, VectorsError> {

@@ -131,27 +131,10 @@ pub async fn preflight(ctx: &VectorsContext) -> Result<PreflightOutcome, Vectors
         }
     };
     if let Some(shape) = shape {
-        let others: u64 = source
-            .dimensions
-            .iter()
-            .filter(|(d, _)| **d != shape.dimension)
-            .map(|(_, n)| n)
-            .sum();
-        if others > 0 {
-            warnings.push(format!(
-                "{others} embeddings do not have {} dimensions ({:?}); they will fail and be reported",
-                shape.dimension, source.dimensions
-            ));
-        }
         let (ok, detail) = fits(&target, shape, ctx);
         check("target fits", ok, detail);
     }
-    if source.bad_ids > 0 {
-        warnings.push(format!(
-            "{} items have an id that is neither an integer nor a string (a float, a boolean, a list or none): they cannot be copied",
-            source.bad_ids
-        ));
-    }
+    warnings.extend(source_warnings(&source, shape));
     let current = mode::get(ctx).await.ok();
     let saved = RunState::load(&ctx.checkpoints, &ctx.options).await?;
     if let Some(saved) = &saved
@@ -179,6 +162,32 @@ pub async fn preflight(ctx: &VectorsContext) -> Result<PreflightOutcome, Vectors
         estimate,
         warnings,
     })
+}
+
+/// What in the source will not be copied, without blocking the migration.
+fn source_warnings(source: &SourceInfo, shape: Option<Shape>) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if let Some(shape) = shape {
+        let others: u64 = source
+            .dimensions
+            .iter()
+            .filter(|(d, _)| **d != shape.dimension)
+            .map(|(_, n)| n)
+            .sum();
+        if others > 0 {
+            warnings.push(format!(
+                "{others} embeddings do not have {} dimensions ({:?}); they will fail and be reported",
+                shape.dimension, source.dimensions
+            ));
+        }
+    }
+    if source.bad_ids > 0 {
+        warnings.push(format!(
+            "{} items have an id that is neither an integer nor a string (a float, a boolean, a list or none): they cannot be copied",
+            source.bad_ids
+        ));
+    }
+    warnings
 }
 
 /// Whether an existing target takes vectors of `shape` as the run would write them.

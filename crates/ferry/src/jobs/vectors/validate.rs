@@ -271,14 +271,7 @@ async fn sample(
     let target_ids = ctx.target.sample(n, shape.kind).await?;
     let known: HashSet<VectorId> = tally.recopy.iter().map(|(id, _)| id.clone()).collect();
     for chunk in target_ids.chunks(ctx.options.batch.max(1)) {
-        let in_source: HashSet<VectorId> = ctx
-            .source
-            .get(chunk)
-            .await?
-            .into_iter()
-            .filter(|i| matches!(i.embedding, Embedding::Vector(_)))
-            .map(|i| i.id)
-            .collect();
+        let in_source = with_vectors_in_source(ctx, chunk).await?;
         for id in chunk {
             let wrong_kind = id.kind() != shape.kind;
             if (wrong_kind || !in_source.contains(id)) && !known.contains(id) {
@@ -299,14 +292,7 @@ async fn fix(ctx: &VectorsContext, tally: &mut Tally) -> Result<(), VectorsError
     let mut again: Vec<VectorId> = tally.recopy.drain(..).map(|(id, _)| id).collect();
     let mut orphans = Vec::new();
     for chunk in std::mem::take(&mut tally.orphans).chunks(batch) {
-        let present: HashSet<VectorId> = ctx
-            .source
-            .get(chunk)
-            .await?
-            .into_iter()
-            .filter(|i| matches!(i.embedding, Embedding::Vector(_)))
-            .map(|i| i.id)
-            .collect();
+        let present = with_vectors_in_source(ctx, chunk).await?;
         for id in chunk {
             if present.contains(id) {
                 // Written to the source since it was read: a copy to check, not an orphan.
@@ -353,6 +339,21 @@ async fn fix(ctx: &VectorsContext, tally: &mut Tally) -> Result<(), VectorsError
         }
     }
     Ok(())
+}
+
+/// Which of `ids` the source holds with an embedding.
+async fn with_vectors_in_source(
+    ctx: &VectorsContext,
+    ids: &[VectorId],
+) -> Result<HashSet<VectorId>, VectorsError> {
+    Ok(ctx
+        .source
+        .get(ids)
+        .await?
+        .into_iter()
+        .filter(|i| matches!(i.embedding, Embedding::Vector(_)))
+        .map(|i| i.id)
+        .collect())
 }
 
 fn record_metrics(s: &ValidateStats) {

@@ -250,44 +250,7 @@ async fn copy(
     if !dry_run {
         state.save(&ctx.checkpoints, &ctx.options).await?;
     }
-    let pending: VecDeque<(usize, IdRange)> = state
-        .ranges
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| !r.done)
-        .map(|(i, r)| (i, r.rest()))
-        .collect();
-    let queue = Arc::new(Mutex::new(pending));
-    let (tx, mut rx) = mpsc::unbounded_channel::<BatchDone>();
-    let worker = Worker {
-        source: ctx.source.clone(),
-        target: ctx.target.clone(),
-        shape,
-        batch: ctx.options.batch.max(1),
-        dry_run,
-        stop: stop.clone(),
-    };
-    let handles: Vec<_> = (0..ctx.options.workers.max(1))
-        .map(|_| {
-            let (worker, queue, tx) = (worker.clone(), queue.clone(), tx.clone());
-            tokio::spawn(async move {
-                loop {
-                    let next = queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
-                    let Some((index, rest)) = next else {
-                        return Ok(());
-                    };
-                    if worker.stop.is_cancelled() {
-                        return Ok(());
-                    }
-                    if let Err(e) = worker.run_range(index, rest, &tx).await {
-                        worker.stop.cancel();
-                        return Err(e);
-                    }
-                }
-            })
-        })
-        .collect();
-    drop(tx);
+    let (handles, mut rx) = spawn_workers(ctx, state, shape, dry_run, &stop);
     let remaining = state.total.saturating_sub(before.read);
     let mut bar = Progress::new("vectors", remaining);
     let mut errors = ErrorLog::default();
@@ -305,16 +268,7 @@ async fn copy(
         }
     }
     bar.finish();
-    let mut failure = None;
-    for handle in handles {
-        match handle.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => failure = failure.or(Some(VectorsError::Store(e))),
-            Err(e) => {
-                failure = failure.or(Some(VectorsError::Usage(format!("a worker panicked: {e}"))))
-            }
-        }
-    }
+    let failure = join_workers(handles).await;
     state.holder = None;
     if state.is_finished() && state.finished_ms.is_none() {
         state.finished_ms = Some(now_ms());
@@ -352,6 +306,74 @@ async fn copy(
         errors,
         stopped: !state.is_finished(),
     })
+}
+
+/// A worker task: `Err` when a store kept failing.
+type WorkerHandle = tokio::task::JoinHandle<Result<(), ferry_core::jobs::vectors::VectorError>>;
+
+/// Starts `--workers` tasks taking the ranges of `state` not done yet from one queue; each
+/// committed batch comes back on the returned channel.
+fn spawn_workers(
+    ctx: &VectorsContext,
+    state: &RunState,
+    shape: Shape,
+    dry_run: bool,
+    stop: &CancellationToken,
+) -> (Vec<WorkerHandle>, mpsc::UnboundedReceiver<BatchDone>) {
+    let pending: VecDeque<(usize, IdRange)> = state
+        .ranges
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| !r.done)
+        .map(|(i, r)| (i, r.rest()))
+        .collect();
+    let queue = Arc::new(Mutex::new(pending));
+    let (tx, rx) = mpsc::unbounded_channel::<BatchDone>();
+    let worker = Worker {
+        source: ctx.source.clone(),
+        target: ctx.target.clone(),
+        shape,
+        batch: ctx.options.batch.max(1),
+        dry_run,
+        stop: stop.clone(),
+    };
+    let handles: Vec<_> = (0..ctx.options.workers.max(1))
+        .map(|_| {
+            let (worker, queue, tx) = (worker.clone(), queue.clone(), tx.clone());
+            tokio::spawn(async move {
+                loop {
+                    let next = queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
+                    let Some((index, rest)) = next else {
+                        return Ok(());
+                    };
+                    if worker.stop.is_cancelled() {
+                        return Ok(());
+                    }
+                    if let Err(e) = worker.run_range(index, rest, &tx).await {
+                        worker.stop.cancel();
+                        return Err(e);
+                    }
+                }
+            })
+        })
+        .collect();
+    drop(tx);
+    (handles, rx)
+}
+
+/// Waits for the workers; the first failure, if any.
+async fn join_workers(handles: Vec<WorkerHandle>) -> Option<VectorsError> {
+    let mut failure = None;
+    for handle in handles {
+        match handle.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => failure = failure.or(Some(VectorsError::Store(e))),
+            Err(e) => {
+                failure = failure.or(Some(VectorsError::Usage(format!("a worker panicked: {e}"))))
+            }
+        }
+    }
+    failure
 }
 
 /// Applies one committed batch to the state and the metrics.
