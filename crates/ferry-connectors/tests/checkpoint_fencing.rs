@@ -225,3 +225,34 @@ async fn take_over_of_a_dead_holder_is_a_compare_and_swap() {
     me.save(SCOPE, b"mine").await.unwrap();
     assert_eq!(me.load(SCOPE).await.unwrap().as_deref(), Some(&b"mine"[..]));
 }
+
+#[tokio::test]
+async fn scopes_lists_states_under_a_prefix_on_a_server_and_a_cluster() {
+    let server = RedisServer::start();
+    let s = store(&server).await;
+    for scope in ["keys/run-1", "keys/run*2", "keys/run-1/sub", "tier/x"] {
+        s.save(scope, b"{}").await.unwrap();
+    }
+    s.ledger_put("keys/ledger-only", LEDGER, &entries("k", 2))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.scopes("keys/").await.unwrap(),
+        ["keys/run*2", "keys/run-1", "keys/run-1/sub"]
+    );
+    // Glob characters in the prefix are literal.
+    assert_eq!(s.scopes("keys/run*").await.unwrap(), ["keys/run*2"]);
+    assert!(s.scopes("nothing/").await.unwrap().is_empty());
+
+    let cluster = ferry_testkit::RedisCluster::start();
+    let c = RedisCheckpointStore::new(RedisEndpoint::connect(&cluster.url(), None).await.unwrap());
+    let runs: Vec<String> = (0..20).map(|i| format!("keys/r{i:02}")).collect();
+    for r in &runs {
+        c.save(r, b"{}").await.unwrap();
+    }
+    assert_eq!(
+        c.scopes("keys/").await.unwrap(),
+        runs,
+        "every master is scanned"
+    );
+}

@@ -71,6 +71,12 @@ pub enum Command {
             hide_env_values = true
         )]
         postgres: SecretUrl,
+        /// End after the jobs instead of serving the dashboard until Ctrl-C.
+        #[arg(long)]
+        no_serve: bool,
+        /// Where the dashboard listens at the end (another free port when it is taken).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
     },
 }
 

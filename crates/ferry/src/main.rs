@@ -73,12 +73,16 @@ async fn run(cli: Cli, file: FileConfig) -> ExitStatus {
             keys,
             report,
             postgres,
+            no_serve,
+            listen,
         } => {
             let options = ferry::demo::DemoOptions {
                 redis,
                 keys,
                 report,
                 postgres,
+                serve: !no_serve,
+                listen,
             };
             match ferry::demo::run(options).await {
                 Ok(()) => ExitStatus::Done,

@@ -134,3 +134,102 @@ pub async fn serve_metrics(
     });
     Ok(bound)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    /// Every `ferry_…` name in `text`.
+    fn names_in(text: &str) -> BTreeSet<String> {
+        let mut names = BTreeSet::new();
+        let mut rest = text;
+        while let Some(at) = rest.find("ferry_") {
+            let tail = &rest[at..];
+            let end = tail
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(tail.len());
+            names.insert(tail[..end].to_string());
+            rest = &tail[end..];
+        }
+        names
+    }
+
+    /// The queries of a Grafana dashboard, every panel's targets.
+    fn dashboard_queries(text: &str) -> String {
+        let dashboard: serde_json::Value = serde_json::from_str(text).expect("valid JSON");
+        let mut out = String::new();
+        for panel in dashboard["panels"].as_array().expect("panels") {
+            for target in panel["targets"].as_array().into_iter().flatten() {
+                out.push_str(target["expr"].as_str().expect("expr"));
+                out.push('\n');
+            }
+        }
+        out
+    }
+
+    /// The `expr` of every alerting rule.
+    fn alert_queries(text: &str) -> String {
+        let rules: serde_json::Value = serde_yaml_ng::from_str(text).expect("valid YAML");
+        let mut out = String::new();
+        for group in rules["groups"].as_array().expect("groups") {
+            for rule in group["rules"].as_array().expect("rules") {
+                assert!(rule["alert"].is_string(), "every rule is an alert: {rule}");
+                out.push_str(rule["expr"].as_str().expect("expr"));
+                out.push('\n');
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_grafana_dashboards_and_alert_rules_use_only_metrics_ferry_exports() {
+        let exported: BTreeSet<&str> = crate::server::exported_metric_names().into_iter().collect();
+        let docs = [
+            (
+                "docs/grafana/ferry.json",
+                dashboard_queries(include_str!("../../../docs/grafana/ferry.json")),
+                30,
+            ),
+            (
+                "docs/grafana/ferry-vectors.json",
+                dashboard_queries(include_str!("../../../docs/grafana/ferry-vectors.json")),
+                10,
+            ),
+            (
+                "docs/prometheus/alerts.yml",
+                alert_queries(include_str!("../../../docs/prometheus/alerts.yml")),
+                8,
+            ),
+        ];
+        for (file, queries, at_least) in docs {
+            let names = names_in(&queries);
+            assert!(names.len() >= at_least, "{file}: {names:?}");
+            for name in &names {
+                let base = ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .find_map(|s| name.strip_suffix(s))
+                    .unwrap_or(name);
+                assert!(
+                    exported.contains(name.as_str()) || exported.contains(base),
+                    "{file} uses {name}, which ferry does not export"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_overview_dashboard_has_a_row_per_job() {
+        let text = include_str!("../../../docs/grafana/ferry.json");
+        let dashboard: serde_json::Value = serde_json::from_str(text).unwrap();
+        let rows: Vec<&str> = dashboard["panels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["type"] == "row")
+            .filter_map(|p| p["title"].as_str())
+            .collect();
+        for job in ["keys", "tier", "events", "bridge", "vectors", "agentdb"] {
+            assert!(rows.contains(&job), "no row for {job}: {rows:?}");
+        }
+    }
+}

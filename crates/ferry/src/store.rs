@@ -76,6 +76,9 @@ impl CheckpointStore for AnyStore {
     async fn save(&self, scope: &str, state: &[u8]) -> StoreResult<()> {
         delegate!(self, s => s.save(scope, state))
     }
+    async fn scopes(&self, prefix: &str) -> StoreResult<Vec<String>> {
+        delegate!(self, s => s.scopes(prefix))
+    }
     async fn acquire_lease(&self, scope: &str, owner: &str, ttl: Duration) -> StoreResult<Lease> {
         delegate!(self, s => s.acquire_lease(scope, owner, ttl))
     }

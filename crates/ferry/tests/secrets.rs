@@ -62,6 +62,8 @@ fn options_structs_debug_without_passwords_or_tokens() {
             keys: 1,
             report: "r.json".into(),
             postgres: format!("postgres://postgres:{pw}@127.0.0.1:5432").into(),
+            serve: false,
+            listen: "127.0.0.1:8080".parse().unwrap(),
         };
         assert_clean("DemoOptions", &format!("{demo:?}"));
     }

@@ -114,6 +114,9 @@ pub trait CheckpointStore: Send + Sync {
     fn load(&self, scope: &str) -> impl Future<Output = StoreResult<Option<Vec<u8>>>> + Send;
     /// Replaces the saved state of `scope`.
     fn save(&self, scope: &str, state: &[u8]) -> impl Future<Output = StoreResult<()>> + Send;
+    /// The scopes starting with `prefix` that hold a saved state, sorted (a dashboard lists a
+    /// job's runs with it).
+    fn scopes(&self, prefix: &str) -> impl Future<Output = StoreResult<Vec<String>>> + Send;
     /// Takes the lease on `scope` for `ttl`, or fails with [`StoreError::LeaseHeld`].
     fn acquire_lease(
         &self,

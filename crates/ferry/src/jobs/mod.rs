@@ -32,6 +32,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::FileConfig;
+use crate::server::card::{JobCard, JobState};
 use crate::server::{AppState, Endpoint, ServeOptions};
 
 /// The configured jobs' contexts inside `ferry serve` (`None`: not configured, not started).
@@ -45,6 +46,10 @@ pub struct Served {
     pub events: Option<Arc<events::EventsContext>>,
     /// The configured bridges (`[[bridge]]` sections).
     pub bridges: Vec<Arc<bridge::service::ServedBridge>>,
+    /// The keys job's runs, watched (`[keys] source` and `rules` set).
+    pub keys: Option<Arc<keys::routes::ServedKeys>>,
+    /// The vectors migration, watched (`[vectors] source` or `state` set).
+    pub vectors: Option<vectors::routes::ServedVectors>,
 }
 
 /// The jobs' commands: `ferry <job> <action>`.
@@ -124,6 +129,11 @@ pub fn metric_names() -> Vec<(&'static str, &'static str, Kind)> {
         .chain(vectors)
         .chain(agentdb)
         .chain(dual)
+        .chain(
+            crate::server::metrics::ServeMetric::ALL
+                .iter()
+                .map(|m| (m.name(), m.help(), m.kind())),
+        )
         .collect()
 }
 
@@ -132,7 +142,73 @@ pub fn endpoints() -> Vec<Endpoint> {
     let mut all = tier::routes::endpoints();
     all.extend(events::routes::endpoints());
     all.extend(bridge::routes::endpoints());
+    all.extend(keys::routes::endpoints());
+    all.extend(vectors::routes::endpoints());
     all
+}
+
+/// A card being put together.
+type CardFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = JobCard> + Send + 'a>>;
+
+/// How long the overview waits for one job's card.
+const CARD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Every configured job's card for the dashboard's overview, in a fixed order; a new job
+/// appears on the page by adding its card here.
+pub async fn cards(state: &AppState) -> Vec<JobCard> {
+    let mut pending: Vec<(JobCard, CardFuture<'_>)> = Vec::new();
+    if let Some(tier) = &state.jobs.tier {
+        let stand_in = JobCard::new(tier::service::JOB, "tier", "Drain the caption cache");
+        pending.push((stand_in, Box::pin(tier::routes::card(state, tier))));
+    }
+    if let Some(events) = &state.jobs.events {
+        let stand_in = JobCard::new(
+            events::service::JOB,
+            "events",
+            "Save events, then publish them",
+        );
+        pending.push((stand_in, Box::pin(events::routes::card(state, events))));
+    }
+    if let Some(keys) = &state.jobs.keys {
+        let stand_in = JobCard::new(keys::routes::JOB, "keys", "Rename and copy keys");
+        pending.push((stand_in, Box::pin(keys::routes::card(keys))));
+    }
+    if let Some(vectors) = &state.jobs.vectors {
+        let stand_in = JobCard::new(vectors.id(), "vectors", "Embeddings");
+        pending.push((stand_in, Box::pin(vectors::routes::card(vectors))));
+    }
+    // The cards ask their stores concurrently; one that hangs is shown failing, not waited for.
+    let answers =
+        futures::future::join_all(pending.into_iter().map(|(mut stand_in, card)| async move {
+            match tokio::time::timeout(CARD_TIMEOUT, card).await {
+                Ok(card) => card,
+                Err(_) => {
+                    stand_in.state = JobState::Failing;
+                    stand_in.reason = Some(format!(
+                        "its stores did not answer within {} s",
+                        CARD_TIMEOUT.as_secs()
+                    ));
+                    stand_in
+                }
+            }
+        }))
+        .await;
+    let mut cards = answers;
+    cards.extend(
+        state
+            .jobs
+            .bridges
+            .iter()
+            .map(|b| bridge::routes::card(state, b)),
+    );
+    let window = std::time::Duration::from_secs(60);
+    let now = chrono::Utc::now().timestamp_millis();
+    for card in &mut cards {
+        if let Some(chart) = card.charts.iter().find(|c| c.show == "rate") {
+            card.throughput = state.history.rate(chart.metric, window, now);
+        }
+    }
+    cards
 }
 
 /// The configured jobs' part of `/healthz`: `false` when a service one of them needs fails.
@@ -159,10 +235,14 @@ pub fn spawn_services(
 ) -> Vec<JoinHandle<()>> {
     let mut tasks = tier::service::spawn(state, options, stop);
     if let Some(ctx) = &state.jobs.events {
-        tasks.push(events::service::spawn(ctx.clone(), stop));
+        let switch = state.switches.register(events::service::JOB);
+        tasks.extend(events::service::spawn(ctx.clone(), switch, stop));
     }
     for b in &state.jobs.bridges {
-        tasks.push(bridge::service::spawn(b.clone(), stop));
+        let switch = state
+            .switches
+            .register(&bridge::service::job_id(&b.options.name));
+        tasks.push(bridge::service::spawn(b.clone(), switch, stop));
     }
     tasks
 }

@@ -24,6 +24,10 @@ pub struct ServeArgs {
     /// Seconds between tier passes.
     #[arg(long, value_name = "SECONDS", value_parser = interval_seconds, allow_hyphen_values = true)]
     pub interval: Option<f64>,
+    /// Answer GET requests (the dashboard, status endpoints) without a token; changes still
+    /// need the admin token.
+    #[arg(long)]
+    pub public_read: bool,
 }
 
 impl ServeArgs {
@@ -53,6 +57,7 @@ impl ServeArgs {
             o.read_token = Some(t.clone());
         }
         o.insecure |= self.insecure;
+        o.public_read |= self.public_read;
         if let Some(i) = self.interval {
             o.interval = std::time::Duration::from_secs_f64(i);
         }

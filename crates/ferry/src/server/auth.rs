@@ -20,8 +20,13 @@ use tower_http::validate_request::{ValidateRequest, ValidateRequestHeaderLayer};
 use super::ServeOptions;
 use super::error::ApiError;
 
-/// Paths that answer without a token whatever the configuration.
-pub const ALWAYS_OPEN: &[&str] = &["/healthz"];
+/// Paths that answer without a token whatever the configuration: the health check, and the
+/// dashboard's page and assets (they hold no data; the page asks for a token when the API
+/// needs one).
+pub const ALWAYS_OPEN: &[&str] = &["/healthz", "/", "/favicon.svg"];
+
+/// Path prefixes that answer without a token: the dashboard's static assets.
+pub const OPEN_PREFIXES: &[&str] = &["/assets/"];
 
 /// What a caller's token allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +48,7 @@ pub struct BearerAuth {
     admin: Option<[u8; 32]>,
     read: Option<[u8; 32]>,
     metrics_public: bool,
+    public_read: bool,
 }
 
 impl std::fmt::Debug for BearerAuth {
@@ -51,6 +57,7 @@ impl std::fmt::Debug for BearerAuth {
             .field("admin_token", &self.admin.is_some())
             .field("read_token", &self.read.is_some())
             .field("metrics_public", &self.metrics_public)
+            .field("public_read", &self.public_read)
             .finish()
     }
 }
@@ -69,6 +76,7 @@ impl BearerAuth {
             admin: of(&options.token),
             read: of(&options.read_token),
             metrics_public: options.metrics_public,
+            public_read: options.public_read,
         }
     }
 
@@ -93,7 +101,9 @@ impl BearerAuth {
 
     /// Whether `path` answers without a token.
     fn is_public(&self, path: &str) -> bool {
-        ALWAYS_OPEN.contains(&path) || (self.metrics_public && path == "/metrics")
+        ALWAYS_OPEN.contains(&path)
+            || OPEN_PREFIXES.iter().any(|p| path.starts_with(p))
+            || (self.metrics_public && path == "/metrics")
     }
 
     /// Decides one request: `Ok(access)` lets it through.
@@ -102,6 +112,8 @@ impl BearerAuth {
             return Ok(Access::Admin);
         }
         let access = match bearer(headers) {
+            // A read-only server answers reads without a token; a change still needs one.
+            None if self.public_read && is_read_method(method) => return Ok(Access::Read),
             None => return Err(Refusal::Missing),
             Some(given) => self.access(given).ok_or(Refusal::Invalid)?,
         };
@@ -205,6 +217,35 @@ mod tests {
             metrics_public,
             ..ServeOptions::default()
         })
+    }
+
+    #[test]
+    fn a_public_read_server_answers_reads_without_a_token_but_not_changes() {
+        let a = BearerAuth::new(&ServeOptions {
+            token: Some("admin-t".into()),
+            public_read: true,
+            ..ServeOptions::default()
+        });
+        let none = headers(None);
+        let path = "/api/v1/overview";
+        assert_eq!(a.decide(&Method::GET, path, &none), Ok(Access::Read));
+        assert_eq!(
+            a.decide(&Method::POST, "/api/v1/jobs/tier/pause", &none),
+            Err(Refusal::Missing)
+        );
+        // A wrong token is still refused, even for a read.
+        assert_eq!(
+            a.decide(&Method::GET, path, &headers(Some("Bearer nope"))),
+            Err(Refusal::Invalid)
+        );
+        // The page and its assets are open on any server; nothing else under them.
+        let closed = auth(Some("t"), None, false);
+        for open in ["/", "/assets/app.js", "/favicon.svg"] {
+            assert!(closed.decide(&Method::GET, open, &none).is_ok(), "{open}");
+        }
+        for shut in ["/api/v1/overview", "/assetsx", "/index.html"] {
+            assert!(closed.decide(&Method::GET, shut, &none).is_err(), "{shut}");
+        }
     }
 
     fn headers(authorization: Option<&str>) -> HeaderMap {

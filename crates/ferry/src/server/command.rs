@@ -1,15 +1,21 @@
 //! `ferry serve` from the command line: checks the server's options, connects the jobs that are
 //! configured (and only those: no model is loaded without the tier job) and runs the server.
 
+use std::sync::Arc;
+
 use ferry_core::error::ExitStatus;
 use ferry_core::secret::SecretUrl;
 
 use super::args::ServeArgs;
 use crate::config::FileConfig;
+use crate::jobs::Served;
+use crate::jobs::bridge::service::ServedBridge;
 use crate::jobs::events::EventsContext;
 use crate::jobs::events::args::EventsArgs;
+use crate::jobs::keys::routes::ServedKeys;
 use crate::jobs::tier::TierContext;
 use crate::jobs::tier::args::TierArgs;
+use crate::jobs::vectors::routes::ServedVectors;
 
 /// Runs `ferry serve` until Ctrl-C or SIGTERM; an error is printed and gives
 /// [`ExitStatus::Fatal`].
@@ -75,9 +81,41 @@ async fn serve_jobs(
         None
     };
     let events = if events_configured {
-        Some(EventsContext::connect(events_args.options(file)).await?)
+        Some(Arc::new(
+            EventsContext::connect(events_args.options(file)).await?,
+        ))
     } else {
         None
     };
-    super::serve(opts, tier, events, bridges, stop).await
+    let jobs = Served {
+        tier,
+        events,
+        bridges: bridges
+            .into_iter()
+            .map(|o| Arc::new(ServedBridge::new(o)))
+            .collect(),
+        keys: watched_keys(file),
+        vectors: watched_vectors(file)?,
+        ..Served::default()
+    };
+    super::serve(opts, jobs, stop).await
+}
+
+/// The keys job's runs, watched when `[keys] source` and `rules` are set (connected on first
+/// use, so a source that is down shows on the dashboard instead of stopping the server).
+fn watched_keys(file: &FileConfig) -> Option<Arc<ServedKeys>> {
+    let k = &file.keys;
+    let configured = k.source.as_ref().is_some_and(|s| !s.is_empty()) && k.rules.is_some();
+    configured.then(|| Arc::new(ServedKeys::new(file.keys_options())))
+}
+
+/// The vectors migration, watched when `[vectors] source` or `state` is set.
+fn watched_vectors(file: &FileConfig) -> anyhow::Result<Option<ServedVectors>> {
+    let v = &file.vectors;
+    let set = |u: &Option<SecretUrl>| u.as_ref().is_some_and(|u| !u.is_empty());
+    if !(set(&v.source) || set(&v.state)) {
+        return Ok(None);
+    }
+    let options = crate::jobs::vectors::cli::resolve(v, &Default::default())?;
+    Ok(Some(ServedVectors::new(options)))
 }

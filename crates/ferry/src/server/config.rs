@@ -25,6 +25,10 @@ pub struct ServeSection {
     pub stats_interval_s: Option<f64>,
     /// Largest request body, bytes.
     pub max_body_bytes: Option<usize>,
+    /// GET requests answer without a token (a read-only dashboard); default false.
+    pub public_read: Option<bool>,
+    /// Seconds between samples of the metric history the dashboard draws (default 5).
+    pub history_interval_s: Option<f64>,
 }
 
 /// A token of `[serve]`; an empty one is an error (it is never taken as "no token").
@@ -57,6 +61,8 @@ impl ServeSection {
             interval: secs(s.interval_s, d.interval),
             stats_interval: secs(s.stats_interval_s, d.stats_interval),
             max_body_bytes: s.max_body_bytes.unwrap_or(d.max_body_bytes),
+            public_read: s.public_read.unwrap_or(d.public_read),
+            history_interval: secs(s.history_interval_s, d.history_interval),
         })
     }
 
@@ -72,6 +78,11 @@ impl ServeSection {
                 "[serve] stats_interval_s",
                 self.stats_interval_s,
                 Some("the statistics sampler of `ferry serve` would run without pause"),
+            ),
+            (
+                "[serve] history_interval_s",
+                self.history_interval_s,
+                Some("the metric history of `ferry serve` would sample without pause"),
             ),
         ])
     }

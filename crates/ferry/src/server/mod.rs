@@ -11,12 +11,18 @@
 
 pub mod args;
 mod auth;
+pub mod card;
 pub mod command;
 pub mod config;
+mod dashboard;
 pub mod error;
+pub mod history;
+pub mod metrics;
+pub mod openapi;
 pub mod params;
 mod router;
 mod state;
+pub mod switches;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -26,14 +32,13 @@ use std::time::Duration;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio_util::sync::CancellationToken;
 
-use crate::jobs::events::EventsContext;
-use crate::jobs::tier::TierContext;
 use ferry_core::error::{Classify, ErrorClass};
 use ferry_core::secret::{ExposeSecret, Secret};
 
-pub use auth::{ALWAYS_OPEN, Access, BearerAuth, auth_layer, is_read_method};
+pub use auth::{ALWAYS_OPEN, Access, BearerAuth, OPEN_PREFIXES, auth_layer, is_read_method};
 pub use router::{app, routes};
 pub use state::{AppState, Endpoint};
+pub use switches::{JobSwitch, JobSwitches};
 
 /// Checked options of `ferry serve`.
 #[derive(Debug, Clone)]
@@ -54,6 +59,11 @@ pub struct ServeOptions {
     pub stats_interval: Duration,
     /// Largest request body.
     pub max_body_bytes: usize,
+    /// `GET` and `HEAD` requests answer without a token (a read-only dashboard for everyone
+    /// who can reach the server); changes still need the admin token.
+    pub public_read: bool,
+    /// Time between samples of the metric history the dashboard draws.
+    pub history_interval: Duration,
 }
 
 impl Default for ServeOptions {
@@ -67,6 +77,8 @@ impl Default for ServeOptions {
             interval: Duration::from_secs(60),
             stats_interval: Duration::from_secs(300),
             max_body_bytes: 1 << 20,
+            public_read: false,
+            history_interval: Duration::from_secs(5),
         }
     }
 }
@@ -146,6 +158,14 @@ impl ServeOptions {
     }
 }
 
+/// Every metric name Ferry exports: the shared ones and every job's.
+pub fn exported_metric_names() -> Vec<&'static str> {
+    let shared = ferry_core::telemetry::Metric::ALL.iter().map(|m| m.name());
+    shared
+        .chain(crate::jobs::metric_names().into_iter().map(|(n, _, _)| n))
+        .collect()
+}
+
 /// The process-wide Prometheus recorder, installed on first use.
 pub fn prometheus() -> Option<PrometheusHandle> {
     static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
@@ -163,9 +183,7 @@ pub fn prometheus() -> Option<PrometheusHandle> {
 /// running pass to finish. Prints the bound address (`listening on …`).
 pub async fn serve(
     options: ServeOptions,
-    tier: Option<TierContext>,
-    events: Option<EventsContext>,
-    bridges: Vec<crate::jobs::bridge::BridgeOptions>,
+    jobs: crate::jobs::Served,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
     options.check()?;
@@ -185,13 +203,17 @@ pub async fn serve(
     // supervisor that restarted its log reader): the line is for whoever listens, logs go to
     // stderr.
     let _ = writeln!(std::io::stdout().lock(), "listening on http://{addr}");
-    let mut state =
-        AppState::new(tier, options.clone(), metrics, stop.clone()).with_bridges(bridges);
-    if let Some(ctx) = events {
-        state = state.with_events(Arc::new(ctx));
+    let state = Arc::new(AppState::with_jobs(
+        jobs,
+        options.clone(),
+        metrics,
+        stop.clone(),
+    ));
+    let mut tasks = crate::jobs::spawn_services(&state, &options, &stop);
+    if let Some(handle) = &state.metrics {
+        let history = state.history.clone().run(handle.clone(), stop.clone());
+        tasks.push(tokio::spawn(history));
     }
-    let state = Arc::new(state);
-    let tasks = crate::jobs::spawn_services(&state, &options, &stop);
     let shutdown = stop.clone();
     axum::serve(listener, app(state))
         .with_graceful_shutdown(async move { shutdown.cancelled().await })

@@ -21,7 +21,13 @@ fn endpoints() -> Vec<Endpoint> {
     let mut all: Vec<Endpoint> = vec![
         (Method::GET, "/healthz", get(healthz)),
         (Method::GET, "/metrics", get(metrics)),
+        (
+            Method::GET,
+            "/api/v1/openapi.json",
+            get(super::openapi::openapi_json),
+        ),
     ];
+    all.extend(super::dashboard::endpoints());
     all.extend(jobs::endpoints());
     all
 }
@@ -51,7 +57,9 @@ pub fn app(state: Arc<AppState>) -> Router {
 
 /// `GET /healthz`: 200 `{"status": "ok", …}` when every configured job's services answer, 503
 /// `degraded` otherwise; always open.
-async fn healthz(State(state): State<Arc<AppState>>) -> Response {
+#[utoipa::path(get, path = "/healthz", tag = "service",
+    responses((status = 200, description = "`{\"status\": \"ok\", …}`: every job's stores answer", body = Object), (status = 503, description = "`degraded`: a store does not answer", body = Object)))]
+pub(crate) async fn healthz(State(state): State<Arc<AppState>>) -> Response {
     let mut body = json!({});
     let healthy = jobs::health(&state, &mut body).await;
     body["status"] = json!(if healthy { "ok" } else { "degraded" });
@@ -64,7 +72,9 @@ async fn healthz(State(state): State<Arc<AppState>>) -> Response {
 }
 
 /// `GET /metrics`: the Prometheus text format.
-async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+#[utoipa::path(get, path = "/metrics", tag = "service",
+    responses((status = 200, description = "the Prometheus text format", content_type = "text/plain", body = String)))]
+pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     match &state.metrics {
         Some(h) => (
             [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

@@ -9,9 +9,14 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::ServeOptions;
+use super::history::MetricHistory;
+use super::switches::JobSwitches;
 use crate::jobs::Served;
 use crate::jobs::events::EventsContext;
 use crate::jobs::tier::TierContext;
+
+/// Samples the metric history keeps (an hour at the default interval of 5 s).
+const HISTORY_SAMPLES: usize = 720;
 
 /// What every handler shares.
 #[derive(Debug)]
@@ -21,23 +26,43 @@ pub struct AppState {
     pub(crate) options: ServeOptions,
     pub(crate) max_body_bytes: usize,
     pub(crate) metrics: Option<PrometheusHandle>,
+    /// The pause switches of the jobs this server runs.
+    pub switches: JobSwitches,
+    /// The service's own metric history (the dashboard's charts).
+    pub history: Arc<MetricHistory>,
     stop: CancellationToken,
 }
 
 impl AppState {
-    /// State for [`super::app`].
+    /// State for [`super::app`] with the tier job only (add others with the `with_` methods).
     pub fn new(
         tier: Option<TierContext>,
         options: ServeOptions,
         metrics: Option<PrometheusHandle>,
         stop: CancellationToken,
     ) -> Self {
+        let jobs = Served {
+            tier,
+            ..Served::default()
+        };
+        Self::with_jobs(jobs, options, metrics, stop)
+    }
+
+    /// State for [`super::app`] running or watching `jobs`.
+    pub fn with_jobs(
+        jobs: Served,
+        options: ServeOptions,
+        metrics: Option<PrometheusHandle>,
+        stop: CancellationToken,
+    ) -> Self {
         AppState {
-            jobs: Served {
-                tier,
-                ..Served::default()
-            },
+            jobs,
             max_body_bytes: options.max_body_bytes,
+            switches: JobSwitches::default(),
+            history: Arc::new(MetricHistory::new(
+                options.history_interval,
+                HISTORY_SAMPLES,
+            )),
             options,
             metrics,
             stop,

@@ -118,6 +118,21 @@ impl EventLog {
     }
 
     /// Counts by type and camera, and the unpublished backlog.
+    /// The outbox alone, cheap enough to sample often: events stored but not yet published,
+    /// and the age of the oldest of them in milliseconds.
+    pub async fn backlog(&self) -> EventLogResult<(i64, Option<i64>)> {
+        let client = self.client().await?;
+        let row = client
+            .query_one(
+                "SELECT count(*), (extract(epoch FROM now() - min(enqueued_at)) * 1000)::bigint
+                 FROM events_pending",
+                &[],
+            )
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok((row.get(0), row.get(1)))
+    }
+
     pub async fn stats(&self) -> EventLogResult<EventStats> {
         let client = self.client().await?;
         let err = |e| self.error(e);

@@ -102,6 +102,10 @@ impl CheckpointStore for RedisCheckpointStore {
         state::save(self, scope, state).await
     }
 
+    async fn scopes(&self, prefix: &str) -> StoreResult<Vec<String>> {
+        state::scopes(self, prefix).await
+    }
+
     async fn acquire_lease(&self, scope: &str, owner: &str, ttl: Duration) -> StoreResult<Lease> {
         lease::acquire(self, scope, owner, ttl).await
     }

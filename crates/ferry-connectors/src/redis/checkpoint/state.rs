@@ -1,6 +1,6 @@
 //! A scope's saved position (`…:state`), and clearing everything the scope holds.
 
-use ferry_core::checkpoint::StoreResult;
+use ferry_core::checkpoint::{StoreError, StoreResult};
 use redis::Value;
 
 use super::RedisCheckpointStore;
@@ -18,6 +18,45 @@ pub(super) async fn load(
 ) -> StoreResult<Option<Vec<u8>>> {
     let key = state_key(scope);
     store.q(&key, redis::cmd("GET").arg(&key).clone()).await
+}
+
+/// The scopes starting with `prefix` that hold a state: `SCAN MATCH ferry:{PREFIX*}:state` on
+/// every master (glob characters in `prefix` are escaped).
+pub(super) async fn scopes(store: &RedisCheckpointStore, prefix: &str) -> StoreResult<Vec<String>> {
+    let mut escaped = String::new();
+    for c in prefix.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    let pattern = format!("ferry:{{{escaped}*}}:state");
+    let mut out = Vec::new();
+    for node in store.endpoint.masters() {
+        let mut cursor = 0;
+        loop {
+            let (next, keys) = node
+                .scan(cursor, Some(pattern.as_bytes()), 1000)
+                .await
+                .map_err(|e| StoreError::Backend(format!("{}: {e}", store.endpoint.display())))?;
+            for key in keys {
+                let name = String::from_utf8_lossy(&key);
+                if let Some(scope) = name
+                    .strip_prefix("ferry:{")
+                    .and_then(|rest| rest.strip_suffix("}:state"))
+                {
+                    out.push(scope.to_string());
+                }
+            }
+            cursor = next;
+            if cursor == 0 {
+                break;
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
 }
 
 /// Saves the position of `scope` (fenced while a lease is held).

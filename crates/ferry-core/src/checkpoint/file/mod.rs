@@ -49,19 +49,25 @@ impl FileCheckpointStore {
         })
     }
 
+    /// The directory of `scope`: its name with every byte other than ASCII letters, digits,
+    /// `-` and `_` written `%XX`, so that two scopes never share one (`keys/a.b` and
+    /// `keys/a_b` did before, when both became `keys_a_b`). A directory of that older naming
+    /// is taken over by the first scope that asks for it, unless it names another scope.
     fn scope_dir(&self, scope: &str) -> StoreResult<PathBuf> {
-        let safe: String = scope
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        let dir = self.dir.join(safe);
+        let dir = self.dir.join(dir_name(scope));
+        let legacy = self.dir.join(legacy_dir_name(scope));
+        if legacy != dir && !dir.exists() && legacy.is_dir() {
+            let owner = read_optional(&legacy.join(SCOPE_FILE))?;
+            if owner.is_none_or(|o| o == scope.as_bytes()) {
+                fs::rename(&legacy, &dir).map_err(io_err(&legacy))?;
+            }
+        }
         fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        // The scope's own name is kept beside its state, for `scopes`.
+        let name = dir.join(SCOPE_FILE);
+        if !name.exists() {
+            write_atomically(&name, scope.as_bytes())?;
+        }
         Ok(dir)
     }
 
@@ -69,6 +75,37 @@ impl FileCheckpointStore {
         Ok(self.scope_dir(scope)?.join(format!("{ledger}.ledger")))
     }
 }
+
+/// A scope's directory name: ASCII letters, digits, `-` and `_` as they are, every other byte
+/// as `%XX` (so the mapping is one to one).
+fn dir_name(scope: &str) -> String {
+    let mut out = String::with_capacity(scope.len());
+    for b in scope.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The directory name earlier versions used: every other character as `_`.
+fn legacy_dir_name(scope: &str) -> String {
+    scope
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// The file in a scope's directory holding the scope's name.
+const SCOPE_FILE: &str = "scope.name";
 
 impl CheckpointStore for FileCheckpointStore {
     async fn load(&self, scope: &str) -> StoreResult<Option<Vec<u8>>> {
@@ -79,6 +116,27 @@ impl CheckpointStore for FileCheckpointStore {
         let dir = self.scope_dir(scope)?;
         self.check_fence(scope, &dir)?;
         write_atomically(&dir.join("state.json"), state)
+    }
+
+    async fn scopes(&self, prefix: &str) -> StoreResult<Vec<String>> {
+        let entries = match fs::read_dir(&self.dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err(&self.dir)(e)),
+        };
+        let mut out = Vec::new();
+        for entry in entries.flatten() {
+            let dir = entry.path();
+            let Some(name) = read_optional(&dir.join(SCOPE_FILE))? else {
+                continue;
+            };
+            let name = String::from_utf8_lossy(&name).into_owned();
+            if name.starts_with(prefix) && dir.join("state.json").exists() {
+                out.push(name);
+            }
+        }
+        out.sort();
+        Ok(out)
     }
 
     async fn acquire_lease(&self, scope: &str, owner: &str, ttl: Duration) -> StoreResult<Lease> {
@@ -201,6 +259,67 @@ impl CheckpointStore for FileCheckpointStore {
 mod tests {
     use super::test_support::{block_on, tempdir};
     use super::*;
+
+    #[test]
+    fn scopes_that_differ_only_in_punctuation_keep_their_own_state() {
+        let dir = tempdir("distinct");
+        let store = FileCheckpointStore::open(&dir).unwrap();
+        block_on(store.save("keys/a.b", b"one")).unwrap();
+        block_on(store.save("keys/a_b", b"two")).unwrap();
+        assert_eq!(
+            block_on(store.load("keys/a.b")).unwrap().as_deref(),
+            Some(&b"one"[..])
+        );
+        assert_eq!(
+            block_on(store.load("keys/a_b")).unwrap().as_deref(),
+            Some(&b"two"[..])
+        );
+    }
+
+    #[test]
+    fn a_directory_of_the_older_naming_is_taken_over_by_its_scope() {
+        let dir = tempdir("legacy");
+        // As an earlier version left it: `keys/run.1` in `keys_run_1`, no name file.
+        let old = dir.join("keys_run_1");
+        fs::create_dir_all(&old).unwrap();
+        fs::write(old.join("state.json"), b"{\"cursor\":7}").unwrap();
+        let store = FileCheckpointStore::open(&dir).unwrap();
+        assert_eq!(
+            block_on(store.load("keys/run.1")).unwrap().as_deref(),
+            Some(&b"{\"cursor\":7}"[..])
+        );
+        assert!(!old.exists());
+        // Another scope of the same older name finds its own, empty directory.
+        assert_eq!(block_on(store.load("keys/run_1")).unwrap(), None);
+    }
+
+    #[test]
+    fn scopes_lists_the_scopes_with_a_state_under_a_prefix_by_their_own_names() {
+        let dir = tempdir("scopes");
+        let store = FileCheckpointStore::open(&dir).unwrap();
+        assert!(block_on(store.scopes("keys/")).unwrap().is_empty());
+        // `keys/a_b` and `keys/a/b` share a directory name; each keeps its own.
+        for scope in ["keys/a.b", "keys/a/b", "tier/x", "keys/z"] {
+            block_on(store.save(scope, b"{}")).unwrap();
+        }
+        // A ledger alone (no state) is no run.
+        block_on(store.ledger_put(
+            "keys/ledger-only",
+            "created",
+            &[(b"k".to_vec(), b"v".to_vec())],
+        ))
+        .unwrap();
+        let again = FileCheckpointStore::open(&dir).unwrap();
+        assert_eq!(
+            block_on(again.scopes("keys/")).unwrap(),
+            ["keys/a.b", "keys/a/b", "keys/z"]
+        );
+        block_on(again.clear("keys/z")).unwrap();
+        assert_eq!(
+            block_on(again.scopes("keys/")).unwrap(),
+            ["keys/a.b", "keys/a/b"]
+        );
+    }
 
     #[test]
     fn file_store_saves_and_reloads_state_and_ledgers() {

@@ -9,6 +9,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::{BridgeOptions, BridgeStatus};
+use crate::server::JobSwitch;
 
 /// One configured bridge inside `ferry serve`: its options and live status.
 #[derive(Debug)]
@@ -32,21 +33,43 @@ impl ServedBridge {
     }
 }
 
+/// The id of a bridge for its pause switch and its dashboard card: `bridge:NAME`.
+pub fn job_id(name: &str) -> String {
+    format!("bridge:{name}")
+}
+
 /// Starts `bridge` until `stop`: a failure that retrying may cure restarts it after a pause;
-/// any other stops it with its status `failed`.
-pub fn spawn(bridge: Arc<ServedBridge>, stop: &CancellationToken) -> JoinHandle<()> {
+/// any other stops it with its status `failed`. While `switch` is paused the bridge stops at
+/// its next safe point (its progress committed) and starts again when resumed.
+pub fn spawn(
+    bridge: Arc<ServedBridge>,
+    switch: JobSwitch,
+    stop: &CancellationToken,
+) -> JoinHandle<()> {
     let stop = stop.clone();
     tokio::spawn(async move {
         let mut backoff = Backoff::for_services();
         let mut options = bridge.options.clone();
         options.once = false;
         while !stop.is_cancelled() {
+            if switch.is_paused() {
+                bridge
+                    .status
+                    .set_state("paused", Some("paused through the API".into()));
+            }
+            if !switch.wait_running(&stop).await {
+                break;
+            }
+            let run = switch.run_token(&stop);
             let outcome = if options.reverse {
-                super::reverse(&options, &bridge.status, stop.clone()).await
+                super::reverse(&options, &bridge.status, run).await
             } else {
-                super::forward(&options, &bridge.status, stop.clone()).await
+                super::forward(&options, &bridge.status, run).await
             };
             match outcome {
+                Ok(_) if switch.is_paused() && !stop.is_cancelled() => {
+                    tracing::info!(bridge = %options.name, "bridge paused");
+                }
                 Ok(summary) => {
                     tracing::info!(bridge = %options.name, written = summary.written, "bridge stopped");
                     break;

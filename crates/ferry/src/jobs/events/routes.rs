@@ -21,6 +21,7 @@ use serde_json::json;
 
 use super::{EventQuery, EventsContext};
 use crate::jobs::events::metrics::EventsMetric;
+use crate::server::card::{JobCard, JobState, StoreHealth};
 use crate::server::error::{ApiError, class_status, parse_json};
 use crate::server::params::{Params, check_params, query_limit};
 use crate::server::{AppState, Endpoint};
@@ -44,6 +45,67 @@ pub async fn health(ctx: &EventsContext, body: &mut serde_json::Value) -> bool {
             .unwrap_or_else(|e| e.to_string())
     );
     healthy
+}
+
+/// The events job's card: its PostgreSQL and Redis, the outbox, publish rate and lag.
+pub async fn card(state: &AppState, ctx: &EventsContext) -> JobCard {
+    let mut card = JobCard::new(
+        super::service::JOB,
+        "events",
+        "Save events, then publish them",
+    );
+    card.throughput_unit = "events published";
+    card.pausable = true;
+    card.chart(
+        "Events published /s",
+        "ferry_events_published_total",
+        "rate",
+    )
+    .chart(
+        "Publish lag (s), p50 / p99",
+        "ferry_events_publish_lag_seconds",
+        "value",
+    )
+    .chart("Outbox backlog", "ferry_events_outbox_backlog", "value");
+    let pg = ctx.log.healthcheck().await.map_err(|e| e.to_string());
+    let redis = async {
+        let mut conn = ctx
+            .publisher
+            .client()
+            .get_multiplexed_async_connection()
+            .await?;
+        redis::cmd("PING").query_async::<()>(&mut conn).await
+    };
+    let redis = tokio::time::timeout(std::time::Duration::from_secs(2), redis)
+        .await
+        .map_err(|_| "no answer in 2 s".to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()));
+    card.stores = vec![
+        StoreHealth::new("log", "PostgreSQL", pg),
+        StoreHealth::new("publish", "Redis", redis),
+    ];
+    card.state = JobState::Running;
+    match ctx.log.backlog().await {
+        Ok((count, oldest)) => {
+            card.fact("outbox backlog", count);
+            if let Some(ms) = oldest {
+                card.fact("oldest unpublished", format!("{:.1} s", ms as f64 / 1000.0));
+            }
+        }
+        Err(e) => card.reason = Some(e.to_string()),
+    }
+    let h = &state.history;
+    let rejected = h.latest(EventsMetric::RejectedTotal.name()).unwrap_or(0.0);
+    card.errors = rejected as u64;
+    if let Some(saved) = h.latest(EventsMetric::SavedTotal.name()) {
+        card.fact("saved by this server", saved);
+    }
+    card.fact("channel", ctx.publisher.channel());
+    if state.switches.is_paused(super::service::JOB) {
+        card.state = JobState::Paused;
+    }
+    card.fail_on_stores();
+    card
 }
 
 impl From<EventLogError> for ApiError {
@@ -74,7 +136,10 @@ fn unavailable(what: &str, e: impl std::fmt::Display) -> ApiError {
 
 /// `POST /api/v1/events`: one event (an object) or a batch (an array), stored in one
 /// transaction; `201 {"ids": [...], "duplicates": N}` in the order sent.
-async fn save(
+#[utoipa::path(post, path = "/api/v1/events", tag = "events",
+    request_body(content = Object, description = "one event or an array of events"),
+    responses((status = 201, description = "`{\"ids\": […], \"duplicates\": N}`", body = Object), (status = 400, description = "bad input, nothing stored"), (status = 404, description = "the events job is not configured")))]
+pub(crate) async fn save(
     State(state): State<Arc<AppState>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -164,7 +229,10 @@ fn time_param(
 
 /// `GET /api/v1/events?camera_id=&event_type=&since=&until=&limit=&cursor=`: newest first,
 /// `{"events": [...], "next_cursor": ID|null}`.
-async fn query(
+#[utoipa::path(get, path = "/api/v1/events", tag = "events",
+    params(("camera_id" = Option<String>, Query, description = "one camera"), ("event_type" = Option<String>, Query, description = "one type"), ("since" = Option<String>, Query, description = "RFC 3339"), ("until" = Option<String>, Query, description = "RFC 3339"), ("limit" = Option<usize>, Query, description = "1 to 1000"), ("cursor" = Option<i64>, Query, description = "the next_cursor of the page before")),
+    responses((status = 200, description = "`{\"events\": […], \"next_cursor\": ID|null}`", body = Object), (status = 400, description = "a bad parameter"), (status = 404, description = "the events job is not configured")))]
+pub(crate) async fn query(
     State(state): State<Arc<AppState>>,
     Query(params): Params,
 ) -> Result<Response, ApiError> {
@@ -204,14 +272,19 @@ async fn query(
 }
 
 /// `GET /api/v1/events/stats`.
-async fn stats(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
+#[utoipa::path(get, path = "/api/v1/events/stats", tag = "events",
+    responses((status = 200, description = "counts by type and camera, outbox backlog, held back events, transactions in flight", body = Object), (status = 404, description = "the events job is not configured")))]
+pub(crate) async fn stats(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
     let ctx = context(&state)?;
     Ok(Json(ctx.log.stats().await?).into_response())
 }
 
 /// `GET /api/v1/events/live?camera_id=&event_type=`: the published events as they are
 /// published (Server-Sent Events; `id` is the event id, `data` its JSON).
-async fn live(
+#[utoipa::path(get, path = "/api/v1/events/live", tag = "events",
+    params(("camera_id" = Option<String>, Query, description = "one camera"), ("event_type" = Option<String>, Query, description = "one type")),
+    responses((status = 200, description = "`text/event-stream`: one message per published event", content_type = "text/event-stream", body = String), (status = 404, description = "the events job is not configured")))]
+pub(crate) async fn live(
     State(state): State<Arc<AppState>>,
     Query(params): Params,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {

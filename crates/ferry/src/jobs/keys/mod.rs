@@ -18,6 +18,7 @@ pub mod demo;
 mod lifecycle;
 pub mod metrics;
 mod rollback;
+pub mod routes;
 mod scan;
 mod status;
 mod verify;
@@ -337,6 +338,20 @@ pub fn load_rules(path: &std::path::Path) -> Result<(RuleSet, Vec<String>), Rule
     Ok((rules, warnings.iter().map(|w| w.to_string()).collect()))
 }
 
+/// Refuses a run name other than letters, digits, `-`, `_` and `.` (it names store keys).
+fn check_run_name(name: &str) -> Result<(), KeysError> {
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+    {
+        return Err(KeysError::Usage(format!(
+            "--run-name `{name}` may use only letters, digits, `-`, `_` and `.`"
+        )));
+    }
+    Ok(())
+}
+
 impl KeysContext {
     /// Loads the rules and connects to the source, target and checkpoint store.
     pub async fn connect(opts: KeysOptions) -> Result<Self, KeysError> {
@@ -345,16 +360,7 @@ impl KeysContext {
                 "--batch-size, --concurrency and --chunk-size must be at least 1".into(),
             ));
         }
-        if !opts
-            .run_name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
-        {
-            return Err(KeysError::Usage(format!(
-                "--run-name `{}` may use only letters, digits, `-`, `_` and `.`",
-                opts.run_name
-            )));
-        }
+        check_run_name(&opts.run_name)?;
         let (rules, rule_warnings) = load_rules(&opts.rules)?;
         let source_password = opts.source_password.as_ref().map(|p| p.expose_secret());
         let target_password = opts.target_password.as_ref().map(|p| p.expose_secret());
@@ -391,6 +397,30 @@ impl KeysContext {
             rules: Arc::new(rules),
             rule_warnings,
             store: Arc::new(store),
+            scope,
+            skip_prefix,
+        })
+    }
+
+    /// The same connections, for the run named `run_name` (its own checkpoint scope).
+    pub fn for_run(&self, run_name: &str) -> Result<Self, KeysError> {
+        check_run_name(run_name)?;
+        let scope = format!("keys/{run_name}");
+        let skip_prefix = self
+            .skip_prefix
+            .as_ref()
+            .map(|_| RedisCheckpointStore::prefix(&scope));
+        Ok(Self {
+            opts: KeysOptions {
+                run_name: run_name.to_string(),
+                ..self.opts.clone()
+            },
+            source: self.source.clone(),
+            target: self.target.clone(),
+            same_server: self.same_server,
+            rules: self.rules.clone(),
+            rule_warnings: self.rule_warnings.clone(),
+            store: self.store.clone(),
             scope,
             skip_prefix,
         })

@@ -68,6 +68,14 @@ const DEMO_CAMERAS: &[(&str, &[DemoScene])] = &[
 
 /// The tier part of `ferry demo`: caption streams of a few cameras, aged past the hot window's migration
 /// point, drained in one pass into an SQLite store; the events are printed.
+/// MiniLM when its model is installed, else the lexical backend.
+pub fn backend() -> Backend {
+    match ferry_connectors::embed::MiniLm::locate() {
+        Ok(_) => Backend::Minilm,
+        Err(_) => Backend::Lexical,
+    }
+}
+
 pub async fn part(endpoint: &RedisEndpoint, url: &str, dir: &Path) -> anyhow::Result<()> {
     let start = crate::jobs::tier::now_ms() - 2 * 3_600_000;
     let mut cmds = Vec::new();
@@ -94,13 +102,12 @@ pub async fn part(endpoint: &RedisEndpoint, url: &str, dir: &Path) -> anyhow::Re
         "6. tier: {total} captions of {} cameras in Redis streams, older than the 2 h hot window's migration point",
         DEMO_CAMERAS.len()
     );
-    let backend = match ferry_connectors::embed::MiniLm::locate() {
-        Ok(_) => Backend::Minilm,
-        Err(e) => {
-            println!("   ({e}; using the lexical backend)");
-            Backend::Lexical
-        }
-    };
+    let backend = backend();
+    if backend == Backend::Lexical
+        && let Err(e) = ferry_connectors::embed::MiniLm::locate()
+    {
+        println!("   ({e}; using the lexical backend)");
+    }
     let store = dir.join("tier-demo.db");
     let ctx = TierContext::connect(TierOptions {
         redis: url.into(),

@@ -19,5 +19,7 @@ ferry_core::metric_names! {
         PassDurationSeconds => (Histogram, "ferry_tier_pass_duration_seconds", "Duration of one tier pass."),
         /// Captions waiting in Redis, sampled by the statistics task.
         CaptionsPending => (Gauge, "ferry_tier_captions_pending", "Captions waiting in Redis (sampled)."),
+        /// Age of the oldest caption waiting in Redis, over every camera (sampled).
+        OldestPendingSeconds => (Gauge, "ferry_tier_oldest_pending_seconds", "Age of the oldest caption waiting in Redis, seconds (sampled)."),
     }
 }

@@ -373,6 +373,55 @@ pub async fn history(ctx: &TierContext, limit: usize) -> Result<Vec<RunRecord>, 
     Ok(ctx.store.history(limit).await?)
 }
 
+/// The captions of one camera still in Redis, oldest first (at most `limit`).
+#[derive(Debug, Clone, Serialize)]
+pub struct HotCaptions {
+    /// The camera.
+    pub camera_id: String,
+    /// Entries the camera holds in all.
+    pub entries: u64,
+    /// The oldest `limit` of them.
+    pub captions: Vec<HotCaption>,
+}
+
+/// One caption in Redis.
+#[derive(Debug, Clone, Serialize)]
+pub struct HotCaption {
+    /// Its capture time (the entry's time when unreadable), Unix ms.
+    pub ts_ms: i64,
+    /// Its text, when it is a readable caption.
+    pub caption: Option<String>,
+    /// Why it is not readable.
+    pub error: Option<String>,
+}
+
+/// The captions of `camera` still in Redis, oldest first.
+pub async fn hot(ctx: &TierContext, camera: &str, limit: usize) -> Result<HotCaptions, TierError> {
+    let (_, index) = ctx.source.cameras().await?;
+    let idx = index.get(camera).map(Vec::as_slice).unwrap_or(&[]);
+    let entries = ctx.source.len(camera, idx).await?;
+    let raw = ctx.source.read(camera, None, limit, idx).await?;
+    let captions = raw
+        .into_iter()
+        .map(|r| {
+            let (ts_ms, caption, error) = match r.caption {
+                Ok(c) => (c.ts_ms, Some(c.text), None),
+                Err(e) => (r.entry.ms as i64, None, Some(e)),
+            };
+            HotCaption {
+                ts_ms,
+                caption,
+                error,
+            }
+        })
+        .collect();
+    Ok(HotCaptions {
+        camera_id: camera.to_string(),
+        entries,
+        captions,
+    })
+}
+
 /// The newest stored events.
 pub async fn events(
     ctx: &TierContext,

@@ -14,6 +14,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{PassRequest, TierContext, TierError};
+use crate::server::card::{JobCard, JobState};
 use crate::server::error::{ApiError, ApiJson, class_status, parse_json};
 use crate::server::params::{Params, check_limit, query_limit};
 use crate::server::{AppState, Endpoint};
@@ -24,6 +25,7 @@ pub fn endpoints() -> Vec<Endpoint> {
         (Method::GET, "/api/v1/tier/status", get(status)),
         (Method::GET, "/api/v1/tier/history", get(history)),
         (Method::GET, "/api/v1/tier/events", get(events)),
+        (Method::GET, "/api/v1/tier/hot", get(hot)),
         (Method::POST, "/api/v1/tier/preview", post(preview)),
         (Method::POST, "/api/v1/tier/migrate", post(migrate)),
         (Method::POST, "/api/v1/tier/clear", post(clear)),
@@ -70,11 +72,18 @@ impl From<TierError> for ApiError {
     }
 }
 
-async fn status(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
+/// The tier job's state: its store's counts, every camera with captions in Redis and the last pass.
+#[utoipa::path(get, path = "/api/v1/tier/status", tag = "tier",
+    responses((status = 200, description = "store, layout, counts, cameras with captions in Redis (entries, oldest age, due), pending captions, last run", body = Object), (status = 404, description = "the tier job is not configured")))]
+pub(crate) async fn status(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
     Ok(Json(super::status(context(&state)?).await?).into_response())
 }
 
-async fn history(
+/// The newest passes, newest first.
+#[utoipa::path(get, path = "/api/v1/tier/history", tag = "tier",
+    params(("limit" = Option<usize>, Query, description = "1 to 1000 (default 20)")),
+    responses((status = 200, description = "the newest passes: trigger, times, counts, error", body = Object), (status = 404, description = "the tier job is not configured")))]
+pub(crate) async fn history(
     State(state): State<Arc<AppState>>,
     Query(params): Params,
 ) -> Result<Response, ApiError> {
@@ -82,7 +91,11 @@ async fn history(
     Ok(Json(super::history(context(&state)?, limit).await?).into_response())
 }
 
-async fn events(
+/// The newest stored events (time ranges of similar captions), of one camera or all.
+#[utoipa::path(get, path = "/api/v1/tier/events", tag = "tier",
+    params(("camera_id" = Option<String>, Query, description = "one camera"), ("limit" = Option<usize>, Query, description = "1 to 1000 (default 50)")),
+    responses((status = 200, description = "stored events: start and end, representative caption, frame count, the event continued", body = Object), (status = 404, description = "the tier job is not configured")))]
+pub(crate) async fn events(
     State(state): State<Arc<AppState>>,
     Query(params): Params,
 ) -> Result<Response, ApiError> {
@@ -97,15 +110,105 @@ async fn events(
     )
 }
 
+/// `GET /api/v1/tier/hot`: the captions of one camera still in Redis, oldest first.
+#[utoipa::path(get, path = "/api/v1/tier/hot", tag = "tier",
+    params(("camera_id" = String, Query, description = "the camera"),
+        ("limit" = Option<usize>, Query, description = "1 to 1000 (default 200)")),
+    responses((status = 200, description = "`{\"camera_id\", \"entries\", \"captions\": [{\"ts_ms\", \"caption\"|\"error\"}]}`", body = Object),
+        (status = 400, description = "a bad camera id or limit")))]
+pub(crate) async fn hot(
+    State(state): State<Arc<AppState>>,
+    Query(params): Params,
+) -> Result<Response, ApiError> {
+    let limit = query_limit(&params, &["limit", "camera_id"], 200)?;
+    let Some(camera) = params.get("camera_id") else {
+        return Err(ApiError::bad_request(
+            "name the camera: ?camera_id=…",
+            Some("camera_id"),
+        ));
+    };
+    super::check_camera(camera)?;
+    Ok(Json(super::hot(context(&state)?, camera, limit).await?).into_response())
+}
+
+/// The tier job's card: its stores, the last pass, the next one, pending and due captions.
+pub async fn card(state: &AppState, ctx: &TierContext) -> JobCard {
+    use crate::server::card::StoreHealth;
+    let mut card = JobCard::new(super::service::JOB, "tier", "Drain the caption cache");
+    card.throughput_unit = "captions migrated";
+    card.pausable = true;
+    card.chart(
+        "Captions migrated /s",
+        "ferry_tier_captions_migrated_total",
+        "rate",
+    )
+    .chart(
+        "Captions waiting in Redis",
+        "ferry_tier_captions_pending",
+        "value",
+    )
+    .action("Run a pass now", "/api/v1/tier/migrate");
+    let store = ctx.store.healthcheck().await.map_err(|e| e.to_string());
+    let mut ping = redis::cmd("PING");
+    ping.arg("ferry");
+    let redis = match ctx.source.redis().query(b"ferry", ping).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    card.stores = vec![
+        StoreHealth::new("redis", "Redis", redis),
+        StoreHealth::new("store", ctx.store.backend(), store),
+    ];
+    card.next_run = state
+        .switches
+        .next_run(super::service::JOB)
+        .map(|t| t.to_rfc3339());
+    match super::status(ctx).await {
+        Ok(s) => {
+            let due = s.cameras.iter().filter(|c| c.due).count();
+            card.fact("cameras in Redis", s.cameras.len())
+                .fact("captions pending", s.pending_captions)
+                .fact("cameras due", due)
+                .fact("events stored", s.counts.events);
+            if let Some(run) = &s.last_run {
+                card.last_run = chrono::DateTime::from_timestamp_millis(run.finished_ms)
+                    .map(|t| t.to_rfc3339());
+                card.errors = run.failed;
+                if run.failed > 0 || run.error.is_some() {
+                    card.state = JobState::Failing;
+                    card.reason = run.error.clone();
+                }
+            }
+        }
+        Err(e) => {
+            card.state = JobState::Failing;
+            card.reason = Some(e.to_string());
+        }
+    }
+    if state.jobs.tier_passes.try_lock().is_err() {
+        card.state = JobState::Running;
+    }
+    if state.switches.is_paused(super::service::JOB) {
+        card.state = JobState::Paused;
+    }
+    card.fail_on_stores();
+    card
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct PreviewBody {
+pub(crate) struct PreviewBody {
     camera_id: String,
     #[serde(default)]
     limit: Option<usize>,
 }
 
-async fn preview(
+/// A dry-run pass over one camera: the events it would write. Admin token.
+#[utoipa::path(post, path = "/api/v1/tier/preview", tag = "tier",
+    request_body(content = Object, description = "`{\"camera_id\": …, \"limit\": N}`"),
+    responses((status = 200, description = "the events a pass would write, nothing written", body = Object), (status = 400, description = "a bad body"), (status = 404, description = "the tier job is not configured")))]
+pub(crate) async fn preview(
     State(state): State<Arc<AppState>>,
     ApiJson(body): ApiJson<PreviewBody>,
 ) -> Result<Response, ApiError> {
@@ -140,7 +243,11 @@ struct MigrateBody {
     all: bool,
 }
 
-async fn migrate(
+/// Runs a tier pass now (due captions of every camera, or of one; `all` takes captions not due yet). Admin token.
+#[utoipa::path(post, path = "/api/v1/tier/migrate", tag = "tier",
+    request_body(content = Object, description = "optional: `{\"camera_id\": …, \"all\": true}`"),
+    responses((status = 200, description = "the pass's outcome", body = Object), (status = 400, description = "a bad body"), (status = 404, description = "the tier job is not configured")))]
+pub(crate) async fn migrate(
     State(state): State<Arc<AppState>>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
@@ -170,7 +277,7 @@ async fn migrate(
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ClearBody {
+pub(crate) struct ClearBody {
     camera_id: String,
     #[serde(default)]
     discard: bool,
@@ -178,7 +285,11 @@ struct ClearBody {
     confirm: bool,
 }
 
-async fn clear(
+/// Empties one camera's captions from Redis, migrating them first unless `discard`. Admin token.
+#[utoipa::path(post, path = "/api/v1/tier/clear", tag = "tier",
+    request_body(content = Object, description = "`{\"camera_id\": …, \"discard\": false, \"confirm\": true}`"),
+    responses((status = 200, description = "what was migrated or discarded", body = Object), (status = 400, description = "a bad body or no confirm"), (status = 404, description = "the tier job is not configured")))]
+pub(crate) async fn clear(
     State(state): State<Arc<AppState>>,
     ApiJson(body): ApiJson<ClearBody>,
 ) -> Result<Response, ApiError> {

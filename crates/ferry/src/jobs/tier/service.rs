@@ -11,6 +11,9 @@ use super::PassRequest;
 use crate::jobs::tier::metrics::TierMetric;
 use crate::server::{AppState, ServeOptions};
 
+/// The job's id for its pause switch and its dashboard card.
+pub const JOB: &str = "tier";
+
 /// Starts the scheduler and the sampler when the tier job is configured.
 pub fn spawn(
     state: &Arc<AppState>,
@@ -37,7 +40,12 @@ async fn schedule(state: Arc<AppState>, interval: Duration, stop: CancellationTo
         return;
     };
     let mut backoff = pass_backoff(interval);
+    let switch = state.switches.register(JOB);
     loop {
+        // A paused job waits here, between passes (a pass that runs finishes first).
+        if !switch.wait_running(&stop).await {
+            return;
+        }
         let wait = {
             let _pass = state.jobs.tier_passes.lock().await;
             let request = PassRequest {
@@ -67,6 +75,7 @@ async fn schedule(state: Arc<AppState>, interval: Duration, stop: CancellationTo
                 }
             }
         };
+        state.switches.note_next_run(JOB, wait);
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(wait) => {}
@@ -90,6 +99,9 @@ async fn sample_stats(state: Arc<AppState>, every: Duration, stop: CancellationT
         match super::status(tier).await {
             Ok(s) => {
                 metrics::gauge!(TierMetric::CaptionsPending.name()).set(s.pending_captions as f64);
+                let oldest = s.cameras.iter().filter_map(|c| c.oldest_age_ms).max();
+                metrics::gauge!(TierMetric::OldestPendingSeconds.name())
+                    .set(oldest.unwrap_or(0) as f64 / 1000.0);
                 tracing::info!(
                     cameras = s.cameras.len(),
                     pending = s.pending_captions,

@@ -1,4 +1,4 @@
-//! The vectors job's metric names (a test checks that docs/grafana/ferry-vectors.json uses
+//! The vectors job's metric names (a test in `observe.rs` checks that docs/grafana/ferry-vectors.json uses
 //! only these).
 
 ferry_core::metric_names! {
@@ -24,52 +24,5 @@ ferry_core::metric_names! {
         ValidationItems => (Gauge, "ferry_vectors_validation_items", "Items compared by the last validation, by result (match, mismatch, missing, orphan)."),
         /// Share of matching items in the last validation.
         ValidationSuccessRatio => (Gauge, "ferry_vectors_validation_success_ratio", "Share of items that matched in the last validation (0..1)."),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::collections::BTreeSet;
-
-    /// Every `ferry_…` name in the dashboard's queries, summary and histogram suffixes removed.
-    fn dashboard_names() -> BTreeSet<String> {
-        let text = include_str!("../../../../../docs/grafana/ferry-vectors.json");
-        let dashboard: serde_json::Value = serde_json::from_str(text).expect("valid JSON");
-        let mut names = BTreeSet::new();
-        for panel in dashboard["panels"].as_array().expect("panels") {
-            for target in panel["targets"].as_array().expect("targets") {
-                let expr = target["expr"].as_str().expect("expr");
-                let mut rest = expr;
-                while let Some(at) = rest.find("ferry_") {
-                    let tail = &rest[at..];
-                    let end = tail
-                        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                        .unwrap_or(tail.len());
-                    names.insert(tail[..end].to_string());
-                    rest = &tail[end..];
-                }
-            }
-        }
-        names
-    }
-
-    #[test]
-    fn the_grafana_dashboard_uses_only_metrics_ferry_exports() {
-        let exported: BTreeSet<&str> = crate::jobs::metric_names()
-            .into_iter()
-            .map(|(name, _, _)| name)
-            .collect();
-        let names = dashboard_names();
-        assert!(names.len() >= 10, "{names:?}");
-        for name in &names {
-            let base = ["_bucket", "_sum", "_count"]
-                .iter()
-                .find_map(|s| name.strip_suffix(s))
-                .unwrap_or(name);
-            assert!(
-                exported.contains(name.as_str()) || exported.contains(base),
-                "docs/grafana/ferry-vectors.json uses {name}, which ferry does not export"
-            );
-        }
     }
 }

@@ -23,6 +23,7 @@ pub mod migrate;
 pub mod mode;
 pub mod preflight;
 pub mod rollback;
+pub mod routes;
 pub mod state;
 pub mod status;
 pub mod stores;

@@ -5,6 +5,7 @@
 use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
+use ferry_core::checkpoint::CheckpointStore;
 use ferry_core::jobs::vectors::{
     Embedding, IdRange, SourceItem, Tolerance, VectorId, VectorSource, VectorTarget, compare,
 };
@@ -214,11 +215,61 @@ pub async fn validate(
     };
     s.passed = s.success_rate >= s.threshold;
     record_metrics(s);
+    save_last(ctx, started, s).await;
     Ok(ValidateOutcome {
         started,
         stats: tally.stats,
         discrepancies: tally.found,
     })
+}
+
+/// The checkpoint scope holding a migration's last validation (`ferry serve` shows it).
+pub fn last_validation_scope(options: &super::VectorsOptions) -> String {
+    format!("{}/validation", options.scope())
+}
+
+/// The last validation as saved: when it started and what it found.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct LastValidation {
+    /// When it started.
+    pub started: DateTime<Utc>,
+    /// `full` or `sample`.
+    pub scope: String,
+    /// Items compared.
+    pub compared: u64,
+    /// Equal within the tolerance.
+    pub matched: u64,
+    /// Different beyond it.
+    pub mismatched: u64,
+    /// In the source, not in the target.
+    pub missing: u64,
+    /// In the target only.
+    pub orphans: u64,
+    /// Share that passed (0..1).
+    pub success_rate: f64,
+    /// Whether it reached the threshold.
+    pub passed: bool,
+}
+
+/// Saves the validation's figures beside the migration's state; a failure to save is logged,
+/// never a failed validation.
+async fn save_last(ctx: &VectorsContext, started: DateTime<Utc>, s: &ValidateStats) {
+    let last = LastValidation {
+        started,
+        scope: s.scope.to_string(),
+        compared: s.compared,
+        matched: s.matched,
+        mismatched: s.mismatched,
+        missing: s.missing,
+        orphans: s.orphans,
+        success_rate: s.success_rate,
+        passed: s.passed,
+    };
+    let bytes = serde_json::to_vec(&last).unwrap_or_default();
+    let scope = last_validation_scope(&ctx.options);
+    if let Err(e) = ctx.checkpoints.save(&scope, &bytes).await {
+        tracing::warn!(error = %e, "could not save the validation's figures");
+    }
 }
 
 /// Every source item, then every target id the source lacks.

@@ -7,7 +7,8 @@
 //! a throwaway SQLite store, printing the events; then saves analytics events in a throwaway
 //! PostgreSQL database and publishes them on Redis Pub/Sub through the outbox relay; then
 //! bridges camera frames from a throwaway Kafka-protocol broker to a Redis Stream as Protocol
-//! Buffers with recompressed images.
+//! Buffers with recompressed images; then moves embeddings from a throwaway FalkorDB into a Redis
+//! vector set; and ends by serving the dashboard over the demo's stores until Ctrl-C.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -18,6 +19,8 @@ use ferry_connectors::redis::RedisEndpoint;
 use ferry_core::secret::SecretUrl;
 
 use crate::jobs;
+
+mod dashboard;
 
 pub use crate::jobs::keys::demo::{SEED_RULES, seed_commands};
 
@@ -76,6 +79,10 @@ pub struct DemoOptions {
     pub report: PathBuf,
     /// PostgreSQL server (`postgres://user@host:port`) for the events part.
     pub postgres: SecretUrl,
+    /// End by serving the dashboard over the demo's stores until Ctrl-C.
+    pub serve: bool,
+    /// Where the dashboard listens (another free port when this one is taken).
+    pub listen: std::net::SocketAddr,
 }
 
 /// Runs the demo and prints what each step did.
@@ -104,6 +111,15 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     jobs::events::demo::part(&url, opts.postgres.expose()).await?;
     jobs::bridge::demo::part(&url).await?;
     jobs::vectors::demo::part().await?;
+    let served = if opts.serve {
+        dashboard::part(&url, &dir, &opts).await
+    } else {
+        println!(
+            "9. dashboard: not started (--no-serve); `ferry demo` serves it at the end, and \
+             `ferry serve` does over your own stores"
+        );
+        Ok(())
+    };
     let _ = std::fs::remove_dir_all(&dir);
-    Ok(())
+    served
 }
