@@ -363,7 +363,26 @@ def ferry_row(a):
     extra = {}
     if a.redis_port and a.cpu_before:
         extra = cpu_since(redis.Redis(port=a.redis_port), json.loads(a.cpu_before))
-    row(a, a.target, a.name, a.items, ms / 1000, report=os.path.basename(a.report), **extra, **build_options(a))
+    phases = find_keys(report, ("planning_seconds", "copy_seconds"))
+    row(a, a.target, a.name, a.items, ms / 1000, report=os.path.basename(a.report), **extra, **phases,
+        **build_options(a))
+
+
+def find_keys(value, names):
+    """The first value of each of `names` anywhere in a JSON document."""
+    found = {}
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, dict):
+            for k, x in v.items():
+                if k in names and k not in found and isinstance(x, (int, float)):
+                    found[k] = x
+                else:
+                    stack.append(x)
+        elif isinstance(v, list):
+            stack.extend(v)
+    return found
 
 
 DESCRIBE = {
@@ -412,6 +431,12 @@ def print_group(dataset, target, quant, rs):
         print(f"| {describe(r)} | {r['items']:,} | {r['seconds']:.2f} | {r['rate']:,.0f} | {rc} | {rsd} |" + extra)
     print()
     ferry = by.get("ferry")
+    if ferry and ceiling and ferry.get("copy_seconds"):
+        copy_rate = ferry["items"] / ferry["copy_seconds"]
+        print(f"ferry's {ferry['seconds']:.2f} s: {ferry.get('planning_seconds', 0):.2f} s planning (describing the "
+              f"source, preparing the target, cutting the ids into ranges), {ferry['copy_seconds']:.2f} s copying "
+              f"({copy_rate:,.0f}/s, {copy_rate / ceiling['rate']:.2f}× the ceiling).")
+        print()
     if ferry and ceiling and seed:
         to_c, to_s = ferry["rate"] / ceiling["rate"], ferry["rate"] / seed["rate"]
         print(f"targets: ferry ≥ 0.9 × ceiling: {'met' if to_c >= 0.9 else 'NOT met'} ({to_c:.2f}×); "

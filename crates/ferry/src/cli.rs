@@ -25,6 +25,11 @@ pub struct Cli {
     /// Log filter (error, warn, info, debug, trace); RUST_LOG wins.
     #[arg(long, global = true, env = "FERRY_LOG_LEVEL")]
     pub log_level: Option<String>,
+    /// Serve Prometheus metrics at http://ADDR/metrics while a job's action runs (e.g.
+    /// `ferry keys apply --metrics-listen 127.0.0.1:9187`), for a Prometheus to scrape;
+    /// `ferry serve` has its own /metrics.
+    #[arg(long, global = true, value_name = "ADDR", env = "FERRY_METRICS_LISTEN")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,

@@ -58,7 +58,21 @@ fn main() -> ExitCode {
 /// Hands the command over to its job.
 async fn run(cli: Cli, file: FileConfig) -> ExitStatus {
     match cli.command {
-        Command::Job(job) => job.run(&file).await,
+        Command::Job(job) => {
+            // Metrics of a one-shot command, served while it runs.
+            let metrics_stop = tokio_util::sync::CancellationToken::new();
+            let _stop_metrics = metrics_stop.clone().drop_guard();
+            if let Some(addr) = cli.metrics_listen {
+                match ferry::observe::serve_metrics(addr, metrics_stop).await {
+                    Ok(bound) => println!("metrics: http://{bound}/metrics"),
+                    Err(e) => {
+                        eprintln!("error: cannot serve metrics on {addr}: {e}");
+                        return ExitStatus::Fatal;
+                    }
+                }
+            }
+            job.run(&file).await
+        }
         Command::Serve {
             tier,
             events_postgres,

@@ -98,7 +98,7 @@ impl Progress {
 }
 
 /// Serves the process's Prometheus metrics at `http://ADDR/metrics` until `stop`, so that a
-/// long command-line run (`ferry vectors migrate --metrics-listen …`) can be scraped like
+/// long command-line run (`ferry keys apply --metrics-listen …`) can be scraped like
 /// `ferry serve`. Returns once the port is bound; the server runs on a background task.
 pub async fn serve_metrics(
     addr: std::net::SocketAddr,

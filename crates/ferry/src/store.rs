@@ -79,6 +79,9 @@ impl CheckpointStore for AnyStore {
     async fn scopes(&self, prefix: &str) -> StoreResult<Vec<String>> {
         delegate!(self, s => s.scopes(prefix))
     }
+    async fn lease_holder(&self, scope: &str) -> StoreResult<Option<String>> {
+        delegate!(self, s => s.lease_holder(scope))
+    }
     async fn acquire_lease(&self, scope: &str, owner: &str, ttl: Duration) -> StoreResult<Lease> {
         delegate!(self, s => s.acquire_lease(scope, owner, ttl))
     }

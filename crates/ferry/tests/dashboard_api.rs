@@ -319,3 +319,174 @@ fn the_overview_answers_while_a_store_is_down_and_the_history_draws_counters() {
     }
     drop(env.serve);
 }
+
+#[test]
+fn the_jobs_come_back_after_redis_restarts_and_live_viewers_share_one_subscription() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = write_rules(dir.path(), OLD_TO_NEW_RULES);
+    let extra = format!(
+        "[keys]\nsource = \"__REDIS__\"\nrules = \"{}\"\n",
+        rules.display()
+    );
+    let mut env = Env::start("1", &extra);
+    env.wait("/api/v1/overview", "every card healthy", |o| {
+        o["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["state"] != "failing")
+    });
+    // Three live viewers: one Redis subscription between them.
+    let viewers: Vec<std::net::TcpStream> = (0..3)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(&env.addr).unwrap();
+            use std::io::Write;
+            write!(
+                s,
+                "GET /api/v1/events/live HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN}\r\n\r\n"
+            )
+            .unwrap();
+            s
+        })
+        .collect();
+    let mut conn = env.setup.conn();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let pubsub_clients = |conn: &mut redis::Connection| -> usize {
+        let list: String = redis::cmd("CLIENT")
+            .arg("LIST")
+            .arg("TYPE")
+            .arg("pubsub")
+            .query(conn)
+            .unwrap();
+        list.lines().count()
+    };
+    while pubsub_clients(&mut conn) == 0 {
+        assert!(Instant::now() < deadline, "no live subscription");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        pubsub_clients(&mut conn),
+        1,
+        "one subscription for three viewers"
+    );
+    drop(viewers);
+
+    // Redis goes away and comes back (empty): the tier job, the keys card and healthz recover.
+    env.setup.redis.restart();
+    env.wait(
+        "/api/v1/overview",
+        "the cards recover after the restart",
+        |o| {
+            o["jobs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|c| c["state"] != "failing")
+        },
+    );
+    let before = env
+        .get("/api/v1/tier/history?limit=1000")
+        .as_array()
+        .unwrap()
+        .len();
+    env.wait(
+        "/api/v1/tier/history?limit=1000",
+        "a tier pass after the restart",
+        |h| h.as_array().unwrap().len() > before,
+    );
+    let (status, body) = env.call("GET", "/healthz", None);
+    assert_eq!(status, 200, "{body}");
+    // An unknown path and a wrong method answer in the JSON error shape.
+    let (status, body) = env.call("GET", "/api/v1/nothing", None);
+    assert_eq!(status, 404);
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("/api/v1/nothing")),
+        "{body}"
+    );
+    let (status, body) = env.call("DELETE", "/api/v1/overview", None);
+    assert_eq!(status, 405);
+    assert!(body["error"].is_string(), "{body}");
+}
+
+#[test]
+fn a_killed_keys_run_shows_interrupted_and_a_verify_of_another_target_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = write_rules(dir.path(), OLD_TO_NEW_RULES);
+    let extra = format!(
+        "[keys]\nsource = \"__REDIS__\"\nrules = \"{}\"\n",
+        rules.display()
+    );
+    let env = Env::start("3600", &extra);
+    let url = env.setup.redis.url();
+    let other = ferry_testkit::RedisServer::start();
+    let mut conn = env.setup.conn();
+    for i in 0..20 {
+        let _: () = redis::cmd("SET")
+            .arg(format!("old:{i}"))
+            .arg(i)
+            .query(&mut conn)
+            .unwrap();
+    }
+    // A run into another target, checkpoints on the watched Redis.
+    let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args([
+            "keys",
+            "apply",
+            "--source",
+            &url,
+            "--target",
+            &other.url(),
+            "--checkpoint",
+            &url,
+        ])
+        .args(["--rules"])
+        .arg(&rules)
+        .args(["--run-name", "elsewhere", "-y"])
+        .env_remove("FERRY_RUN_NAME")
+        .env_remove("FERRY_CHECKPOINT")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    let (status, body) = env.call("POST", "/api/v1/keys/runs/elsewhere/verify", None);
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("ferry keys verify"),
+        "{body}"
+    );
+    // A run that says `running` while nobody holds its lease died.
+    let state_key = "ferry:{keys/elsewhere}:state";
+    let saved: String = redis::cmd("GET").arg(state_key).query(&mut conn).unwrap();
+    let mut saved: Value = serde_json::from_str(&saved).unwrap();
+    saved["state"] = json!("running");
+    let _: () = redis::cmd("SET")
+        .arg(state_key)
+        .arg(saved.to_string())
+        .query(&mut conn)
+        .unwrap();
+    let run = env.get("/api/v1/keys/runs/elsewhere");
+    assert_eq!(run["run"]["status"], "interrupted", "{run}");
+    assert!(run["run"]["eta_s"].is_null(), "{run}");
+    let card = env.card("keys");
+    assert_eq!(card["state"], "failing", "{card}");
+    assert!(
+        card["reason"].as_str().unwrap().contains("elsewhere"),
+        "{card}"
+    );
+    // Run names that are only dots cannot be named in a URL or a directory.
+    for name in [".", ".."] {
+        let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .args(["keys", "plan", "--source", &url, "--rules"])
+            .arg(&rules)
+            .args(["--run-name", name])
+            .env_remove("FERRY_RUN_NAME")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{name}: {}", output_text(&out));
+    }
+}

@@ -116,10 +116,45 @@ async fn record_fence(tx: &tokio_postgres::Transaction<'_>, fence: &Fence) -> Ev
     })
 }
 
-/// Events in PostgreSQL.
-#[derive(Debug)]
+/// Events in PostgreSQL, on one connection that is opened again when it closed (the server
+/// restarted, the network dropped it): the call that finds it closed reconnects first.
 pub struct PostgresEventStore {
     client: Mutex<Client>,
+    config: Box<tokio_postgres::Config>,
+    tls: super::PgTls,
+    shown: String,
+}
+
+impl std::fmt::Debug for PostgresEventStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresEventStore")
+            .field("url", &self.shown)
+            .finish()
+    }
+}
+
+/// Opens a connection, its driver on a background task.
+async fn connect(
+    config: &tokio_postgres::Config,
+    tls: super::PgTls,
+    shown: &str,
+) -> EventStoreResult<Client> {
+    let (client, connection) = config.connect(tls).await.map_err(|e| {
+        let detail = db_message(&e);
+        let hint = super::tls_hint(&detail);
+        EventStoreError::Backend {
+            store: BACKEND,
+            message: format!(
+                "cannot connect to PostgreSQL at {shown}: {detail}{hint}; is it running and are the user, password and database right?"
+            ),
+        }
+    })?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::warn!(error = %e, "PostgreSQL connection closed");
+        }
+    });
+    Ok(client)
 }
 
 fn backend(e: tokio_postgres::Error) -> EventStoreError {
@@ -153,24 +188,23 @@ impl PostgresEventStore {
         let shown = schema::redact_url(url);
         let (config, tls) =
             super::connect_config(url).map_err(|e| EventStoreError::Config(e.to_string()))?;
-        let (client, connection) = config.connect(tls).await.map_err(|e| {
-            let detail = db_message(&e);
-            let hint = super::tls_hint(&detail);
-            EventStoreError::Backend {
-                store: BACKEND,
-                message: format!(
-                    "cannot connect to PostgreSQL at {shown}: {detail}{hint}; is it running (`make test-setup` starts it) and are the user, password and database right?"
-                ),
-            }
-        })?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::warn!(error = %e, "PostgreSQL connection closed");
-            }
-        });
+        let client = connect(&config, tls.clone(), &shown).await?;
         Ok(PostgresEventStore {
             client: Mutex::new(client),
+            config: Box::new(config),
+            tls,
+            shown,
         })
+    }
+
+    /// The connection, opened again first when it closed.
+    async fn client(&self) -> EventStoreResult<tokio::sync::MutexGuard<'_, Client>> {
+        let mut client = self.client.lock().await;
+        if client.is_closed() {
+            tracing::info!(url = %self.shown, "PostgreSQL connection closed; reconnecting");
+            *client = connect(&self.config, self.tls.clone(), &self.shown).await?;
+        }
+        Ok(client)
     }
 }
 
@@ -180,7 +214,7 @@ impl EventStore for PostgresEventStore {
     }
 
     async fn migrate(&self) -> EventStoreResult<()> {
-        let mut client = self.client.lock().await;
+        let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(backend)?;
         match SCHEMA.apply(&tx).await {
             Ok(()) => {}
@@ -199,13 +233,13 @@ impl EventStore for PostgresEventStore {
     }
 
     async fn healthcheck(&self) -> EventStoreResult<()> {
-        let client = self.client.lock().await;
+        let client = self.client().await?;
         client.simple_query("SELECT 1").await.map_err(backend)?;
         Ok(())
     }
 
     async fn camera_state(&self, camera_id: &str) -> EventStoreResult<Option<CameraState>> {
-        let client = self.client.lock().await;
+        let client = self.client().await?;
         let row = client
             .query_opt(
                 "SELECT watermark, open_state::text FROM tier_cameras WHERE camera_id = $1",
@@ -225,7 +259,7 @@ impl EventStore for PostgresEventStore {
     ) -> EventStoreResult<()> {
         let rows: Vec<EventRow> = events.iter().map(EventRow::from).collect();
         let camera = schema::CameraRow::from(state)?;
-        let mut client = self.client.lock().await;
+        let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(backend)?;
         if let Some(fence) = fence {
             // On error, dropping the transaction rolls it back: nothing was written.
@@ -270,7 +304,7 @@ impl EventStore for PostgresEventStore {
     }
 
     async fn raise_fence(&self, fence: &Fence) -> EventStoreResult<()> {
-        let mut client = self.client.lock().await;
+        let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(backend)?;
         record_fence(&tx, fence).await?;
         tx.commit().await.map_err(backend)
@@ -279,7 +313,7 @@ impl EventStore for PostgresEventStore {
     async fn record_run(&self, run: &RunRecord) -> EventStoreResult<()> {
         let record = serde_json::to_string(run)
             .map_err(|e| EventStoreError::Config(format!("run record: {e}")))?;
-        let client = self.client.lock().await;
+        let client = self.client().await?;
         client
             .execute(
                 "INSERT INTO tier_runs (run_id, record, trigger_name, started_ms, finished_ms)
@@ -301,7 +335,7 @@ impl EventStore for PostgresEventStore {
     }
 
     async fn history(&self, limit: usize) -> EventStoreResult<Vec<RunRecord>> {
-        let client = self.client.lock().await;
+        let client = self.client().await?;
         let rows = client
             .query(
                 "SELECT record::text FROM tier_runs ORDER BY started_ms DESC, run_id DESC LIMIT $1",
@@ -319,7 +353,7 @@ impl EventStore for PostgresEventStore {
         camera_id: Option<&str>,
         limit: usize,
     ) -> EventStoreResult<Vec<TierEvent>> {
-        let client = self.client.lock().await;
+        let client = self.client().await?;
         let rows = match camera_id {
             Some(c) => {
                 client
@@ -345,7 +379,7 @@ impl EventStore for PostgresEventStore {
     }
 
     async fn counts(&self) -> EventStoreResult<StoreCounts> {
-        let client = self.client.lock().await;
+        let client = self.client().await?;
         let row = client
             .query_one(
                 "SELECT (SELECT count(*) FROM tier_events), (SELECT count(*) FROM tier_cameras),

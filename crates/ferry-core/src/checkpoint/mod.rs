@@ -117,6 +117,10 @@ pub trait CheckpointStore: Send + Sync {
     /// The scopes starting with `prefix` that hold a saved state, sorted (a dashboard lists a
     /// job's runs with it).
     fn scopes(&self, prefix: &str) -> impl Future<Output = StoreResult<Vec<String>>> + Send;
+    /// Who holds the lease on `scope` now, if anyone (a lease that expired is nobody's): a run
+    /// whose state says `running` while nobody holds its lease has died.
+    fn lease_holder(&self, scope: &str)
+    -> impl Future<Output = StoreResult<Option<String>>> + Send;
     /// Takes the lease on `scope` for `ttl`, or fails with [`StoreError::LeaseHeld`].
     fn acquire_lease(
         &self,

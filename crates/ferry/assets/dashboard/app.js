@@ -1,6 +1,7 @@
 // Ferry's dashboard: plain JavaScript, no framework, no build step. Everything it shows comes
 // from the API that docs/api.md describes; every text from the server is set with textContent.
-'use strict';
+import { h, s, $, keepFocus, num, rate, ago, secs, time, clock } from './dom.js';
+import { chart } from './charts.js';
 
 (() => {
   const AUTH = (document.querySelector('meta[name="ferry-auth"]') || {}).content || 'open';
@@ -24,67 +25,6 @@
     typeFilter: '',
   };
 
-  // ---- DOM helpers ------------------------------------------------------------------------
-  function h(tag, attrs, ...kids) {
-    const el = document.createElement(tag);
-    set(el, attrs);
-    append(el, kids);
-    return el;
-  }
-  function s(tag, attrs, ...kids) {
-    const el = document.createElementNS('http://www.w3.org/2000/svg', tag);
-    set(el, attrs);
-    append(el, kids);
-    return el;
-  }
-  function set(el, attrs) {
-    for (const [k, v] of Object.entries(attrs || {})) {
-      if (v === undefined || v === null || v === false) continue;
-      if (k === 'text') el.textContent = String(v);
-      else if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
-      else el.setAttribute(k, v === true ? '' : String(v));
-    }
-  }
-  function append(el, kids) {
-    for (const kid of kids.flat()) {
-      if (kid === undefined || kid === null || kid === false) continue;
-      el.append(kid instanceof Node ? kid : document.createTextNode(String(kid)));
-    }
-  }
-  const $ = (id) => document.getElementById(id);
-
-  // Re-rendering keeps the keyboard focus where it was (elements carry data-key).
-  function keepFocus(render) {
-    const key = document.activeElement && document.activeElement.dataset
-      ? document.activeElement.dataset.key : undefined;
-    render();
-    if (key) {
-      const again = document.querySelector(`[data-key="${CSS.escape(key)}"]`);
-      if (again && again !== document.activeElement) again.focus();
-    }
-  }
-
-  // ---- Formatting -------------------------------------------------------------------------
-  const num = (n) => (n === null || n === undefined ? '–' : Number(n).toLocaleString('en'));
-  function rate(n) {
-    if (n === null || n === undefined) return '–';
-    return n >= 100 ? Math.round(n).toLocaleString('en') : n.toFixed(n >= 10 ? 1 : 2);
-  }
-  function ago(iso) {
-    if (!iso) return '–';
-    const t = Date.parse(iso);
-    if (Number.isNaN(t)) return String(iso);
-    const s = Math.round((Date.now() - t) / 1000);
-    const abs = Math.abs(s);
-    const span = abs < 90 ? `${abs} s` : abs < 5400 ? `${Math.round(abs / 60)} min` : `${(abs / 3600).toFixed(1)} h`;
-    return s >= 0 ? `${span} ago` : `in ${span}`;
-  }
-  function secs(n) {
-    if (n === null || n === undefined) return '–';
-    return n < 90 ? `${Math.round(n)} s` : n < 5400 ? `${Math.round(n / 60)} min` : `${(n / 3600).toFixed(1)} h`;
-  }
-  const time = (ms) => new Date(ms).toLocaleString('en-GB', { hour12: false });
-  const clock = (ms) => new Date(ms).toLocaleTimeString('en-GB', { hour12: false });
 
   // ---- API --------------------------------------------------------------------------------
   class ApiError extends Error {
@@ -114,7 +54,11 @@
     return data;
   }
   function explain(e) {
-    if (e.status === 401) return 'Refused: this server needs a token. Enter the admin or read token above.';
+    if (e.status === 401) {
+      return AUTH === 'public-read'
+        ? 'Refused: this action needs the admin token. Enter it above.'
+        : 'Refused: this server needs a token. Enter the admin token (or the read token, to look only) above.';
+    }
     if (e.status === 403) return `Refused: ${e.message}`;
     return e.message || String(e);
   }
@@ -127,7 +71,7 @@
   // An action (POST, admin token) started from a button.
   async function act(button, path, body, done) {
     if (needsToken()) {
-      notice('Actions need the admin token: enter it above.', 'error');
+      notice('This action needs the admin token: enter it above.', 'error');
       $('token-input').focus();
       return;
     }
@@ -165,6 +109,11 @@
   $('token-clear').addEventListener('click', () => {
     state.token = '';
     sessionStorage.removeItem('ferry-token');
+    if (AUTH === 'token') {
+      for (const id of ['cards', 'keys-runs', 'keys-run', 'keys-plan', 'tier-summary', 'tier-timelines',
+        'tier-passes', 'events-summary', 'events-charts', 'live']) $(id).replaceChildren();
+      state.overview = null;
+    }
     showTokenState();
     start();
   });
@@ -174,7 +123,9 @@
   function renderTabs() {
     const kinds = new Set(((state.overview && state.overview.jobs) || []).map((j) => j.kind));
     const views = Object.keys(VIEWS).filter((v) => v === 'overview' || kinds.has(v));
-    if (!views.includes(state.view)) state.view = 'overview';
+    // A view asked for by the address stays until the overview says its job is not here.
+    if (!VIEWS[state.view] || (state.overview && !views.includes(state.view))) state.view = 'overview';
+    if (!state.overview && state.view !== 'overview') views.push(state.view);
     const nav = $('tabs');
     keepFocus(() => {
       nav.replaceChildren(...views.map((v) => h('button', {
@@ -194,48 +145,6 @@
   }
 
   // ---- Charts -----------------------------------------------------------------------------
-  const COLORS = ['#2563eb', '#dc2626', '#059669', '#7c3aed'];
-  function labelText(labels) {
-    return (labels || '').replace(/^\{|\}$/g, '').replace(/"/g, '') || 'all';
-  }
-  // Per-second increase of a counter: every series summed, a reset counted from its new value.
-  function rates(series) {
-    const byTime = new Map();
-    for (const s of series) {
-      for (let i = 1; i < s.points.length; i++) {
-        const [t0, a] = s.points[i - 1];
-        const [t1, b] = s.points[i];
-        const inc = b >= a ? b - a : b;
-        const dt = (t1 - t0) / 1000;
-        if (dt > 0) byTime.set(t1, (byTime.get(t1) || 0) + inc / dt);
-      }
-    }
-    return [{ name: 'per second', points: [...byTime.entries()].sort((x, y) => x[0] - y[0]) }];
-  }
-  function chart(title, series, show) {
-    const lines = show === 'rate'
-      ? rates(series)
-      : series.slice(0, 4).map((s) => ({ name: labelText(s.labels), points: s.points }));
-    const all = lines.flatMap((l) => l.points);
-    const W = 300, H = 70;
-    const svg = s('svg', { viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: 'none', role: 'img', 'aria-label': title });
-    let last = '–';
-    if (all.length) {
-      const t0 = Math.min(...all.map((p) => p[0])), t1 = Math.max(...all.map((p) => p[0]));
-      const vmax = Math.max(...all.map((p) => p[1]), 1e-9);
-      const x = (t) => (t1 === t0 ? W : ((t - t0) / (t1 - t0)) * W);
-      const y = (v) => H - 4 - (v / vmax) * (H - 8);
-      lines.forEach((l, i) => {
-        if (!l.points.length) return;
-        const d = l.points.map((p, j) => `${j ? 'L' : 'M'}${x(p[0]).toFixed(1)},${y(p[1]).toFixed(1)}`).join('');
-        svg.append(s('path', { d, class: 'line', stroke: COLORS[i % COLORS.length] }, s('title', { text: l.name })));
-      });
-      last = lines.map((l) => (l.points.length ? rate(l.points[l.points.length - 1][1]) : '–')).join(' / ');
-    }
-    const legend = lines.length > 1 ? ` (${lines.map((l) => l.name).join(' / ')})` : '';
-    return h('figure', { class: 'chart' },
-      h('figcaption', {}, h('span', { text: title + legend }), h('strong', { text: last })), svg);
-  }
   async function charts(specs) {
     const metrics = [...new Set(specs.map((c) => c.metric))];
     if (!metrics.length) return new Map();
@@ -301,6 +210,7 @@
   }
   function summary(out) {
     if (!out || typeof out !== 'object') return 'done';
+    if (out.verify) return `verify of ${out.run} ${out.verify} (its result appears on the keys view)`;
     const run = out.run || out;
     const keys = ['events_written', 'captions_migrated', 'entries_deleted', 'failed'];
     const parts = keys.filter((k) => run[k] !== undefined).map((k) => `${k.replace(/_/g, ' ')} ${num(run[k])}`);
@@ -335,11 +245,11 @@
       runs.length ? runs.map((r) => {
         const st = r.state || { stats: {} };
         // The estimate is DBSIZE at the start: a completed run is all done.
-        const pct = st.state === 'completed' ? 100
+        const pct = r.status === 'completed' ? 100
           : st.estimated_total ? Math.min(99.9, (st.stats.scanned / st.estimated_total) * 100) : null;
         const verify = r.verify ? r.verify.state : '–';
         return h('tr', { class: r.run_name === state.run ? 'selected' : undefined },
-          cell(r.run_name), cell(st.state || 'unreadable'), cell(pct === null ? '–' : `${pct.toFixed(1)} %`, true),
+          cell(r.run_name), cell(r.status), cell(pct === null ? '–' : `${pct.toFixed(1)} %`, true),
           cell(rate(r.rate_per_s), true), cell(secs(r.eta_s), true), cell(num(st.stats.scanned), true),
           cell(num(st.stats.migrated), true), cell(num(st.stats.failed), true), cell(ago(st.updated_at)),
           cell(verify),
@@ -361,7 +271,7 @@
     const verify = data.run.verify;
     const box = h('div', { class: 'run' },
       h('h2', { text: `Run ${run}` }),
-      h('dl', { class: 'facts' }, [['state', st.state], ['source', st.source], ['target', st.target],
+      h('dl', { class: 'facts' }, [['state', data.run.status], ['held by', data.run.holder || 'nobody'], ['source', st.source], ['target', st.target],
         ['started', st.started_at], ['updated', st.updated_at], ['keys/s', rate(data.run.rate_per_s)],
         ['ETA', secs(data.run.eta_s)], ['ledger entries', num(data.ledger_entries)], ['backups kept', num(data.backups)]]
         .flatMap(([k, v]) => [h('dt', { text: k }), h('dd', { text: v })])),
@@ -438,7 +348,7 @@
       svg.append(s('text', { class: 'axis', x: 6, y: 62, text: time(t0) }));
       svg.append(s('text', { class: 'axis', x: W - 6, y: 62, 'text-anchor': 'end', text: time(t1) }));
     }
-    const list = h('details', {}, h('summary', { text: `${events.length} stored events, ${hot.length} hot captions` }),
+    const list = h('details', {}, h('summary', { 'data-key': `timeline:${camera}`, text: `${events.length} stored events, ${hot.length} hot captions` }),
       h('div', { class: 'scroll' }, h('table', { class: 'grid tier-events' },
         h('thead', {}, h('tr', {}, ['start', 'end', 'caption', 'frames', 'status', 'continues'].map((c) => h('th', { scope: 'col', text: c })))),
         h('tbody', {}, events.map((e) => h('tr', {}, cell(time(e.start_ms)), cell(time(e.end_ms)), cell(e.caption),
@@ -449,7 +359,7 @@
   }
   async function tierView() {
     const [status, stored, passes] = await Promise.all([
-      api('/api/v1/tier/status'), api('/api/v1/tier/events?limit=1000'), api('/api/v1/tier/history?limit=10'),
+      api('/api/v1/tier/status'), api('/api/v1/tier/events?limit=1000&centroid=false'), api('/api/v1/tier/history?limit=10'),
     ]);
     const due = status.cameras.filter((c) => c.due).length;
     $('tier-summary').replaceChildren(...[['store', status.store], ['similarity', status.similarity],
@@ -463,7 +373,12 @@
       byCamera.get(e.camera_id).push(e);
     }
     for (const c of status.cameras) if (!byCamera.has(c.camera_id)) byCamera.set(c.camera_id, []);
-    const cameras = [...byCamera.keys()].sort().slice(0, TIMELINE_CAMERAS);
+    const wanted = $('tier-camera').value.trim();
+    const all = [...byCamera.keys()].sort().filter((c) => !wanted || c.includes(wanted));
+    const cameras = all.slice(0, TIMELINE_CAMERAS);
+    $('tier-shown').textContent = all.length > cameras.length
+      ? `Showing ${cameras.length} of ${all.length} cameras: narrow them with the filter.`
+      : `${all.length} camera${all.length === 1 ? '' : 's'}.`;
     const hotCameras = new Set(status.cameras.map((c) => c.camera_id));
     const hot = await Promise.all(cameras.map((c) => (hotCameras.has(c)
       ? api(`/api/v1/tier/hot?camera_id=${encodeURIComponent(c)}&limit=300`).then((x) => x.captions)
@@ -471,12 +386,18 @@
     const open = new Set([...document.querySelectorAll('.timeline details[open]')].map((d) => d.closest('.timeline').dataset.camera));
     const nodes = cameras.map((c, i) => timeline(c, byCamera.get(c).sort((a, b) => a.start_ms - b.start_ms), hot[i]));
     for (const n of nodes) if (open.has(n.dataset.camera)) n.querySelector('details').open = true;
-    $('tier-timelines').replaceChildren(...(nodes.length ? nodes : [h('p', { class: 'muted', text: 'No camera has captions or events yet.' })]));
+    keepFocus(() => $('tier-timelines').replaceChildren(...(nodes.length ? nodes
+      : [h('p', { class: 'muted', text: 'No camera has captions or events yet.' })])));
     table($('tier-passes'), ['finished', 'trigger', 'cameras', 'captions read', 'migrated', 'events written', 'deleted', 'failed', 'error'],
       passes.map((p) => h('tr', {}, cell(time(p.finished_ms)), cell(p.trigger), cell(num(p.cameras), true),
         cell(num(p.captions_read), true), cell(num(p.captions_migrated), true), cell(num(p.events_written), true),
         cell(num(p.entries_deleted), true), cell(num(p.failed), true), cell(p.error || ''))));
   }
+  $('tier-filter').addEventListener('submit', (e) => {
+    e.preventDefault();
+    refresh();
+  });
+  $('tier-camera').addEventListener('change', () => refresh());
   $('tier-pass').addEventListener('click', (e) => act(e.currentTarget, '/api/v1/tier/migrate', undefined,
     (out) => `Tier pass: ${summary(out)}`));
 
@@ -493,9 +414,6 @@
       { title: 'Outbox backlog', metric: 'ferry_events_outbox_backlog', show: 'value' },
     ];
     const history = await charts(specs);
-    const lag = (history.get('ferry_events_publish_lag_seconds') || [])
-      .filter((x) => /quantile="0\.(5|99)"/.test(x.labels));
-    history.set('ferry_events_publish_lag_seconds', lag);
     $('events-charts').replaceChildren(...specs.map((c) => chart(c.title, history.get(c.metric) || [], c.show)));
     if (!state.live) live();
   }

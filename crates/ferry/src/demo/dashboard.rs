@@ -66,7 +66,7 @@ async fn serve(url: &str, dir: &Path, opts: &DemoOptions, postgres: &str) -> any
     let options = ServeOptions {
         listen: free_or_any(opts.listen),
         interval: Duration::from_secs(30),
-        stats_interval: Duration::from_secs(10),
+        stats_interval: Duration::from_secs(60),
         history_interval: Duration::from_secs(2),
         ..ServeOptions::default()
     };

@@ -66,7 +66,13 @@ async fn serve_jobs(
             Ok(o)
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let tier = if tier_configured || (!events_configured && bridges.is_empty()) {
+    let keys = watched_keys(file);
+    let vectors = watched_vectors(file)?;
+    // The tier job on its defaults only when no job at all is configured (as `ferry serve`
+    // always did): with only another job set up, its defaults would drain a Redis nobody named.
+    let nothing_else =
+        !events_configured && bridges.is_empty() && keys.is_none() && vectors.is_none();
+    let tier = if tier_configured || nothing_else {
         let ctx = TierContext::connect(tier_args.options(file)).await?;
         if opts.interval.as_millis() as i64 >= ctx.options.migrate_before_ms {
             tracing::warn!(
@@ -94,8 +100,8 @@ async fn serve_jobs(
             .into_iter()
             .map(|o| Arc::new(ServedBridge::new(o)))
             .collect(),
-        keys: watched_keys(file),
-        vectors: watched_vectors(file)?,
+        keys,
+        vectors,
         ..Served::default()
     };
     super::serve(opts, jobs, stop).await

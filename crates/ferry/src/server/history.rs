@@ -61,6 +61,13 @@ impl MetricHistory {
         }
     }
 
+    /// A ring reaching `span` back at one sample every `interval` (between 60 and 10,000
+    /// samples: a very short interval reaches back less).
+    pub fn covering(span: Duration, interval: Duration) -> Self {
+        let n = span.as_secs_f64() / interval.as_secs_f64().max(1e-3);
+        Self::new(interval, (n.ceil() as usize).clamp(60, 10_000))
+    }
+
     /// Time between samples.
     pub fn interval(&self) -> Duration {
         self.interval
@@ -133,6 +140,23 @@ impl MetricHistory {
         (span > 0.0).then(|| increase / span)
     }
 
+    /// When `metric` (all its series summed) last changed, in Unix ms, within the ring.
+    pub fn last_change(&self, metric: &str) -> Option<i64> {
+        let ring = self.samples.lock().unwrap_or_else(|e| e.into_inner());
+        let sum = |s: &Sample| -> f64 {
+            s.values
+                .iter()
+                .filter(|(k, _)| metric_of(k) == metric)
+                .map(|(_, v)| *v)
+                .sum()
+        };
+        let sums: Vec<(i64, f64)> = ring.iter().map(|s| (s.t_ms, sum(s))).collect();
+        sums.windows(2)
+            .rev()
+            .find(|w| w[1].1 != w[0].1)
+            .map(|w| w[1].0)
+    }
+
     /// The newest value of each series of `metric`, summed (`None` when it was never seen).
     pub fn latest(&self, metric: &str) -> Option<f64> {
         let ring = self.samples.lock().unwrap_or_else(|e| e.into_inner());
@@ -194,6 +218,8 @@ mod tests {
             Some(7.0)
         );
         assert_eq!(h.latest("ferry_a_total"), Some(9.0));
+        assert_eq!(h.last_change("ferry_a_total"), Some(3000));
+        assert_eq!(h.last_change("ferry_lag_seconds"), None, "never changed");
         let lag = h.series(&["ferry_lag_seconds"], 0);
         assert_eq!(
             lag.len(),

@@ -18,6 +18,44 @@ impl Modify for BearerTokens {
             "bearer",
             SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
         );
+        // Every endpoint but the open ones answers 401 without a token; those that change
+        // something answer 403 to the read token.
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            if super::ALWAYS_OPEN.contains(&path.as_str()) {
+                continue;
+            }
+            let reads = [&mut item.get, &mut item.head];
+            for op in reads.into_iter().flatten() {
+                add_refusals(op, false);
+            }
+            let changes = [
+                &mut item.post,
+                &mut item.put,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for op in changes.into_iter().flatten() {
+                add_refusals(op, true);
+            }
+        }
+    }
+}
+
+/// The 401 (and, for a change, 403) answers of the authentication layer.
+fn add_refusals(op: &mut utoipa::openapi::path::Operation, changes: bool) {
+    use utoipa::openapi::{RefOr, Response};
+    let answers = &mut op.responses.responses;
+    answers.entry("401".into()).or_insert_with(|| {
+        RefOr::T(Response::new(
+            "no token, or neither the admin nor the read token (when a token is configured)",
+        ))
+    });
+    if changes {
+        answers.entry("403".into()).or_insert_with(|| {
+            RefOr::T(Response::new(
+                "the read token: this endpoint needs the admin token",
+            ))
+        });
     }
 }
 

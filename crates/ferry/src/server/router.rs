@@ -50,14 +50,39 @@ pub fn app(state: Arc<AppState>) -> Router {
         router = router.route(path, handler);
     }
     router
+        .fallback(unknown_path)
+        .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(limit))
         .layer(auth)
         .with_state(state)
 }
 
+/// A path no route serves: 404 in the API's JSON error shape.
+async fn unknown_path(uri: axum::http::Uri) -> Response {
+    ApiError {
+        status: StatusCode::NOT_FOUND,
+        message: format!("no endpoint {} (see GET /api/v1/openapi.json)", uri.path()),
+        field: None,
+    }
+    .into_response()
+}
+
+/// A route called with a method it does not take: 405 in the API's JSON error shape.
+async fn wrong_method(method: Method, uri: axum::http::Uri) -> Response {
+    ApiError {
+        status: StatusCode::METHOD_NOT_ALLOWED,
+        message: format!(
+            "{} does not take {method} (see GET /api/v1/openapi.json)",
+            uri.path()
+        ),
+        field: None,
+    }
+    .into_response()
+}
+
 /// `GET /healthz`: 200 `{"status": "ok", …}` when every configured job's services answer, 503
 /// `degraded` otherwise; always open.
-#[utoipa::path(get, path = "/healthz", tag = "service",
+#[utoipa::path(get, path = "/healthz", tag = "service", security(()),
     responses((status = 200, description = "`{\"status\": \"ok\", …}`: every job's stores answer", body = Object), (status = 503, description = "`degraded`: a store does not answer", body = Object)))]
 pub(crate) async fn healthz(State(state): State<Arc<AppState>>) -> Response {
     let mut body = json!({});

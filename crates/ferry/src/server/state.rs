@@ -15,8 +15,8 @@ use crate::jobs::Served;
 use crate::jobs::events::EventsContext;
 use crate::jobs::tier::TierContext;
 
-/// Samples the metric history keeps (an hour at the default interval of 5 s).
-const HISTORY_SAMPLES: usize = 720;
+/// How long the metric history reaches back.
+const HISTORY_SPAN: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// What every handler shares.
 #[derive(Debug)]
@@ -59,9 +59,9 @@ impl AppState {
             jobs,
             max_body_bytes: options.max_body_bytes,
             switches: JobSwitches::default(),
-            history: Arc::new(MetricHistory::new(
+            history: Arc::new(MetricHistory::covering(
+                HISTORY_SPAN,
                 options.history_interval,
-                HISTORY_SAMPLES,
             )),
             options,
             metrics,

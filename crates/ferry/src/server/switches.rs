@@ -5,7 +5,7 @@
 //! replica has its own switches (pause the job on each, or stop the replica).
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
@@ -14,33 +14,54 @@ use tokio_util::sync::CancellationToken;
 /// The switches of the jobs this server runs, by job id.
 #[derive(Debug, Default)]
 pub struct JobSwitches {
-    switches: Mutex<BTreeMap<String, watch::Sender<bool>>>,
+    switches: Mutex<BTreeMap<String, Arc<Switch>>>,
     next_runs: Mutex<BTreeMap<String, DateTime<Utc>>>,
 }
 
-/// One job's switch: cheap to clone, read by the job's loop.
+/// One job's switch: the flag its loop waits on, and the token of the run going on, which a
+/// pause cancels before it answers (so nothing the job starts after the answer runs).
+#[derive(Debug)]
+struct Switch {
+    paused: watch::Sender<bool>,
+    run: Mutex<Option<CancellationToken>>,
+}
+
+/// One job's switch, as its loop holds it: cheap to clone.
 #[derive(Debug, Clone)]
 pub struct JobSwitch {
-    paused: watch::Receiver<bool>,
+    switch: Arc<Switch>,
 }
 
 impl JobSwitches {
     /// Registers `job` (running) and returns its switch; registering twice returns the same one.
     pub fn register(&self, job: &str) -> JobSwitch {
         let mut all = self.switches.lock().unwrap_or_else(|e| e.into_inner());
-        let sender = all
-            .entry(job.to_string())
-            .or_insert_with(|| watch::channel(false).0);
+        let switch = all.entry(job.to_string()).or_insert_with(|| {
+            super::metrics::set_job_paused(job, false);
+            Arc::new(Switch {
+                paused: watch::channel(false).0,
+                run: Mutex::new(None),
+            })
+        });
         JobSwitch {
-            paused: sender.subscribe(),
+            switch: switch.clone(),
         }
     }
 
-    /// Sets `job` paused or running; `None` when no job of that id runs here.
+    /// Sets `job` paused or running; `None` when no job of that id runs here. A pause cancels
+    /// the run going on before it returns.
     pub fn set(&self, job: &str, paused: bool) -> Option<bool> {
-        let all = self.switches.lock().unwrap_or_else(|e| e.into_inner());
-        let sender = all.get(job)?;
-        sender.send_replace(paused);
+        let switch = {
+            let all = self.switches.lock().unwrap_or_else(|e| e.into_inner());
+            all.get(job)?.clone()
+        };
+        switch.paused.send_replace(paused);
+        if paused {
+            let run = switch.run.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(token) = &*run {
+                token.cancel();
+            }
+        }
         super::metrics::set_job_paused(job, paused);
         Some(paused)
     }
@@ -48,7 +69,7 @@ impl JobSwitches {
     /// Whether `job` is paused (`false` for a job that is not registered).
     pub fn is_paused(&self, job: &str) -> bool {
         let all = self.switches.lock().unwrap_or_else(|e| e.into_inner());
-        all.get(job).is_some_and(|s| *s.borrow())
+        all.get(job).is_some_and(|s| *s.paused.borrow())
     }
 
     /// Notes that `job`'s next run starts in `after` (a scheduled job, for its card).
@@ -74,30 +95,28 @@ impl JobSwitches {
 impl JobSwitch {
     /// Whether the job is paused now.
     pub fn is_paused(&self) -> bool {
-        *self.paused.borrow()
+        *self.switch.paused.borrow()
     }
 
     /// Returns at once when running, else when resumed; `false` when `stop` came first.
     pub async fn wait_running(&self, stop: &CancellationToken) -> bool {
-        let mut rx = self.paused.clone();
+        let mut rx = self.switch.paused.subscribe();
         tokio::select! {
             r = rx.wait_for(|paused| !paused) => r.is_ok(),
             _ = stop.cancelled() => false,
         }
     }
 
-    /// A token cancelled when `stop` is, or when the job is paused: a long-running loop (the
-    /// relay, a bridge) runs under it and stops at its next safe point.
+    /// A token cancelled when `stop` is, or when the job is paused (already, or later): a
+    /// long-running loop (the relay, a bridge) runs under it and stops at its next safe point.
     pub fn run_token(&self, stop: &CancellationToken) -> CancellationToken {
         let token = stop.child_token();
-        let watched = token.clone();
-        let mut rx = self.paused.clone();
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = rx.wait_for(|paused| *paused) => watched.cancel(),
-                _ = watched.cancelled() => {}
-            }
-        });
+        let mut run = self.switch.run.lock().unwrap_or_else(|e| e.into_inner());
+        *run = Some(token.clone());
+        // A pause that came before the token was stored.
+        if self.is_paused() {
+            token.cancel();
+        }
         token
     }
 }

@@ -16,6 +16,15 @@ fn lease_key(scope: &str) -> Vec<u8> {
     RedisCheckpointStore::key(scope, "lease")
 }
 
+/// Who holds the lease of `scope` (the key expires with the lease).
+pub(super) async fn holder(
+    store: &RedisCheckpointStore,
+    scope: &str,
+) -> StoreResult<Option<String>> {
+    let key = lease_key(scope);
+    store.q(&key, redis::cmd("GET").arg(&key).clone()).await
+}
+
 /// Takes the lease of `scope` for `owner` unless someone else holds it.
 pub(super) async fn acquire(
     store: &RedisCheckpointStore,

@@ -106,6 +106,10 @@ impl CheckpointStore for RedisCheckpointStore {
         state::scopes(self, prefix).await
     }
 
+    async fn lease_holder(&self, scope: &str) -> StoreResult<Option<String>> {
+        lease::holder(self, scope).await
+    }
+
     async fn acquire_lease(&self, scope: &str, owner: &str, ttl: Duration) -> StoreResult<Lease> {
         lease::acquire(self, scope, owner, ttl).await
     }

@@ -3,18 +3,21 @@
 
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Client, Cmd, ConnectionAddr, RedisResult, Value};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Client, Cmd, ConnectionAddr, RedisResult, Value};
 
 use crate::redis::error::is_auth_error;
 use crate::redis::{ConnError, RedisUrl};
 
-/// One server: its address and a multiplexed connection (cheap to clone).
+/// One server: its address and a multiplexed connection (cheap to clone) that reconnects
+/// after the server restarted or the network dropped it: the command that meets the broken
+/// connection fails (the caller retries it as it would any failure), the next ones use a new
+/// connection.
 #[derive(Clone)]
 pub struct Node {
     /// `host:port`.
     pub addr: String,
-    conn: MultiplexedConnection,
+    conn: ConnectionManager,
 }
 
 impl std::fmt::Debug for Node {
@@ -25,7 +28,7 @@ impl std::fmt::Debug for Node {
 
 impl Node {
     /// A clone of the node's connection.
-    pub fn conn(&self) -> MultiplexedConnection {
+    pub fn conn(&self) -> ConnectionManager {
         self.conn.clone()
     }
 
@@ -99,11 +102,15 @@ pub(super) async fn connect_node(url: &RedisUrl, addr: &str) -> Result<Node, Con
         endpoint: endpoint.clone(),
         source,
     })?;
-    let config = AsyncConnectionConfig::new()
+    // Reconnecting tries twice, quickly: a server that stays down fails the commands that
+    // follow instead of holding them (the jobs retry with their own backoff).
+    let config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(Duration::from_secs(5)))
-        .set_response_timeout(Some(Duration::from_secs(120)));
-    let mut conn = client
-        .get_multiplexed_async_connection_with_config(&config)
+        .set_response_timeout(Some(Duration::from_secs(120)))
+        .set_number_of_retries(1)
+        .set_min_delay(Duration::from_millis(50))
+        .set_max_delay(Duration::from_millis(500));
+    let mut conn = ConnectionManager::new_with_config(client, config)
         .await
         .map_err(|source| {
             if is_auth_error(&source) {

@@ -7,6 +7,14 @@ use super::disk::{io_err, read_optional, write_atomically};
 use super::*;
 
 impl FileCheckpointStore {
+    /// Who holds the lease on `scope` ([`CheckpointStore::lease_holder`]).
+    pub(super) fn holder(&self, scope: &str) -> StoreResult<Option<String>> {
+        let path = self.scope_dir(scope)?.join("lease");
+        Ok(read_lease(&path)
+            .filter(|l| l.expires_at_ms > now_ms())
+            .map(|l| l.owner))
+    }
+
     /// Takes the lease on `scope` for `ttl` ([`CheckpointStore::acquire_lease`]): creates the
     /// lease file, or replaces one that expired, is unreadable or is `owner`'s own.
     pub(super) fn acquire(&self, scope: &str, owner: &str, ttl: Duration) -> StoreResult<Lease> {

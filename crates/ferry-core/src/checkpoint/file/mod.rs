@@ -139,6 +139,10 @@ impl CheckpointStore for FileCheckpointStore {
         Ok(out)
     }
 
+    async fn lease_holder(&self, scope: &str) -> StoreResult<Option<String>> {
+        self.holder(scope)
+    }
+
     async fn acquire_lease(&self, scope: &str, owner: &str, ttl: Duration) -> StoreResult<Lease> {
         self.acquire(scope, owner, ttl)
     }

@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::service::ServedBridge;
 use super::status::StatusView;
-use crate::server::card::{JobCard, JobState};
+use crate::server::card::{JobCard, JobState, StoreHealth};
 use crate::server::{AppState, Endpoint};
 
 /// The bridge job's endpoints.
@@ -67,6 +67,20 @@ pub fn card(state: &AppState, bridge: &ServedBridge) -> JobCard {
     }
     card.reason = v.reason.clone();
     card.last_run = v.last_batch_at.clone();
+    // A running bridge reads and writes; one retrying or failed says which store failed.
+    let answer = match v.state.as_str() {
+        "retrying" | "failed" => Err(v.reason.clone().unwrap_or_else(|| v.state.clone())),
+        _ => Ok(()),
+    };
+    let (from, to) = if bridge.options.reverse {
+        ("Redis Stream", "Kafka")
+    } else {
+        ("Kafka", "Redis Stream")
+    };
+    card.stores = vec![
+        StoreHealth::new("source", from, answer.clone()),
+        StoreHealth::new("destination", to, answer),
+    ];
     let t = &v.totals;
     card.errors = t.dead_lettered;
     card.fact("retries", t.retries);

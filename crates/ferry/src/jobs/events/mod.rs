@@ -12,6 +12,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod ingest;
+pub mod live;
 pub mod metrics;
 pub mod publisher;
 pub mod relay;
@@ -85,6 +86,8 @@ pub struct EventsContext {
     pub log: EventLog,
     /// The Redis side.
     pub publisher: Publisher,
+    /// The live view's shared subscription.
+    pub live: live::LiveHub,
 }
 
 /// A failure of the events job.
@@ -144,6 +147,7 @@ impl EventsContext {
             options,
             log,
             publisher,
+            live: live::LiveHub::default(),
         })
     }
 }

@@ -39,16 +39,34 @@ pub fn endpoints() -> Vec<Endpoint> {
 /// The events job's part of `/healthz`: its PostgreSQL; `false` when it fails.
 pub async fn health(ctx: &EventsContext, body: &mut serde_json::Value) -> bool {
     let log = ctx.log.healthcheck().await;
-    let healthy = log.is_ok();
+    let redis = redis_ping(ctx).await;
+    let healthy = log.is_ok() && redis.is_ok();
     body["events_postgres"] = json!(
         log.map(|_| "ok".to_string())
             .unwrap_or_else(|e| e.to_string())
     );
+    body["events_redis"] = json!(redis.map(|_| "ok".to_string()).unwrap_or_else(|e| e));
     healthy
 }
 
-/// The events job's card: its PostgreSQL and Redis, the outbox, publish rate and lag.
-pub async fn card(state: &AppState, ctx: &EventsContext) -> JobCard {
+/// A `PING` to the Redis events are published on, within 2 s.
+async fn redis_ping(ctx: &EventsContext) -> Result<(), String> {
+    let ping = async {
+        let mut conn = ctx
+            .publisher
+            .client()
+            .get_multiplexed_async_connection()
+            .await?;
+        redis::cmd("PING").query_async::<()>(&mut conn).await
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(2), ping)
+        .await
+        .map_err(|_| "no answer in 2 s".to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()))
+}
+
+/// The events job's card before its stores answered: identity, charts, pause state.
+pub fn skeleton(state: &AppState) -> JobCard {
     let mut card = JobCard::new(
         super::service::JOB,
         "events",
@@ -67,19 +85,17 @@ pub async fn card(state: &AppState, ctx: &EventsContext) -> JobCard {
         "value",
     )
     .chart("Outbox backlog", "ferry_events_outbox_backlog", "value");
+    if state.switches.is_paused(super::service::JOB) {
+        card.state = JobState::Paused;
+    }
+    card
+}
+
+/// The events job's card: its PostgreSQL and Redis, the outbox, publish rate and lag.
+pub async fn card(state: &AppState, ctx: &EventsContext) -> JobCard {
+    let mut card = skeleton(state);
     let pg = ctx.log.healthcheck().await.map_err(|e| e.to_string());
-    let redis = async {
-        let mut conn = ctx
-            .publisher
-            .client()
-            .get_multiplexed_async_connection()
-            .await?;
-        redis::cmd("PING").query_async::<()>(&mut conn).await
-    };
-    let redis = tokio::time::timeout(std::time::Duration::from_secs(2), redis)
-        .await
-        .map_err(|_| "no answer in 2 s".to_string())
-        .and_then(|r| r.map_err(|e| e.to_string()));
+    let redis = redis_ping(ctx).await;
     card.stores = vec![
         StoreHealth::new("log", "PostgreSQL", pg),
         StoreHealth::new("publish", "Redis", redis),
@@ -95,6 +111,10 @@ pub async fn card(state: &AppState, ctx: &EventsContext) -> JobCard {
         Err(e) => card.reason = Some(e.to_string()),
     }
     let h = &state.history;
+    card.last_run = h
+        .last_change(EventsMetric::PublishedTotal.name())
+        .and_then(chrono::DateTime::from_timestamp_millis)
+        .map(|t| t.to_rfc3339());
     let rejected = h.latest(EventsMetric::RejectedTotal.name()).unwrap_or(0.0);
     card.errors = rejected as u64;
     if let Some(saved) = h.latest(EventsMetric::SavedTotal.name()) {
@@ -138,7 +158,9 @@ fn unavailable(what: &str, e: impl std::fmt::Display) -> ApiError {
 /// transaction; `201 {"ids": [...], "duplicates": N}` in the order sent.
 #[utoipa::path(post, path = "/api/v1/events", tag = "events",
     request_body(content = Object, description = "one event or an array of events"),
-    responses((status = 201, description = "`{\"ids\": […], \"duplicates\": N}`", body = Object), (status = 400, description = "bad input, nothing stored"), (status = 404, description = "the events job is not configured")))]
+    responses((status = 201, description = "`{\"ids\": […], \"duplicates\": N}`", body = Object), (status = 400, description = "bad input, nothing stored"),
+        (status = 413, description = "a body over [serve] max_body_bytes"), (status = 422, description = "PostgreSQL refused the events, nothing stored"),
+        (status = 503, description = "PostgreSQL unreachable"), (status = 404, description = "the events job is not configured")))]
 pub(crate) async fn save(
     State(state): State<Arc<AppState>>,
     body: Result<Bytes, BytesRejection>,
@@ -283,36 +305,45 @@ pub(crate) async fn stats(State(state): State<Arc<AppState>>) -> Result<Response
 /// published (Server-Sent Events; `id` is the event id, `data` its JSON).
 #[utoipa::path(get, path = "/api/v1/events/live", tag = "events",
     params(("camera_id" = Option<String>, Query, description = "one camera"), ("event_type" = Option<String>, Query, description = "one type")),
-    responses((status = 200, description = "`text/event-stream`: one message per published event", content_type = "text/event-stream", body = String), (status = 404, description = "the events job is not configured")))]
+    responses((status = 200, description = "`text/event-stream`: one message per published event", content_type = "text/event-stream", body = String), (status = 404, description = "the events job is not configured"),
+        (status = 503, description = "Redis unreachable, or 256 viewers already (one Redis subscription serves them all)")))]
 pub(crate) async fn live(
     State(state): State<Arc<AppState>>,
     Query(params): Params,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     let ctx = context(&state)?;
     check_params(&params, &["camera_id", "event_type"])?;
-    let mut pubsub = ctx
-        .publisher
-        .client()
-        .get_async_pubsub()
-        .await
-        .map_err(|e| unavailable("cannot subscribe on Redis", e))?;
-    pubsub
-        .subscribe(ctx.publisher.channel())
-        .await
-        .map_err(|e| unavailable("cannot subscribe on Redis", e))?;
+    let stop = state.stop_token();
+    let client = ctx.publisher.client();
+    let viewer = match ctx.live.watch(client, ctx.publisher.channel(), &stop).await {
+        Ok(v) => v,
+        Err(super::live::LiveError::TooMany) => {
+            return Err(ApiError {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                message: format!(
+                    "{} viewers watch the live view already: close one, or query GET /api/v1/events",
+                    super::live::MAX_VIEWERS
+                ),
+                field: None,
+            });
+        }
+        Err(super::live::LiveError::Unavailable(why)) => {
+            return Err(unavailable("cannot subscribe on Redis", why));
+        }
+    };
     let camera = params.get("camera_id").cloned();
     let event_type = params.get("event_type").cloned();
-    let stream = pubsub
-        .into_on_message()
-        .filter_map(move |msg| {
-            let out = msg.get_payload::<String>().ok().and_then(|payload| {
-                let v: serde_json::Value = serde_json::from_str(&payload).ok()?;
-                let keep = camera.as_deref().is_none_or(|c| v["camera_id"] == c)
-                    && event_type.as_deref().is_none_or(|t| v["event_type"] == t);
-                keep.then(|| Ok(SseEvent::default().id(v["id"].to_string()).data(payload)))
-            });
+    let stream = super::live::messages(viewer)
+        .filter_map(move |payload| {
+            let out = serde_json::from_str::<serde_json::Value>(&payload)
+                .ok()
+                .and_then(|v| {
+                    let keep = camera.as_deref().is_none_or(|c| v["camera_id"] == c)
+                        && event_type.as_deref().is_none_or(|t| v["event_type"] == t);
+                    keep.then(|| Ok(SseEvent::default().id(v["id"].to_string()).data(&*payload)))
+                });
             std::future::ready(out)
         })
-        .take_until(state.stop_token().cancelled_owned());
+        .take_until(stop.cancelled_owned());
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }

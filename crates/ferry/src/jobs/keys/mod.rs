@@ -340,13 +340,18 @@ pub fn load_rules(path: &std::path::Path) -> Result<(RuleSet, Vec<String>), Rule
 
 /// Refuses a run name other than letters, digits, `-`, `_` and `.` (it names store keys).
 fn check_run_name(name: &str) -> Result<(), KeysError> {
-    if name.is_empty()
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+    // `.` and `..` would be path steps in a URL or a directory.
+    if name.chars().all(|c| c == '.') {
+        return Err(KeysError::Usage(format!(
+            "run name `{name}` is only dots: give it a letter or a digit"
+        )));
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
     {
         return Err(KeysError::Usage(format!(
-            "--run-name `{name}` may use only letters, digits, `-`, `_` and `.`"
+            "run name `{name}` may use only letters, digits, `-`, `_` and `.` (--run-name)"
         )));
     }
     Ok(())

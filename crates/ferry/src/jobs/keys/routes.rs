@@ -63,6 +63,11 @@ pub struct PlanRecord {
 pub struct RunView {
     /// The run name.
     pub run_name: String,
+    /// What the run is doing: its saved state, except that a `running` run whose lease nobody
+    /// holds has died (killed, crashed) and is `interrupted`: `keys apply` resumes it.
+    pub status: String,
+    /// The process holding the run's lease, while one does.
+    pub holder: Option<String>,
     /// The saved state (`None` when it cannot be read).
     pub state: Option<KeysState>,
     /// Keys scanned per second over the run so far.
@@ -123,7 +128,8 @@ impl ServedKeys {
                 .load(&scope)
                 .await?
                 .and_then(|b| serde_json::from_slice(&b).ok());
-            out.push(run_view(run.clone(), state, self.verify_of(&run)));
+            let holder = ctx.store.lease_holder(&scope).await?;
+            out.push(run_view(run.clone(), state, holder, self.verify_of(&run)));
         }
         out.sort_by_key(|r| std::cmp::Reverse(updated(r)));
         Ok(out)
@@ -138,8 +144,18 @@ fn updated(run: &RunView) -> String {
 }
 
 /// What a saved state says about rate, ETA and each master.
-fn run_view(run_name: String, state: Option<KeysState>, verify: Option<VerifyRecord>) -> RunView {
+fn run_view(
+    run_name: String,
+    state: Option<KeysState>,
+    holder: Option<String>,
+    verify: Option<VerifyRecord>,
+) -> RunView {
     let (mut rate, mut eta, mut masters) = (None, None, Vec::new());
+    let status = match &state {
+        Some(s) if s.state == "running" && holder.is_none() => "interrupted".to_string(),
+        Some(s) => s.state.clone(),
+        None => "unreadable".to_string(),
+    };
     if let Some(s) = &state {
         let parse = |t: &str| DateTime::parse_from_rfc3339(t).ok();
         if let (Some(a), Some(b)) = (parse(&s.started_at), parse(&s.updated_at)) {
@@ -148,7 +164,7 @@ fn run_view(run_name: String, state: Option<KeysState>, verify: Option<VerifyRec
                 rate = Some(s.stats.scanned as f64 / secs);
             }
         }
-        if s.state == "running" {
+        if status == "running" {
             eta = rate
                 .filter(|r| *r > 0.0)
                 .map(|r| s.estimated_total.saturating_sub(s.stats.scanned) as f64 / r);
@@ -173,6 +189,8 @@ fn run_view(run_name: String, state: Option<KeysState>, verify: Option<VerifyRec
     }
     RunView {
         run_name,
+        status,
+        holder,
         state,
         rate_per_s: rate,
         eta_s: eta,
@@ -225,7 +243,8 @@ pub(crate) async fn list(State(state): State<Arc<AppState>>) -> Result<Response,
 #[utoipa::path(get, path = "/api/v1/keys/runs/{run}", tag = "keys",
     params(("run" = String, Path, description = "the run name")),
     responses((status = 200, description = "the run", body = Object),
-        (status = 404, description = "no such run")))]
+        (status = 400, description = "not a run name (letters, digits, `-`, `_`, `.`)"),
+        (status = 404, description = "no such run, or the keys job is not configured")))]
 pub(crate) async fn one(
     State(state): State<Arc<AppState>>,
     Path(run): Path<String>,
@@ -240,7 +259,12 @@ pub(crate) async fn one(
             field: Some("run".into()),
         });
     };
-    let view = run_view(run.clone(), Some(saved), keys.verify_of(&run));
+    let holder = ctx
+        .store
+        .lease_holder(&ctx.scope)
+        .await
+        .map_err(KeysError::from)?;
+    let view = run_view(run.clone(), Some(saved), holder, keys.verify_of(&run));
     Ok(Json(json!({
         "run": view,
         "percent": status.percent,
@@ -256,23 +280,37 @@ pub(crate) async fn one(
     params(("run" = String, Path, description = "the run name")),
     responses((status = 202, description = "started", body = Object),
         (status = 404, description = "no such run"),
-        (status = 409, description = "a verify of this run is running")))]
+        (status = 400, description = "not a run name"),
+        (status = 409, description = "a verify of this run is running, or the run copied between other servers than [keys] names")))]
 pub(crate) async fn verify(
     State(state): State<Arc<AppState>>,
     Path(run): Path<String>,
 ) -> Result<Response, ApiError> {
     let keys = served(&state)?.clone();
     let ctx = keys.context().await?.for_run(&run)?;
-    if ctx
+    let saved: Option<KeysState> = ctx
         .store
         .load(&ctx.scope)
         .await
         .map_err(KeysError::from)?
-        .is_none()
-    {
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let Some(saved) = saved else {
         return Err(ApiError {
             status: StatusCode::NOT_FOUND,
             message: format!("no run `{run}` in the checkpoint store"),
+            field: Some("run".into()),
+        });
+    };
+    // Verify compares the run's source with its target: they must be the ones it copied.
+    let (source, target) = (ctx.source.display(), ctx.target.display());
+    if saved.source != source || saved.target != target {
+        return Err(ApiError {
+            status: StatusCode::CONFLICT,
+            message: format!(
+                "run `{run}` copied {} → {}, but this server's [keys] names {source} → {target}: \
+                 verify it with `ferry keys verify --run-name {run}` and its own source and target",
+                saved.source, saved.target
+            ),
             field: Some("run".into()),
         });
     }
@@ -320,14 +358,16 @@ pub(crate) async fn verify(
 /// The plan of the configured rules as last computed (computed now if never): every action
 /// apply would take, by rule, with clashes. Writes nothing.
 #[utoipa::path(get, path = "/api/v1/keys/plan", tag = "keys",
-    responses((status = 200, description = "`{\"computed_at\", \"plan\"}`", body = Object)))]
+    responses((status = 200, description = "`{\"computed_at\", \"plan\"}`", body = Object),
+        (status = 404, description = "the keys job is not configured")))]
 pub(crate) async fn plan(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
     plan_record(served(&state)?, false).await
 }
 
 /// Computes the plan again (it scans the source). Admin token.
 #[utoipa::path(post, path = "/api/v1/keys/plan", tag = "keys",
-    responses((status = 200, description = "`{\"computed_at\", \"plan\"}`", body = Object)))]
+    responses((status = 200, description = "`{\"computed_at\", \"plan\"}`", body = Object),
+        (status = 404, description = "the keys job is not configured")))]
 pub(crate) async fn replan(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
     plan_record(served(&state)?, true).await
 }
@@ -344,12 +384,18 @@ async fn plan_record(keys: &ServedKeys, fresh: bool) -> Result<Response, ApiErro
     Ok(Json(cached.clone()).into_response())
 }
 
+/// The keys job's card before its stores answered.
+pub fn skeleton() -> JobCard {
+    let mut card = JobCard::new(JOB, "keys", "Rename and copy keys");
+    // `keys apply` runs in its own process: its metrics are not this server's (its rate comes
+    // from the saved state; `ferry keys apply --metrics-listen` serves them for Prometheus).
+    card.throughput_unit = "keys scanned";
+    card
+}
+
 /// The job's card: the newest run's state and progress, and its stores.
 pub async fn card(keys: &ServedKeys) -> JobCard {
-    let mut card = JobCard::new(JOB, "keys", "Rename and copy keys");
-    card.throughput_unit = "keys scanned";
-    card.chart("Keys scanned /s", "ferry_keys_scanned_total", "rate")
-        .chart("Keys by outcome /s", "ferry_keys_processed_total", "rate");
+    let mut card = skeleton();
     let ctx = match keys.context().await {
         Ok(ctx) => ctx,
         Err(e) => {
@@ -390,7 +436,7 @@ fn newest_run(card: &mut JobCard, run: &RunView) {
         return;
     };
     card.fact("newest run", &run.run_name)
-        .fact("run state", &s.state);
+        .fact("run state", &run.status);
     card.last_run = Some(s.updated_at.clone());
     card.errors = s.stats.failed;
     // The estimate is DBSIZE at the start: a finished run is all done, whatever it said.
@@ -403,11 +449,20 @@ fn newest_run(card: &mut JobCard, run: &RunView) {
         done: s.stats.scanned,
         total,
     });
-    card.state = match s.state.as_str() {
+    card.state = match run.status.as_str() {
         "running" => JobState::Running,
-        "failed" => JobState::Failing,
+        "failed" | "interrupted" => JobState::Failing,
         _ => JobState::Idle,
     };
+    if run.status == "interrupted" {
+        card.reason = Some(format!(
+            "run `{}` stopped while running (nobody holds its lease): `ferry keys apply --run-name {}` resumes it",
+            run.run_name, run.run_name
+        ));
+    }
+    if let Some(rate) = run.rate_per_s.filter(|_| run.status == "running") {
+        card.throughput = Some(rate);
+    }
     if let Some(v) = run.verify.as_ref().and_then(|v| v.outcome.as_ref()) {
         card.fact("last verify", format!("{} ok of {}", v.ok, v.checked));
     }
@@ -448,7 +503,14 @@ mod tests {
             estimated_total: 1000,
         };
         s.stats.scanned = 200;
-        let v = run_view("r".into(), Some(s.clone()), None);
+        let v = run_view("r".into(), Some(s.clone()), Some("host:1".into()), None);
+        let dead = run_view("r".into(), Some(s.clone()), None, None);
+        assert_eq!(
+            dead.status, "interrupted",
+            "running, but nobody holds the lease"
+        );
+        assert_eq!(dead.eta_s, None);
+        assert_eq!(v.status, "running");
         assert_eq!(v.rate_per_s, Some(20.0));
         assert_eq!(v.eta_s, Some(40.0));
         let states: Vec<_> = v
@@ -461,7 +523,7 @@ mod tests {
             [("a:1", "scanning"), ("b:2", "done"), ("c:3", "done")]
         );
         s.state = "completed".into();
-        let v = run_view("r".into(), Some(s), None);
+        let v = run_view("r".into(), Some(s), None, None);
         assert_eq!(v.eta_s, None, "a finished run has no ETA");
         assert!(v.masters.iter().all(|m| m.state == "done"));
     }

@@ -93,21 +93,35 @@ pub(crate) async fn history(
 
 /// The newest stored events (time ranges of similar captions), of one camera or all.
 #[utoipa::path(get, path = "/api/v1/tier/events", tag = "tier",
-    params(("camera_id" = Option<String>, Query, description = "one camera"), ("limit" = Option<usize>, Query, description = "1 to 1000 (default 50)")),
+    params(("camera_id" = Option<String>, Query, description = "one camera"), ("limit" = Option<usize>, Query, description = "1 to 1000 (default 50)"),
+        ("centroid" = Option<bool>, Query, description = "false leaves the centroids out (default true)")),
     responses((status = 200, description = "stored events: start and end, representative caption, frame count, the event continued", body = Object), (status = 404, description = "the tier job is not configured")))]
 pub(crate) async fn events(
     State(state): State<Arc<AppState>>,
     Query(params): Params,
 ) -> Result<Response, ApiError> {
-    let limit = query_limit(&params, &["limit", "camera_id"], 50)?;
+    let limit = query_limit(&params, &["limit", "camera_id", "centroid"], 50)?;
     let camera = params.get("camera_id");
     if let Some(c) = camera {
         super::check_camera(c)?;
     }
-    Ok(
-        Json(super::events(context(&state)?, camera.map(String::as_str), limit).await?)
-            .into_response(),
-    )
+    let centroid = match params.get("centroid").map(String::as_str) {
+        None | Some("true") => true,
+        Some("false") => false,
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                format!("centroid `{other}` is neither true nor false"),
+                Some("centroid"),
+            ));
+        }
+    };
+    let mut events = super::events(context(&state)?, camera.map(String::as_str), limit).await?;
+    if !centroid {
+        for e in &mut events {
+            e.centroid = Vec::new();
+        }
+    }
+    Ok(Json(events).into_response())
 }
 
 /// `GET /api/v1/tier/hot`: the captions of one camera still in Redis, oldest first.
@@ -115,7 +129,9 @@ pub(crate) async fn events(
     params(("camera_id" = String, Query, description = "the camera"),
         ("limit" = Option<usize>, Query, description = "1 to 1000 (default 200)")),
     responses((status = 200, description = "`{\"camera_id\", \"entries\", \"captions\": [{\"ts_ms\", \"caption\"|\"error\"}]}`", body = Object),
-        (status = 400, description = "a bad camera id or limit")))]
+        (status = 400, description = "a bad camera id or limit"),
+        (status = 404, description = "the tier job is not configured"),
+        (status = 503, description = "Redis unreachable, or the camera's key is not a Stream")))]
 pub(crate) async fn hot(
     State(state): State<Arc<AppState>>,
     Query(params): Params,
@@ -131,9 +147,8 @@ pub(crate) async fn hot(
     Ok(Json(super::hot(context(&state)?, camera, limit).await?).into_response())
 }
 
-/// The tier job's card: its stores, the last pass, the next one, pending and due captions.
-pub async fn card(state: &AppState, ctx: &TierContext) -> JobCard {
-    use crate::server::card::StoreHealth;
+/// The tier job's card before its stores answered: identity, charts, actions, pause state.
+pub fn skeleton(state: &AppState) -> JobCard {
     let mut card = JobCard::new(super::service::JOB, "tier", "Drain the caption cache");
     card.throughput_unit = "captions migrated";
     card.pausable = true;
@@ -148,6 +163,16 @@ pub async fn card(state: &AppState, ctx: &TierContext) -> JobCard {
         "value",
     )
     .action("Run a pass now", "/api/v1/tier/migrate");
+    if state.switches.is_paused(super::service::JOB) {
+        card.state = JobState::Paused;
+    }
+    card
+}
+
+/// The tier job's card: its stores, the last pass, the next one, pending and due captions.
+pub async fn card(state: &AppState, ctx: &TierContext) -> JobCard {
+    use crate::server::card::StoreHealth;
+    let mut card = skeleton(state);
     let store = ctx.store.healthcheck().await.map_err(|e| e.to_string());
     let mut ping = redis::cmd("PING");
     ping.arg("ferry");
@@ -160,13 +185,17 @@ pub async fn card(state: &AppState, ctx: &TierContext) -> JobCard {
         StoreHealth::new("redis", "Redis", redis),
         StoreHealth::new("store", ctx.store.backend(), store),
     ];
+    let paused = state.switches.is_paused(super::service::JOB);
     card.next_run = state
         .switches
         .next_run(super::service::JOB)
+        .filter(|_| !paused)
         .map(|t| t.to_rfc3339());
     match super::status(ctx).await {
         Ok(s) => {
             let due = s.cameras.iter().filter(|c| c.due).count();
+            // The card has just counted them: the chart follows as often as someone looks.
+            super::service::record_pending(&s);
             card.fact("cameras in Redis", s.cameras.len())
                 .fact("captions pending", s.pending_captions)
                 .fact("cameras due", due)

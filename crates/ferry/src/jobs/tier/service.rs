@@ -83,6 +83,14 @@ async fn schedule(state: Arc<AppState>, interval: Duration, stop: CancellationTo
     }
 }
 
+/// Sets the gauges of captions waiting in Redis and of the oldest one's age.
+pub fn record_pending(s: &super::TierStatus) {
+    metrics::gauge!(TierMetric::CaptionsPending.name()).set(s.pending_captions as f64);
+    let oldest = s.cameras.iter().filter_map(|c| c.oldest_age_ms).max();
+    metrics::gauge!(TierMetric::OldestPendingSeconds.name())
+        .set(oldest.unwrap_or(0) as f64 / 1000.0);
+}
+
 /// The pauses before retrying a failed pass: 1 s doubling up to the interval (but at least
 /// 1 s); each wait is also capped at the interval.
 fn pass_backoff(interval: Duration) -> Backoff {
@@ -98,10 +106,7 @@ async fn sample_stats(state: Arc<AppState>, every: Duration, stop: CancellationT
     loop {
         match super::status(tier).await {
             Ok(s) => {
-                metrics::gauge!(TierMetric::CaptionsPending.name()).set(s.pending_captions as f64);
-                let oldest = s.cameras.iter().filter_map(|c| c.oldest_age_ms).max();
-                metrics::gauge!(TierMetric::OldestPendingSeconds.name())
-                    .set(oldest.unwrap_or(0) as f64 / 1000.0);
+                record_pending(&s);
                 tracing::info!(
                     cameras = s.cameras.len(),
                     pending = s.pending_captions,

@@ -181,13 +181,9 @@ pub enum QuantArg {
     Bin,
 }
 
-/// `--report FILE --report-format …` and `--metrics-listen ADDR`
+/// `--report FILE --report-format …` (`--metrics-listen ADDR` is a flag of every command)
 #[derive(Debug, Args, Default)]
 pub struct ReportArgs {
-    /// Serve Prometheus metrics at http://ADDR/metrics while the action runs (e.g.
-    /// 127.0.0.1:9187; docs/grafana/ferry-vectors.json charts them).
-    #[arg(long, value_name = "ADDR")]
-    pub metrics_listen: Option<std::net::SocketAddr>,
     /// Write a report to this file.
     #[arg(long)]
     pub report: Option<PathBuf>,

@@ -52,21 +52,6 @@ async fn act(action: VectorsAction, file: &VectorsSection) -> Result<ExitStatus,
             .open(path)
             .map_err(|e| report_error(path, e))?;
     }
-    let listen = match &action {
-        VectorsAction::Preflight { report, .. }
-        | VectorsAction::Migrate { report, .. }
-        | VectorsAction::Validate { report, .. }
-        | VectorsAction::Rollback { report, .. } => report.metrics_listen,
-        _ => None,
-    };
-    let metrics_stop = tokio_util::sync::CancellationToken::new();
-    let _metrics_guard = metrics_stop.clone().drop_guard();
-    if let Some(addr) = listen {
-        let bound = crate::observe::serve_metrics(addr, metrics_stop)
-            .await
-            .map_err(|e| VectorsError::Usage(format!("cannot serve metrics on {addr}: {e}")))?;
-        println!("metrics: http://{bound}/metrics");
-    }
     match action {
         VectorsAction::Preflight { stores, report } => preflight(file, stores, report).await,
         VectorsAction::Migrate {

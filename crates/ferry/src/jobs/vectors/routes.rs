@@ -106,24 +106,21 @@ pub(crate) async fn view(State(state): State<Arc<AppState>>) -> Result<Response,
     Ok(Json(view).into_response())
 }
 
-/// The job's card.
-pub async fn card(vectors: &ServedVectors) -> JobCard {
+/// The vectors job's card before its state Redis answered.
+pub fn skeleton(vectors: &ServedVectors) -> JobCard {
     let mut card = JobCard::new(
         vectors.id(),
         "vectors",
         format!("Embeddings → {}", vectors.options.target.name()),
     );
-    card.throughput_unit = "vectors written";
-    card.chart(
-        "Vectors written /s",
-        "ferry_vectors_items_written_total",
-        "rate",
-    )
-    .chart(
-        "Validation success",
-        "ferry_vectors_validation_success_ratio",
-        "value",
-    );
+    // Migrations run in their own processes: the rate comes from the saved state.
+    card.throughput_unit = "vectors read";
+    card
+}
+
+/// The job's card.
+pub async fn card(vectors: &ServedVectors) -> JobCard {
+    let mut card = skeleton(vectors);
     match vectors.view().await {
         Ok(v) => {
             card.stores.push(StoreHealth::new("state", "Redis", Ok(())));
@@ -152,8 +149,8 @@ fn fill(card: &mut JobCard, v: &VectorsView) {
     });
     card.errors = s.errors_total;
     card.fact("state", s.state).fact("storage mode", &s.mode);
-    if s.rate > 0.0 {
-        card.fact("rate", format!("{:.0} items/s", s.rate));
+    if s.state == "running" {
+        card.throughput = Some(s.rate);
     }
     if let Some(eta) = s.eta_seconds {
         card.fact("ETA", format!("{eta:.0} s"));

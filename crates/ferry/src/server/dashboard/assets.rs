@@ -1,5 +1,5 @@
-//! The page and its assets, compiled into the binary (`include_str!`: three small files need
-//! no embedding crate). No CDN, no build step: the page works offline.
+//! The page and its assets, compiled into the binary (`include_str!`: a handful of small files
+//! need no embedding crate). No CDN, no build step: the page works offline.
 
 use std::sync::Arc;
 
@@ -11,6 +11,8 @@ use crate::server::AppState;
 
 const INDEX_HTML: &str = include_str!("../../../assets/dashboard/index.html");
 const APP_JS: &str = include_str!("../../../assets/dashboard/app.js");
+const DOM_JS: &str = include_str!("../../../assets/dashboard/dom.js");
+const CHARTS_JS: &str = include_str!("../../../assets/dashboard/charts.js");
 const APP_CSS: &str = include_str!("../../../assets/dashboard/app.css");
 const FAVICON_SVG: &str = include_str!("../../../assets/dashboard/favicon.svg");
 
@@ -18,6 +20,8 @@ const FAVICON_SVG: &str = include_str!("../../../assets/dashboard/favicon.svg");
 pub fn lookup(name: &str) -> Option<(&'static str, &'static str)> {
     match name {
         "app.js" => Some(("text/javascript; charset=utf-8", APP_JS)),
+        "dom.js" => Some(("text/javascript; charset=utf-8", DOM_JS)),
+        "charts.js" => Some(("text/javascript; charset=utf-8", CHARTS_JS)),
         "app.css" => Some(("text/css; charset=utf-8", APP_CSS)),
         _ => None,
     }

@@ -82,7 +82,7 @@ const MAX_MINUTES: u64 = 24 * 60;
 #[utoipa::path(get, path = "/api/v1/metrics/history", tag = "dashboard",
     params(
         ("metrics" = String, Query, description = "metric names, comma-separated"),
-        ("minutes" = Option<u64>, Query, description = "window, 1 to 1440 (default 15)"),
+        ("minutes" = Option<u64>, Query, description = "window in minutes, 1 to 1440 (default 15); the ring keeps about an hour"),
     ),
     responses((status = 200, description = "the series", body = History),
         (status = 400, description = "a missing or unknown parameter")))]
@@ -174,7 +174,9 @@ pub struct Switched {
 pub(crate) async fn pause(
     State(state): State<Arc<AppState>>,
     Path(job): Path<String>,
+    Query(params): Params,
 ) -> Result<Json<Switched>, ApiError> {
+    check_params(&params, &[])?;
     switch(&state, job, true)
 }
 
@@ -186,7 +188,9 @@ pub(crate) async fn pause(
 pub(crate) async fn resume(
     State(state): State<Arc<AppState>>,
     Path(job): Path<String>,
+    Query(params): Params,
 ) -> Result<Json<Switched>, ApiError> {
+    check_params(&params, &[])?;
     switch(&state, job, false)
 }
 

@@ -66,8 +66,13 @@ pub struct MigrateStats {
     pub resumed: bool,
     /// Whether every range is done.
     pub complete: bool,
-    /// Items read per second by this run.
+    /// Items read per second by this run (while copying).
     pub items_per_second: f64,
+    /// Seconds spent before copying: describing the source, preparing the target, cutting the
+    /// ids into ranges (or loading the saved plan).
+    pub planning_seconds: f64,
+    /// Seconds spent copying.
+    pub copy_seconds: f64,
 }
 
 /// The outcome of `ferry vectors migrate`.
@@ -222,6 +227,8 @@ fn empty(started: DateTime<Utc>, dry_run: bool, items: u64) -> MigrateOutcome {
             resumed: false,
             complete: true,
             items_per_second: 0.0,
+            planning_seconds: (Utc::now() - started).num_milliseconds() as f64 / 1000.0,
+            copy_seconds: 0.0,
         },
         errors: ErrorLog::default(),
         stopped: false,
@@ -239,6 +246,8 @@ async fn copy(
     stop: CancellationToken,
 ) -> Result<MigrateOutcome, VectorsError> {
     let clock = Instant::now();
+    let planning_seconds = (Utc::now() - started).num_milliseconds().max(0) as f64 / 1000.0;
+    tracing::info!(planning_seconds, "planned; copying");
     let before = state.totals();
     state.run_started_ms = now_ms();
     state.run_read_at_start = before.read;
@@ -302,6 +311,8 @@ async fn copy(
             } else {
                 0.0
             },
+            planning_seconds,
+            copy_seconds: seconds,
         },
         errors,
         stopped: !state.is_finished(),
