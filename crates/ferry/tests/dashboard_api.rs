@@ -106,6 +106,45 @@ impl Env {
     }
 }
 
+/// `[keys]` watching `__REDIS__` with `rules` (written into `dir`): the config's keys section.
+fn keys_section(dir: &std::path::Path) -> (std::path::PathBuf, String) {
+    let rules = write_rules(dir, OLD_TO_NEW_RULES);
+    let extra = format!(
+        "[keys]\nsource = \"__REDIS__\"\nrules = \"{}\"\n",
+        rules.display()
+    );
+    (rules, extra)
+}
+
+/// `n` keys `old:0…` for the rules to rename.
+fn seed_old_keys(conn: &mut redis::Connection, n: usize) {
+    for i in 0..n {
+        let _: () = redis::cmd("SET")
+            .arg(format!("old:{i}"))
+            .arg(i)
+            .query(conn)
+            .unwrap();
+    }
+}
+
+/// `ferry keys ACTION --source SRC --rules RULES EXTRA…`, without the run-name and checkpoint
+/// variables of the environment.
+fn keys(
+    action: &str,
+    source: &str,
+    rules: &std::path::Path,
+    extra: &[&str],
+) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["keys", action, "--source", source, "--rules"])
+        .arg(rules)
+        .args(extra)
+        .env_remove("FERRY_RUN_NAME")
+        .env_remove("FERRY_CHECKPOINT")
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn a_paused_relay_leaves_events_in_the_outbox_until_resumed() {
     let env = Env::start("3600", "");
@@ -200,30 +239,15 @@ fn a_paused_tier_scheduler_runs_no_pass_until_resumed() {
 #[test]
 fn keys_runs_and_a_verify_through_the_api() {
     let dir = tempfile::tempdir().unwrap();
-    let rules = write_rules(dir.path(), OLD_TO_NEW_RULES);
+    let (rules, keys_toml) = keys_section(dir.path());
     let extra = format!(
-        "[keys]\nsource = \"__REDIS__\"\nrules = \"{}\"\n\n[vectors]\nstate = \"__REDIS__\"\nname = \"media\"\nvector_set = \"media\"\n",
-        rules.display()
+        "{keys_toml}\n[vectors]\nstate = \"__REDIS__\"\nname = \"media\"\nvector_set = \"media\"\n"
     );
     let env = Env::start("3600", &extra);
     let url = env.setup.redis.url();
-    let mut conn = env.setup.conn();
-    for i in 0..30 {
-        let _: () = redis::cmd("SET")
-            .arg(format!("old:{i}"))
-            .arg(i)
-            .query(&mut conn)
-            .unwrap();
-    }
+    seed_old_keys(&mut env.setup.conn(), 30);
     for run in ["run-a", "run-b"] {
-        let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
-            .args(["keys", "apply", "--source", &url, "--rules"])
-            .arg(&rules)
-            .args(["--run-name", run, "-y"])
-            .env_remove("FERRY_RUN_NAME")
-            .env_remove("FERRY_CHECKPOINT")
-            .output()
-            .unwrap();
+        let out = keys("apply", &url, &rules, &["--run-name", run, "-y"]);
         assert!(out.status.success(), "{}", output_text(&out));
     }
     let runs = env.get("/api/v1/keys/runs");
@@ -273,11 +297,8 @@ fn the_overview_answers_while_a_store_is_down_and_the_history_draws_counters() {
         .local_addr()
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let rules = write_rules(dir.path(), OLD_TO_NEW_RULES);
-    let extra = format!(
-        "[keys]\nsource = \"redis://{dead}\"\nrules = \"{}\"\n",
-        rules.display()
-    );
+    let (_rules, extra) = keys_section(dir.path());
+    let extra = extra.replace("__REDIS__", &format!("redis://{dead}"));
     let env = Env::start("3600", &extra);
     let started = Instant::now();
     let card = env.card("keys");
@@ -323,11 +344,7 @@ fn the_overview_answers_while_a_store_is_down_and_the_history_draws_counters() {
 #[test]
 fn the_jobs_come_back_after_redis_restarts_and_live_viewers_share_one_subscription() {
     let dir = tempfile::tempdir().unwrap();
-    let rules = write_rules(dir.path(), OLD_TO_NEW_RULES);
-    let extra = format!(
-        "[keys]\nsource = \"__REDIS__\"\nrules = \"{}\"\n",
-        rules.display()
-    );
+    let (_rules, extra) = keys_section(dir.path());
     let mut env = Env::start("1", &extra);
     env.wait("/api/v1/overview", "every card healthy", |o| {
         o["jobs"]
@@ -414,41 +431,20 @@ fn the_jobs_come_back_after_redis_restarts_and_live_viewers_share_one_subscripti
 #[test]
 fn a_killed_keys_run_shows_interrupted_and_a_verify_of_another_target_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let rules = write_rules(dir.path(), OLD_TO_NEW_RULES);
-    let extra = format!(
-        "[keys]\nsource = \"__REDIS__\"\nrules = \"{}\"\n",
-        rules.display()
-    );
+    let (rules, extra) = keys_section(dir.path());
     let env = Env::start("3600", &extra);
     let url = env.setup.redis.url();
     let other = ferry_testkit::RedisServer::start();
     let mut conn = env.setup.conn();
-    for i in 0..20 {
-        let _: () = redis::cmd("SET")
-            .arg(format!("old:{i}"))
-            .arg(i)
-            .query(&mut conn)
-            .unwrap();
-    }
+    seed_old_keys(&mut conn, 20);
     // A run into another target, checkpoints on the watched Redis.
-    let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args([
-            "keys",
-            "apply",
-            "--source",
-            &url,
-            "--target",
-            &other.url(),
-            "--checkpoint",
-            &url,
-        ])
-        .args(["--rules"])
-        .arg(&rules)
-        .args(["--run-name", "elsewhere", "-y"])
-        .env_remove("FERRY_RUN_NAME")
-        .env_remove("FERRY_CHECKPOINT")
-        .output()
-        .unwrap();
+    let to_other = ["--target", &other.url(), "--checkpoint", &url];
+    let out = keys(
+        "apply",
+        &url,
+        &rules,
+        &[&to_other[..], &["--run-name", "elsewhere", "-y"]].concat(),
+    );
     assert!(out.status.success(), "{}", output_text(&out));
     let (status, body) = env.call("POST", "/api/v1/keys/runs/elsewhere/verify", None);
     assert_eq!(status, 409, "{body}");
@@ -480,13 +476,7 @@ fn a_killed_keys_run_shows_interrupted_and_a_verify_of_another_target_is_refused
     );
     // Run names that are only dots cannot be named in a URL or a directory.
     for name in [".", ".."] {
-        let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
-            .args(["keys", "plan", "--source", &url, "--rules"])
-            .arg(&rules)
-            .args(["--run-name", name])
-            .env_remove("FERRY_RUN_NAME")
-            .output()
-            .unwrap();
+        let out = keys("plan", &url, &rules, &["--run-name", name]);
         assert_eq!(out.status.code(), Some(2), "{name}: {}", output_text(&out));
     }
 }
