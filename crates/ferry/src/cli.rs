@@ -28,7 +28,7 @@ pub struct Cli {
     /// Serve Prometheus metrics at http://ADDR/metrics while a job's action runs (e.g.
     /// `ferry keys apply --metrics-listen 127.0.0.1:9187`), for a Prometheus to scrape;
     /// `ferry serve` has its own /metrics.
-    #[arg(long, global = true, value_name = "ADDR", env = "FERRY_METRICS_LISTEN")]
+    #[arg(long, global = true, value_name = "ADDR")]
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// What to do.
     #[command(subcommand)]

@@ -57,6 +57,12 @@ fn main() -> ExitCode {
 
 /// Hands the command over to its job.
 async fn run(cli: Cli, file: FileConfig) -> ExitStatus {
+    if cli.metrics_listen.is_some() && !matches!(cli.command, Command::Job(_)) {
+        eprintln!(
+            "error: --metrics-listen is for a job's action; `ferry serve` serves /metrics on its own address and `ferry demo` through its dashboard"
+        );
+        return ExitStatus::Fatal;
+    }
     match cli.command {
         Command::Job(job) => {
             // Metrics of a one-shot command, served while it runs.

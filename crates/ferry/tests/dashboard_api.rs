@@ -150,6 +150,10 @@ fn a_paused_relay_leaves_events_in_the_outbox_until_resumed() {
     let env = Env::start("3600", "");
     let (status, body) = env.call("POST", "/api/v1/jobs/events/pause", None);
     assert_eq!((status, &body["paused"]), (200, &json!(true)), "{body}");
+    assert_eq!(
+        body["stopped"], true,
+        "the relay has stopped when the pause answers: {body}"
+    );
     assert_eq!(env.card("events")["state"], "paused");
     let event = r#"[{"event_type":"motion","camera_id":"cam-p"},{"event_type":"person","camera_id":"cam-p"}]"#;
     let (status, body) = env.call("POST", "/api/v1/events", Some(event));
@@ -387,6 +391,8 @@ fn the_jobs_come_back_after_redis_restarts_and_live_viewers_share_one_subscripti
         1,
         "one subscription for three viewers"
     );
+    let mut viewers = viewers;
+    let mut watching = viewers.pop().unwrap();
     drop(viewers);
 
     // Redis goes away and comes back (empty): the tier job, the keys card and healthz recover.
@@ -414,6 +420,22 @@ fn the_jobs_come_back_after_redis_restarts_and_live_viewers_share_one_subscripti
     );
     let (status, body) = env.call("GET", "/healthz", None);
     assert_eq!(status, 200, "{body}");
+    // The viewer that stayed was told of the gap, and that the subscription is back.
+    watching
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .unwrap();
+    let mut seen = String::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !seen.contains("data: back") && Instant::now() < deadline {
+        let mut buf = [0u8; 4096];
+        if let Ok(n) = std::io::Read::read(&mut watching, &mut buf) {
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    }
+    assert!(
+        seen.contains("event: status\ndata: gap") && seen.contains("data: back"),
+        "{seen}"
+    );
     // An unknown path and a wrong method answer in the JSON error shape.
     let (status, body) = env.call("GET", "/api/v1/nothing", None);
     assert_eq!(status, 404);

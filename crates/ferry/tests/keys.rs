@@ -398,6 +398,60 @@ fn sigkill_then_resume_ends_exact(two_servers: bool) {
     );
 }
 
+/// A SCAN cursor means nothing on a server that restarted (its hash table has a new seed): a
+/// run resumed after its source restarted scans that master again instead of skipping keys.
+#[test]
+fn a_run_resumed_after_its_source_restarted_scans_the_source_again() {
+    let mut source = RedisServer::start();
+    let target = RedisServer::start();
+    let mut s = source.conn();
+    let mut t = target.conn();
+    fill_seed(&mut s, 30_000);
+    let (url, target_url) = (source.url(), target.url());
+    let to = ["--target", target_url.as_str()];
+    let mut child = spawn_apply(
+        &url,
+        &[&["--rate", "6000", "--batch-size", "200"][..], &to].concat(),
+        Stdio::piped,
+    );
+    wait_until_running(&mut t, 3000);
+    // Until the run has saved a position in the source's keyspace.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let saved: Option<String> = t.get("ferry:{keys/default}:state").unwrap();
+        let state: serde_json::Value =
+            serde_json::from_str(&saved.unwrap_or_default()).unwrap_or_default();
+        let cursors = state["cursors"].as_object().cloned().unwrap_or_default();
+        if cursors.values().any(|c| c.as_u64().is_some_and(|c| c != 0)) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no position saved: {state}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    // The source restarts with its data (saved, then loaded from its dump): a new run_id.
+    let _: () = redis::cmd("SAVE").query(&mut s).unwrap();
+    source.restart();
+    let mut s = source.conn();
+    let o = keys("apply", &url, &[&["-y"][..], &to].concat());
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        text(&o).contains("scanning it again from the start"),
+        "{}",
+        text(&o)
+    );
+    let n = assert_migrated_exactly(&mut s, &mut t);
+    assert_eq!(
+        keys_with_prefix(&mut t, "meta-glasses:").len(),
+        n,
+        "every key copied"
+    );
+}
+
 #[test]
 fn a_second_apply_while_one_runs_is_refused() {
     let server = RedisServer::start();

@@ -358,7 +358,7 @@ import { chart } from './charts.js';
       svg, list);
   }
   async function tierView() {
-    const [status, stored, passes] = await Promise.all([
+    const [status, recent, passes] = await Promise.all([
       api('/api/v1/tier/status'), api('/api/v1/tier/events?limit=1000&centroid=false'), api('/api/v1/tier/history?limit=10'),
     ]);
     const due = status.cameras.filter((c) => c.due).length;
@@ -368,21 +368,30 @@ import { chart } from './charts.js';
       ['last pass', status.last_run ? ago(new Date(status.last_run.finished_ms).toISOString()) : 'none']]
       .flatMap(([k, v]) => [h('dt', { text: k }), h('dd', { text: v })]));
     const byCamera = new Map();
-    for (const e of stored) {
+    for (const e of recent) {
       if (!byCamera.has(e.camera_id)) byCamera.set(e.camera_id, []);
       byCamera.get(e.camera_id).push(e);
     }
     for (const c of status.cameras) if (!byCamera.has(c.camera_id)) byCamera.set(c.camera_id, []);
     const wanted = $('tier-camera').value.trim();
+    // A camera named exactly is shown even when none of its events is among the newest.
+    if (wanted && !byCamera.has(wanted)) byCamera.set(wanted, []);
     const all = [...byCamera.keys()].sort().filter((c) => !wanted || c.includes(wanted));
     const cameras = all.slice(0, TIMELINE_CAMERAS);
     $('tier-shown').textContent = all.length > cameras.length
       ? `Showing ${cameras.length} of ${all.length} cameras: narrow them with the filter.`
       : `${all.length} camera${all.length === 1 ? '' : 's'}.`;
     const hotCameras = new Set(status.cameras.map((c) => c.camera_id));
-    const hot = await Promise.all(cameras.map((c) => (hotCameras.has(c)
-      ? api(`/api/v1/tier/hot?camera_id=${encodeURIComponent(c)}&limit=300`).then((x) => x.captions)
-      : Promise.resolve([]))));
+    // Each shown camera's own events and hot captions (the list above is only the newest
+    // events of all cameras, to find them).
+    const q = (c) => encodeURIComponent(c);
+    const [own, hot] = await Promise.all([
+      Promise.all(cameras.map((c) => api(`/api/v1/tier/events?camera_id=${q(c)}&limit=300&centroid=false`))),
+      Promise.all(cameras.map((c) => (hotCameras.has(c)
+        ? api(`/api/v1/tier/hot?camera_id=${q(c)}&limit=300`).then((x) => x.captions)
+        : Promise.resolve([])))),
+    ]);
+    cameras.forEach((c, i) => byCamera.set(c, own[i]));
     const open = new Set([...document.querySelectorAll('.timeline details[open]')].map((d) => d.closest('.timeline').dataset.camera));
     const nodes = cameras.map((c, i) => timeline(c, byCamera.get(c).sort((a, b) => a.start_ms - b.start_ms), hot[i]));
     for (const n of nodes) if (open.has(n.dataset.camera)) n.querySelector('details').open = true;
@@ -419,6 +428,16 @@ import { chart } from './charts.js';
   }
   function liveState(text) {
     $('live-state').textContent = text;
+  }
+  // The server's subscription dropped (Redis unreachable) or came back.
+  function liveStatus(what) {
+    if (what === 'gap') {
+      liveState('live: Redis unreachable, reconnecting; events published meanwhile will not appear here (they are stored: GET /api/v1/events)');
+      document.body.dataset.live = 'gap';
+    } else if (what === 'back') {
+      liveState('live: connected again; events published while it was away are not in this list');
+      document.body.dataset.live = 'connected';
+    }
   }
   function stopLive() {
     if (state.live) state.live.abort();
@@ -467,8 +486,11 @@ import { chart } from './charts.js';
         while ((end = buffer.indexOf('\n\n')) >= 0) {
           const block = buffer.slice(0, end);
           buffer = buffer.slice(end + 2);
-          const data = block.split('\n').filter((l) => l.startsWith('data:')).map((l) => l.slice(5).replace(/^ /, '')).join('\n');
-          if (data) addLive(data);
+          const lines = block.split('\n');
+          const kind = (lines.find((l) => l.startsWith('event:')) || 'event: message').slice(6).trim();
+          const data = lines.filter((l) => l.startsWith('data:')).map((l) => l.slice(5).replace(/^ /, '')).join('\n');
+          if (kind === 'status') liveStatus(data);
+          else if (data) addLive(data);
         }
       }
     } catch (_) {

@@ -208,16 +208,37 @@ pub async fn cards(state: &AppState) -> Vec<JobCard> {
 /// The configured jobs' part of `/healthz`: `false` when a service one of them needs fails.
 pub async fn health(state: &AppState, body: &mut serde_json::Value) -> bool {
     let mut healthy = true;
+    // A store that hangs makes its job unhealthy within the time limit, not the check endless.
     if let Some(tier) = &state.jobs.tier {
-        healthy &= tier::routes::health(tier, body).await;
+        let mut part = serde_json::json!({});
+        let ok = tokio::time::timeout(CARD_TIMEOUT, tier::routes::health(tier, &mut part)).await;
+        healthy &= ok.unwrap_or_else(|_| {
+            part["tier"] = serde_json::json!("no answer within 5 s");
+            false
+        });
+        merge(body, part);
     }
     if let Some(events) = &state.jobs.events {
-        healthy &= events::routes::health(events, body).await;
+        let mut part = serde_json::json!({});
+        let check = events::routes::health(events, &mut part);
+        let ok = tokio::time::timeout(CARD_TIMEOUT, check).await;
+        healthy &= ok.unwrap_or_else(|_| {
+            part["events"] = serde_json::json!("no answer within 5 s");
+            false
+        });
+        merge(body, part);
     }
     if !state.jobs.bridges.is_empty() {
         healthy &= bridge::routes::health(&state.jobs.bridges, body);
     }
     healthy
+}
+
+/// Copies the fields of `part` into `body`.
+fn merge(body: &mut serde_json::Value, part: serde_json::Value) {
+    if let (Some(b), serde_json::Value::Object(p)) = (body.as_object_mut(), part) {
+        b.extend(p);
+    }
 }
 
 /// Starts what the configured jobs run inside `ferry serve` (the tier scheduler and sampler,

@@ -1,5 +1,7 @@
 //! Pause switches: one per job `ferry serve` runs (`tier`, `events`, `bridge:NAME`), flipped by
 //! `POST /api/v1/jobs/{job}/pause|resume` and read by the job's loop before each unit of work.
+//! A pause cancels the run of a long-running loop (the relay, a bridge) before it answers; the
+//! tier scheduler finishes a pass that runs and starts no other.
 //!
 //! A switch lives in this process only: a paused job runs again after a restart, and each
 //! replica has its own switches (pause the job on each, or stop the replica).
@@ -24,6 +26,8 @@ pub struct JobSwitches {
 struct Switch {
     paused: watch::Sender<bool>,
     run: Mutex<Option<CancellationToken>>,
+    /// Whether a run (a pass, the relay, a bridge) is going on.
+    active: watch::Sender<bool>,
 }
 
 /// One job's switch, as its loop holds it: cheap to clone.
@@ -41,6 +45,7 @@ impl JobSwitches {
             Arc::new(Switch {
                 paused: watch::channel(false).0,
                 run: Mutex::new(None),
+                active: watch::channel(false).0,
             })
         });
         JobSwitch {
@@ -64,6 +69,27 @@ impl JobSwitches {
         }
         super::metrics::set_job_paused(job, paused);
         Some(paused)
+    }
+
+    /// [`set`](Self::set), then, for a pause, waits up to `patience` until the run going on has
+    /// ended: `Some((paused, stopped))`, `stopped` telling whether nothing runs any more.
+    pub async fn set_and_wait(
+        &self,
+        job: &str,
+        paused: bool,
+        patience: std::time::Duration,
+    ) -> Option<(bool, bool)> {
+        let switch = {
+            let all = self.switches.lock().unwrap_or_else(|e| e.into_inner());
+            all.get(job)?.clone()
+        };
+        self.set(job, paused)?;
+        if !paused {
+            return Some((false, false));
+        }
+        let mut active = switch.active.subscribe();
+        let ended = tokio::time::timeout(patience, active.wait_for(|a| !a)).await;
+        Some((true, ended.is_ok_and(|r| r.is_ok())))
     }
 
     /// Whether `job` is paused (`false` for a job that is not registered).
@@ -107,9 +133,21 @@ impl JobSwitch {
         }
     }
 
+    /// Marks a run (a pass) as going on; [`ended`](Self::ended) marks it over.
+    pub fn begin(&self) {
+        self.switch.active.send_replace(true);
+    }
+
+    /// Marks the run going on as over (a pause waits for this).
+    pub fn ended(&self) {
+        self.switch.active.send_replace(false);
+    }
+
     /// A token cancelled when `stop` is, or when the job is paused (already, or later): a
-    /// long-running loop (the relay, a bridge) runs under it and stops at its next safe point.
+    /// long-running loop (the relay, a bridge) runs under it and stops at its next safe point;
+    /// the run counts as going on until [`ended`](Self::ended).
     pub fn run_token(&self, stop: &CancellationToken) -> CancellationToken {
+        self.begin();
         let token = stop.child_token();
         let mut run = self.switch.run.lock().unwrap_or_else(|e| e.into_inner());
         *run = Some(token.clone());

@@ -94,6 +94,19 @@ impl RedisEndpoint {
         self.version
     }
 
+    /// Each master's `run_id` now (`host:port` → id), asked afresh: a master that restarted since
+    /// it was connected has a new one.
+    pub async fn master_run_ids(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, String>, ConnError> {
+        let mut out = std::collections::BTreeMap::new();
+        for node in self.masters() {
+            let (_, run_id) = server_info(&self.url, &node).await?;
+            out.insert(node.addr.clone(), run_id);
+        }
+        Ok(out)
+    }
+
     /// Whether `other` is the very same server(s) (compared by `run_id`), so that server-side
     /// commands such as COPY can move data between them.
     pub fn same_server(&self, other: &RedisEndpoint) -> bool {

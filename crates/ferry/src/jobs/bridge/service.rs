@@ -66,6 +66,7 @@ pub fn spawn(
             } else {
                 super::forward(&options, &bridge.status, run).await
             };
+            switch.ended();
             match outcome {
                 Ok(_) if switch.is_paused() && !stop.is_cancelled() => {
                     tracing::info!(bridge = %options.name, "bridge paused");

@@ -12,6 +12,13 @@ use tokio_util::sync::CancellationToken;
 /// Viewers one server serves at once.
 pub const MAX_VIEWERS: usize = 256;
 
+/// The message viewers get when the subscription dropped (events published until it is back
+/// do not reach them); a message starting with NUL is never a published event.
+pub const GAP: &str = "\0gap";
+
+/// The message viewers get when the subscription is back after a gap.
+pub const BACK: &str = "\0back";
+
 /// Messages a slow viewer may fall behind before it skips ahead.
 const BUFFER: usize = 1024;
 
@@ -104,11 +111,15 @@ fn subscribe(
 impl Subscription {
     /// Subscribes, forwards every message to the viewers, and subscribes again after a failure.
     async fn run(self, stop: CancellationToken) {
+        let mut first = true;
         while !stop.is_cancelled() {
             let outcome = async {
                 let mut pubsub = self.client.get_async_pubsub().await?;
                 pubsub.subscribe(&self.channel).await?;
                 let _ = self.up.send_replace(Ok(()));
+                if !first {
+                    let _ = self.sender.send(Arc::from(BACK));
+                }
                 let mut messages = pubsub.into_on_message();
                 while let Some(msg) = messages.next().await {
                     if let Ok(payload) = msg.get_payload::<String>() {
@@ -124,6 +135,8 @@ impl Subscription {
             };
             tracing::warn!(error = %why, "the live view's subscription dropped; subscribing again");
             let _ = self.up.send_replace(Err(why));
+            let _ = self.sender.send(Arc::from(GAP));
+            first = false;
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}

@@ -84,6 +84,17 @@ impl Publisher {
         Ok(c)
     }
 
+    /// A `PING` over the publisher's connection (no new connection per health check); a
+    /// failure drops it, so the next call connects afresh.
+    pub async fn ping(&self) -> RedisResult<()> {
+        let mut conn = self.connection().await?;
+        let result = redis::cmd("PING").query_async::<()>(&mut conn).await;
+        if result.is_err() {
+            *self.conn.lock().await = None;
+        }
+        result
+    }
+
     /// Publishes `events` in order; `Ok` only when Redis accepted every command.
     pub async fn publish(&self, events: &[StoredEvent]) -> RedisResult<()> {
         let mut pipe = redis::pipe();

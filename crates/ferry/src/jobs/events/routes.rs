@@ -51,13 +51,12 @@ pub async fn health(ctx: &EventsContext, body: &mut serde_json::Value) -> bool {
 
 /// A `PING` to the Redis events are published on, within 2 s.
 async fn redis_ping(ctx: &EventsContext) -> Result<(), String> {
+    // A connection broken by a Redis restart fails once, then reconnects: ask twice.
     let ping = async {
-        let mut conn = ctx
-            .publisher
-            .client()
-            .get_multiplexed_async_connection()
-            .await?;
-        redis::cmd("PING").query_async::<()>(&mut conn).await
+        match ctx.publisher.ping().await {
+            Ok(()) => Ok(()),
+            Err(_) => ctx.publisher.ping().await,
+        }
     };
     tokio::time::timeout(std::time::Duration::from_secs(2), ping)
         .await
@@ -252,7 +251,7 @@ fn time_param(
 /// `GET /api/v1/events?camera_id=&event_type=&since=&until=&limit=&cursor=`: newest first,
 /// `{"events": [...], "next_cursor": ID|null}`.
 #[utoipa::path(get, path = "/api/v1/events", tag = "events",
-    params(("camera_id" = Option<String>, Query, description = "one camera"), ("event_type" = Option<String>, Query, description = "one type"), ("since" = Option<String>, Query, description = "RFC 3339"), ("until" = Option<String>, Query, description = "RFC 3339"), ("limit" = Option<usize>, Query, description = "1 to 1000"), ("cursor" = Option<i64>, Query, description = "the next_cursor of the page before")),
+    params(("camera_id" = Option<String>, Query, description = "one camera"), ("event_type" = Option<String>, Query, description = "one type"), ("since" = Option<String>, Query, description = "RFC 3339"), ("until" = Option<String>, Query, description = "RFC 3339"), ("limit" = Option<usize>, Query, minimum = 1, maximum = 1000, description = "page size"), ("cursor" = Option<i64>, Query, description = "the next_cursor of the page before")),
     responses((status = 200, description = "`{\"events\": […], \"next_cursor\": ID|null}`", body = Object), (status = 400, description = "a bad parameter"), (status = 404, description = "the events job is not configured")))]
 pub(crate) async fn query(
     State(state): State<Arc<AppState>>,
@@ -305,7 +304,7 @@ pub(crate) async fn stats(State(state): State<Arc<AppState>>) -> Result<Response
 /// published (Server-Sent Events; `id` is the event id, `data` its JSON).
 #[utoipa::path(get, path = "/api/v1/events/live", tag = "events",
     params(("camera_id" = Option<String>, Query, description = "one camera"), ("event_type" = Option<String>, Query, description = "one type")),
-    responses((status = 200, description = "`text/event-stream`: one message per published event", content_type = "text/event-stream", body = String), (status = 404, description = "the events job is not configured"),
+    responses((status = 200, description = "`text/event-stream`: one message per published event; `event: status` with `data: gap` when the server's subscription dropped (events published until `data: back` are not sent; GET /api/v1/events has them)", content_type = "text/event-stream", body = String), (status = 404, description = "the events job is not configured"),
         (status = 503, description = "Redis unreachable, or 256 viewers already (one Redis subscription serves them all)")))]
 pub(crate) async fn live(
     State(state): State<Arc<AppState>>,
@@ -335,6 +334,11 @@ pub(crate) async fn live(
     let event_type = params.get("event_type").cloned();
     let stream = super::live::messages(viewer)
         .filter_map(move |payload| {
+            // The subscription's own news: `event: status`, `data: gap` or `back`.
+            if let Some(status) = payload.strip_prefix('\0') {
+                let event = SseEvent::default().event("status").data(status);
+                return std::future::ready(Some(Ok(event)));
+            }
             let out = serde_json::from_str::<serde_json::Value>(&payload)
                 .ok()
                 .and_then(|v| {

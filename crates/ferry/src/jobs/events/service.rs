@@ -29,7 +29,9 @@ pub fn spawn(
         let (ctx, stop) = (ctx.clone(), stop.clone());
         tokio::spawn(async move {
             while switch.wait_running(&stop).await {
-                match super::relay(&ctx, false, switch.run_token(&stop)).await {
+                let ran = super::relay(&ctx, false, switch.run_token(&stop)).await;
+                switch.ended();
+                match ran {
                     Ok(s) => tracing::info!(published = s.published, "events relay stopped"),
                     Err(e) => {
                         tracing::error!(error = %e, "events relay failed");

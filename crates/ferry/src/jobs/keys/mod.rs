@@ -301,6 +301,10 @@ pub struct KeysState {
     pub cursors: BTreeMap<String, u64>,
     /// Masters whose scan is complete.
     pub finished_nodes: Vec<String>,
+    /// Each source master's `run_id` when its cursor was saved: a master that restarted since
+    /// has a new one, and its cursor means nothing any more (its scan starts over).
+    #[serde(default)]
+    pub run_ids: BTreeMap<String, String>,
     /// Counts so far.
     pub stats: Stats,
     /// Per-rule counts so far.

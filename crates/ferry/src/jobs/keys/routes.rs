@@ -199,6 +199,23 @@ fn run_view(
     }
 }
 
+/// Whether two shown Redis URLs name the same server and database (`localhost` is
+/// `127.0.0.1`, no database is database 0, the scheme's case and a trailing `/` do not matter).
+fn same_redis(a: &str, b: &str) -> bool {
+    fn norm(u: &str) -> String {
+        let u = u.trim().trim_end_matches('/').to_ascii_lowercase();
+        let u = u
+            .replace("@localhost:", "@127.0.0.1:")
+            .replace("//localhost:", "//127.0.0.1:");
+        match u.rsplit_once('/') {
+            // `scheme://host:port/0`: database 0 is the default.
+            Some((head, "0")) if head.matches('/').count() == 2 => head.to_string(),
+            _ => u,
+        }
+    }
+    norm(a) == norm(b)
+}
+
 /// The job's endpoints.
 pub fn endpoints() -> Vec<Endpoint> {
     vec![
@@ -303,7 +320,7 @@ pub(crate) async fn verify(
     };
     // Verify compares the run's source with its target: they must be the ones it copied.
     let (source, target) = (ctx.source.display(), ctx.target.display());
-    if saved.source != source || saved.target != target {
+    if !same_redis(&saved.source, source) || !same_redis(&saved.target, target) {
         return Err(ApiError {
             status: StatusCode::CONFLICT,
             message: format!(
@@ -473,19 +490,53 @@ fn newest_run(card: &mut JobCard, run: &RunView) {
 }
 
 async fn redis_health(role: &str, redis: &ferry_connectors::redis::RedisEndpoint) -> StoreHealth {
-    let mut ping = redis::cmd("PING");
-    ping.arg("ferry");
-    let answer = match redis.query(b"ferry", ping).await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(e) => Err(e.to_string()),
+    StoreHealth::new(role, "Redis", ping(redis).await)
+}
+
+/// A `PING`, asked twice: a connection broken by a restart fails once, then reconnects.
+pub(crate) async fn ping(redis: &ferry_connectors::redis::RedisEndpoint) -> Result<(), String> {
+    let once = || async {
+        let mut ping = redis::cmd("PING");
+        ping.arg("ferry");
+        match redis.query(b"ferry", ping).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(e) => Err(e.to_string()),
+        }
     };
-    StoreHealth::new(role, "Redis", answer)
+    match once().await {
+        Ok(()) => Ok(()),
+        Err(_) => once().await,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redis_urls_naming_one_server_compare_equal() {
+        assert!(same_redis(
+            "redis://127.0.0.1:6379/0",
+            "redis://127.0.0.1:6379"
+        ));
+        assert!(same_redis(
+            "redis://localhost:6379",
+            "redis://127.0.0.1:6379/"
+        ));
+        assert!(same_redis(
+            "REDIS://127.0.0.1:6379",
+            "redis://127.0.0.1:6379"
+        ));
+        assert!(!same_redis(
+            "redis://127.0.0.1:6379/1",
+            "redis://127.0.0.1:6379"
+        ));
+        assert!(!same_redis(
+            "redis://127.0.0.1:6380",
+            "redis://127.0.0.1:6379"
+        ));
+    }
 
     #[test]
     fn a_run_view_derives_rate_eta_and_masters_from_the_state() {
@@ -498,6 +549,7 @@ mod tests {
             updated_at: "2026-01-01T00:00:10Z".into(),
             cursors: BTreeMap::from([("a:1".to_string(), 42), ("b:2".to_string(), 0)]),
             finished_nodes: vec!["b:2".into(), "c:3".into()],
+            run_ids: BTreeMap::new(),
             stats: Default::default(),
             per_rule: Default::default(),
             estimated_total: 1000,

@@ -81,7 +81,7 @@ pub(crate) async fn status(State(state): State<Arc<AppState>>) -> Result<Respons
 
 /// The newest passes, newest first.
 #[utoipa::path(get, path = "/api/v1/tier/history", tag = "tier",
-    params(("limit" = Option<usize>, Query, description = "1 to 1000 (default 20)")),
+    params(("limit" = Option<usize>, Query, minimum = 1, maximum = 1000, description = "default 20")),
     responses((status = 200, description = "the newest passes: trigger, times, counts, error", body = Object), (status = 404, description = "the tier job is not configured")))]
 pub(crate) async fn history(
     State(state): State<Arc<AppState>>,
@@ -93,7 +93,7 @@ pub(crate) async fn history(
 
 /// The newest stored events (time ranges of similar captions), of one camera or all.
 #[utoipa::path(get, path = "/api/v1/tier/events", tag = "tier",
-    params(("camera_id" = Option<String>, Query, description = "one camera"), ("limit" = Option<usize>, Query, description = "1 to 1000 (default 50)"),
+    params(("camera_id" = Option<String>, Query, description = "one camera"), ("limit" = Option<usize>, Query, minimum = 1, maximum = 1000, description = "default 50"),
         ("centroid" = Option<bool>, Query, description = "false leaves the centroids out (default true)")),
     responses((status = 200, description = "stored events: start and end, representative caption, frame count, the event continued", body = Object), (status = 404, description = "the tier job is not configured")))]
 pub(crate) async fn events(
@@ -127,7 +127,7 @@ pub(crate) async fn events(
 /// `GET /api/v1/tier/hot`: the captions of one camera still in Redis, oldest first.
 #[utoipa::path(get, path = "/api/v1/tier/hot", tag = "tier",
     params(("camera_id" = String, Query, description = "the camera"),
-        ("limit" = Option<usize>, Query, description = "1 to 1000 (default 200)")),
+        ("limit" = Option<usize>, Query, minimum = 1, maximum = 1000, description = "default 200")),
     responses((status = 200, description = "`{\"camera_id\", \"entries\", \"captions\": [{\"ts_ms\", \"caption\"|\"error\"}]}`", body = Object),
         (status = 400, description = "a bad camera id or limit"),
         (status = 404, description = "the tier job is not configured"),
@@ -174,13 +174,7 @@ pub async fn card(state: &AppState, ctx: &TierContext) -> JobCard {
     use crate::server::card::StoreHealth;
     let mut card = skeleton(state);
     let store = ctx.store.healthcheck().await.map_err(|e| e.to_string());
-    let mut ping = redis::cmd("PING");
-    ping.arg("ferry");
-    let redis = match ctx.source.redis().query(b"ferry", ping).await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(e) => Err(e.to_string()),
-    };
+    let redis = crate::jobs::keys::routes::ping(ctx.source.redis()).await;
     card.stores = vec![
         StoreHealth::new("redis", "Redis", redis),
         StoreHealth::new("store", ctx.store.backend(), store),
@@ -236,7 +230,7 @@ pub(crate) struct PreviewBody {
 /// A dry-run pass over one camera: the events it would write. Admin token.
 #[utoipa::path(post, path = "/api/v1/tier/preview", tag = "tier",
     request_body(content = Object, description = "`{\"camera_id\": …, \"limit\": N}`"),
-    responses((status = 200, description = "the events a pass would write, nothing written", body = Object), (status = 400, description = "a bad body"), (status = 404, description = "the tier job is not configured")))]
+    responses((status = 200, description = "the events a pass would write, nothing written", body = Object), (status = 400, description = "a bad body"), (status = 422, description = "a body that is not JSON of the expected shape"), (status = 404, description = "the tier job is not configured")))]
 pub(crate) async fn preview(
     State(state): State<Arc<AppState>>,
     ApiJson(body): ApiJson<PreviewBody>,
@@ -275,7 +269,7 @@ struct MigrateBody {
 /// Runs a tier pass now (due captions of every camera, or of one; `all` takes captions not due yet). Admin token.
 #[utoipa::path(post, path = "/api/v1/tier/migrate", tag = "tier",
     request_body(content = Object, description = "optional: `{\"camera_id\": …, \"all\": true}`"),
-    responses((status = 200, description = "the pass's outcome", body = Object), (status = 400, description = "a bad body"), (status = 404, description = "the tier job is not configured")))]
+    responses((status = 200, description = "the pass's outcome", body = Object), (status = 400, description = "a bad body"), (status = 422, description = "a body that is not JSON of the expected shape"), (status = 404, description = "the tier job is not configured")))]
 pub(crate) async fn migrate(
     State(state): State<Arc<AppState>>,
     body: axum::body::Bytes,
@@ -317,7 +311,7 @@ pub(crate) struct ClearBody {
 /// Empties one camera's captions from Redis, migrating them first unless `discard`. Admin token.
 #[utoipa::path(post, path = "/api/v1/tier/clear", tag = "tier",
     request_body(content = Object, description = "`{\"camera_id\": …, \"discard\": false, \"confirm\": true}`"),
-    responses((status = 200, description = "what was migrated or discarded", body = Object), (status = 400, description = "a bad body or no confirm"), (status = 404, description = "the tier job is not configured")))]
+    responses((status = 200, description = "what was migrated or discarded", body = Object), (status = 400, description = "a bad body or no confirm"), (status = 422, description = "a body that is not JSON of the expected shape"), (status = 404, description = "the tier job is not configured")))]
 pub(crate) async fn clear(
     State(state): State<Arc<AppState>>,
     ApiJson(body): ApiJson<ClearBody>,

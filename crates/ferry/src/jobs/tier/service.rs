@@ -46,6 +46,12 @@ async fn schedule(state: Arc<AppState>, interval: Duration, stop: CancellationTo
         if !switch.wait_running(&stop).await {
             return;
         }
+        switch.begin();
+        // A pause that came after the wait: no pass.
+        if switch.is_paused() {
+            switch.ended();
+            continue;
+        }
         let wait = {
             let _pass = state.jobs.tier_passes.lock().await;
             let request = PassRequest {
@@ -75,6 +81,7 @@ async fn schedule(state: Arc<AppState>, interval: Duration, stop: CancellationTo
                 }
             }
         };
+        switch.ended();
         state.switches.note_next_run(JOB, wait);
         tokio::select! {
             _ = stop.cancelled() => return,

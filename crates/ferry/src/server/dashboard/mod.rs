@@ -82,7 +82,7 @@ const MAX_MINUTES: u64 = 24 * 60;
 #[utoipa::path(get, path = "/api/v1/metrics/history", tag = "dashboard",
     params(
         ("metrics" = String, Query, description = "metric names, comma-separated"),
-        ("minutes" = Option<u64>, Query, description = "window in minutes, 1 to 1440 (default 15); the ring keeps about an hour"),
+        ("minutes" = Option<u64>, Query, minimum = 1, maximum = 1440, description = "window in minutes (default 15); the ring keeps about an hour"),
     ),
     responses((status = 200, description = "the series", body = History),
         (status = 400, description = "a missing or unknown parameter")))]
@@ -162,11 +162,15 @@ pub struct Switched {
     pub job: String,
     /// Whether it is paused now.
     pub paused: bool,
+    /// For a pause: whether its run has ended (a tier pass that runs finishes first; the
+    /// answer waits up to 30 s). Once true, the job does nothing until resumed.
+    pub stopped: bool,
 }
 
 /// Pauses a job this server runs (`tier`, `events`, `bridge:NAME`): it stops at its next safe
 /// point — a tier pass that runs finishes, the relay and the bridges commit what they did — and
-/// does nothing until resumed. Admin token.
+/// does nothing until resumed. The answer comes once the run going on ended (`stopped`, up to
+/// 30 s). Admin token.
 #[utoipa::path(post, path = "/api/v1/jobs/{job}/pause", tag = "dashboard",
     params(("job" = String, Path, description = "tier, events or bridge:NAME")),
     responses((status = 200, description = "paused", body = Switched),
@@ -175,9 +179,11 @@ pub(crate) async fn pause(
     State(state): State<Arc<AppState>>,
     Path(job): Path<String>,
     Query(params): Params,
+    body: axum::body::Bytes,
 ) -> Result<Json<Switched>, ApiError> {
     check_params(&params, &[])?;
-    switch(&state, job, true)
+    check_no_body(&body)?;
+    switch(&state, job, true).await
 }
 
 /// Resumes a paused job. Admin token.
@@ -189,16 +195,43 @@ pub(crate) async fn resume(
     State(state): State<Arc<AppState>>,
     Path(job): Path<String>,
     Query(params): Params,
+    body: axum::body::Bytes,
 ) -> Result<Json<Switched>, ApiError> {
     check_params(&params, &[])?;
-    switch(&state, job, false)
+    check_no_body(&body)?;
+    switch(&state, job, false).await
 }
 
-fn switch(state: &AppState, job: String, paused: bool) -> Result<Json<Switched>, ApiError> {
-    match state.switches.set(&job, paused) {
-        Some(paused) => {
-            tracing::info!(job, paused, "job switched through the API");
-            Ok(Json(Switched { job, paused }))
+/// Refuses a body where none is taken (an empty one, or `{}`, is fine).
+fn check_no_body(body: &[u8]) -> Result<(), ApiError> {
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    if text.is_empty() || text == "{}" {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(
+            "this endpoint takes no body: name the job in the path",
+            None,
+        ))
+    }
+}
+
+/// How long a pause waits for the job's run going on to end.
+const PAUSE_PATIENCE: Duration = Duration::from_secs(30);
+
+async fn switch(state: &AppState, job: String, paused: bool) -> Result<Json<Switched>, ApiError> {
+    match state
+        .switches
+        .set_and_wait(&job, paused, PAUSE_PATIENCE)
+        .await
+    {
+        Some((paused, stopped)) => {
+            tracing::info!(job, paused, stopped, "job switched through the API");
+            Ok(Json(Switched {
+                job,
+                paused,
+                stopped,
+            }))
         }
         None => Err(ApiError {
             status: StatusCode::NOT_FOUND,

@@ -220,12 +220,41 @@ async fn open_state(
             updated_at: rfc3339(started),
             cursors: BTreeMap::new(),
             finished_nodes: Vec::new(),
+            run_ids: BTreeMap::new(),
             stats: Stats::default(),
             per_rule: PerRule::new(),
             estimated_total: estimate_keys(&ctx.source).await,
         },
     };
+    let mut state = state;
+    restart_rescanned_masters(ctx, &mut state).await?;
     Ok((state, resumed))
+}
+
+/// A SCAN cursor is a position in one server process's hash table: on a master that restarted
+/// (a new `run_id`) since its cursor was saved, the cursor would skip keys. Such a master's scan
+/// starts over from 0 (what it already copied is found again and skipped or rewritten, as on
+/// any rerun); the run ids of now are recorded.
+async fn restart_rescanned_masters(
+    ctx: &KeysContext,
+    state: &mut KeysState,
+) -> Result<(), KeysError> {
+    let now = ctx.source.master_run_ids().await?;
+    for (node, run_id) in &now {
+        let was = state.run_ids.get(node);
+        let unfinished = !state.finished_nodes.contains(node);
+        if unfinished
+            && was.is_some_and(|w| w != run_id)
+            && state.cursors.remove(node).is_some_and(|c| c != 0)
+        {
+            tracing::warn!(
+                master = %node,
+                "the source master restarted since this run saved its position: scanning it again from the start"
+            );
+        }
+    }
+    state.run_ids = now;
+    Ok(())
 }
 
 /// Old keys that map to one new name, found before anything is written: refused, or resolved
