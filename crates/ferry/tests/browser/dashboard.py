@@ -207,6 +207,12 @@ def tier_pass(page, args):
     page.wait("the events are on the timeline",
               lambda: len(page.find('.timeline[data-camera="cam-a"] rect.ev')) >= 2
               and page.find('.timeline[data-camera="cam-b"] rect.ev'))
+    # Captions that are not due stay hot in Redis: ticks beside the bars.
+    t = start + 40 * 60_000
+    for i in range(5):
+        conn.xadd("captions:cam-a", {"caption": "a cyclist waits at the crossing"}, id=f"{t + i * 10_000}-0")
+    page.wait("the hot captions are on the timeline",
+              lambda: len(page.find('.timeline[data-camera="cam-a"] line.hot')) == 5, 30)
     page.find('.timeline[data-camera="cam-a"] details summary')[0].click()
     table = page.text('.timeline[data-camera="cam-a"] table')
     if "a courier leaves a parcel at the door" not in table:
