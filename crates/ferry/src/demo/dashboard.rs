@@ -71,7 +71,7 @@ async fn serve(url: &str, dir: &Path, opts: &DemoOptions, postgres: &str) -> any
         ..ServeOptions::default()
     };
     println!(
-        "9. dashboard: http://{}/ shows the jobs above (new events and captions arrive every few seconds); Ctrl-C stops the demo",
+        "\n== dashboard: http://{}/ shows the jobs above (new events and captions arrive every few seconds); Ctrl-C stops the demo",
         options.listen
     );
     let stop = crate::runtime::shutdown_token();

@@ -115,7 +115,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         dashboard::part(&url, &dir, &opts).await
     } else {
         println!(
-            "9. dashboard: not started (--no-serve); `ferry demo` serves it at the end, and \
+            "\n== dashboard: not started (--no-serve); `ferry demo` serves it at the end, and \
              `ferry serve` does over your own stores"
         );
         Ok(())
