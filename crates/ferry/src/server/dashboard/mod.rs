@@ -181,9 +181,7 @@ pub(crate) async fn pause(
     Query(params): Params,
     body: axum::body::Bytes,
 ) -> Result<Json<Switched>, ApiError> {
-    check_params(&params, &[])?;
-    check_no_body(&body)?;
-    switch(&state, job, true).await
+    switch(&state, job, (&params, &body), true).await
 }
 
 /// Resumes a paused job. Admin token.
@@ -197,9 +195,7 @@ pub(crate) async fn resume(
     Query(params): Params,
     body: axum::body::Bytes,
 ) -> Result<Json<Switched>, ApiError> {
-    check_params(&params, &[])?;
-    check_no_body(&body)?;
-    switch(&state, job, false).await
+    switch(&state, job, (&params, &body), false).await
 }
 
 /// Refuses a body where none is taken (an empty one, or `{}`, is fine).
@@ -219,7 +215,15 @@ fn check_no_body(body: &[u8]) -> Result<(), ApiError> {
 /// How long a pause waits for the job's run going on to end.
 const PAUSE_PATIENCE: Duration = Duration::from_secs(30);
 
-async fn switch(state: &AppState, job: String, paused: bool) -> Result<Json<Switched>, ApiError> {
+/// Pauses or resumes `job`; the request must carry no parameter and no body.
+async fn switch(
+    state: &AppState,
+    job: String,
+    (params, body): (&HashMap<String, String>, &[u8]),
+    paused: bool,
+) -> Result<Json<Switched>, ApiError> {
+    check_params(params, &[])?;
+    check_no_body(body)?;
     match state
         .switches
         .set_and_wait(&job, paused, PAUSE_PATIENCE)
