@@ -12,18 +12,6 @@ use ferry_testkit::MilvusServer;
 
 const DIM: usize = 384;
 
-fn vector(seed: u64) -> Vec<f32> {
-    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..DIM)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state % 2000) as f32 / 1000.0 - 1.0
-        })
-        .collect()
-}
-
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
@@ -37,7 +25,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let target = MilvusTarget::open(&server.url(), "rate", MilvusOptions::default()).await?;
     target.prepare(DIM, IdKind::Int).await?;
     let items: Vec<(VectorId, Vec<f32>)> = (0..n)
-        .map(|i| (VectorId::Int(i), vector(i as u64)))
+        .map(|i| (VectorId::Int(i), ferry_testkit::test_vector(i as u64, DIM)))
         .collect();
     let started = Instant::now();
     for chunk in items.chunks(batch) {

@@ -278,6 +278,18 @@ impl GraphQueries {
     }
 }
 
+/// Warns when `nodes` nodes have only `distinct` ids between them: a target keeps one vector
+/// per id, from any of them.
+pub fn warn_shared_ids(nodes: i64, distinct: i64) {
+    if distinct < nodes {
+        tracing::warn!(
+            nodes,
+            distinct_ids = distinct,
+            "several nodes share an id: a target keeps one vector per id, from any of them; give each node its own id"
+        );
+    }
+}
+
 /// Rows of ids and embeddings (`None`: the property is absent) as source items.
 pub fn into_items(rows: Vec<(VectorId, Option<Embedding>)>) -> Vec<SourceItem> {
     rows.into_iter()

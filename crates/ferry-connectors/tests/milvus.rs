@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use ferry_connectors::milvus::{MilvusIndex, MilvusMetric, MilvusOptions, MilvusTarget};
 use ferry_core::jobs::vectors::{IdKind, Quantization, VectorError, VectorId, VectorTarget};
-use ferry_testkit::{MilvusServer, unique_name};
+use ferry_testkit::{MilvusServer, test_vector, unique_name};
 
 /// One server for the binary: each test uses its own collection.
 fn server() -> &'static MilvusServer {
@@ -24,23 +24,10 @@ async fn target(name: &str) -> MilvusTarget {
         .expect("open the Milvus target")
 }
 
-/// A deterministic vector for `seed` (distinct directions for distinct seeds).
-fn vector(seed: u64, dim: usize) -> Vec<f32> {
-    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..dim)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state % 2000) as f32 / 1000.0 - 1.0
-        })
-        .collect()
-}
-
 fn items(ids: &[VectorId], dim: usize) -> Vec<(VectorId, Vec<f32>)> {
     ids.iter()
         .enumerate()
-        .map(|(i, id)| (id.clone(), vector(i as u64 + 1, dim)))
+        .map(|(i, id)| (id.clone(), test_vector(i as u64 + 1, dim)))
         .collect()
 }
 

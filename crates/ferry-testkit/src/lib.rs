@@ -88,6 +88,20 @@ pub fn kill_at_failpoint(mut command: std::process::Command, name: &str) {
     child.wait().expect("the killed process is reaped");
 }
 
+/// A deterministic vector of `dim` components in [-1, 1) for `seed` (xorshift; distinct
+/// directions for distinct seeds), for tests and examples that need embeddings.
+pub fn test_vector(seed: u64, dim: usize) -> Vec<f32> {
+    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..dim)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % 2000) as f32 / 1000.0 - 1.0
+        })
+        .collect()
+}
+
 /// A fresh unique name for test data: `{prefix}-{pid}-{counter}-{random}`.
 ///
 /// Unique across the tests of one process (a counter), across processes (the pid) and across

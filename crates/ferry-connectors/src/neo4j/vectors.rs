@@ -301,13 +301,7 @@ impl Neo4jVectorSource {
                 self.get::<i64>(row, "ids")?,
                 self.get::<i64>(row, "distinct_ids")?,
             );
-            if distinct < ids {
-                tracing::warn!(
-                    nodes = ids,
-                    distinct_ids = distinct,
-                    "several nodes share an id: a target keeps one vector per id, from any of them; give each node its own id"
-                );
-            }
+            crate::graph_vectors::warn_shared_ids(ids, distinct);
         }
         Ok(info)
     }

@@ -522,7 +522,8 @@ import { chart } from './charts.js';
         renderTabs();
         return;
       }
-      await overview();
+      // The other views need the job list once (for the tabs), not at every refresh.
+      if (state.view === 'overview' || !state.overview) await overview();
       if (state.view === 'keys') await keysView();
       if (state.view === 'tier') await tierView();
       if (state.view === 'events') await eventsView();

@@ -46,9 +46,12 @@ pub fn parse_exposition(text: &str) -> Vec<(&str, f64)> {
         .collect()
 }
 
+/// Where a series' labels begin.
+const LABELS_OPEN: char = '{';
+
 /// The metric name of a series (`a{b="c"}` → `a`).
 fn metric_of(series: &str) -> &str {
-    series.split_once('{').map_or(series, |(m, _)| m)
+    series.split_once(LABELS_OPEN).map_or(series, |(m, _)| m)
 }
 
 impl MetricHistory {

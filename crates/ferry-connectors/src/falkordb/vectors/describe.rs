@@ -188,15 +188,8 @@ impl FalkorDbVectorSource {
     async fn warn_duplicates(&self) -> VectorResult<()> {
         let rows = self.query(&self.queries.distinct(), &[]).await?;
         let count = |i: usize| rows.first().and_then(|r| r.get(i)).and_then(compact::int);
-        if let (Some(ids), Some(distinct)) = (count(0), count(1))
-            && distinct < ids
-        {
-            tracing::warn!(
-                graph = %self.graph,
-                nodes = ids,
-                distinct_ids = distinct,
-                "several nodes share an id: a target keeps one vector per id, from any of them; give each node its own id"
-            );
+        if let (Some(ids), Some(distinct)) = (count(0), count(1)) {
+            crate::graph_vectors::warn_shared_ids(ids, distinct);
         }
         Ok(())
     }

@@ -150,6 +150,24 @@ impl RedisEndpoint {
         }
     }
 
+    /// Whether the server answers a `PING`, asked twice: the first command over a connection a
+    /// restart broke fails once, the next one reconnects.
+    pub async fn ping(&self) -> Result<(), String> {
+        let once = || async {
+            let mut ping = redis::cmd("PING");
+            ping.arg("ferry");
+            match self.query(b"ferry", ping).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(e) => Err(e.to_string()),
+            }
+        };
+        match once().await {
+            Ok(()) => Ok(()),
+            Err(_) => once().await,
+        }
+    }
+
     /// Runs one command on the node owning `key`.
     pub async fn query(&self, key: &[u8], cmd: Cmd) -> Result<RedisResult<Value>, ConnError> {
         let mut out = self.run(vec![(key.to_vec(), cmd)]).await?;

@@ -66,8 +66,12 @@ impl LiveHub {
                 Some(up) => up.clone(),
                 None => {
                     let (tx, rx) = watch::channel(Err("subscribing".to_string()));
-                    let task =
-                        subscribe(client.clone(), channel.to_string(), self.sender.clone(), tx);
+                    let task = Subscription {
+                        client: client.clone(),
+                        channel: channel.to_string(),
+                        sender: self.sender.clone(),
+                        up: tx,
+                    };
                     tokio::spawn(task.run(stop.clone()));
                     *started = Some(rx.clone());
                     rx
@@ -92,20 +96,6 @@ struct Subscription {
     channel: String,
     sender: broadcast::Sender<Arc<str>>,
     up: watch::Sender<Result<(), String>>,
-}
-
-fn subscribe(
-    client: redis::Client,
-    channel: String,
-    sender: broadcast::Sender<Arc<str>>,
-    up: watch::Sender<Result<(), String>>,
-) -> Subscription {
-    Subscription {
-        client,
-        channel,
-        sender,
-        up,
-    }
 }
 
 impl Subscription {

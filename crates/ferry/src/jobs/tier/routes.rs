@@ -35,10 +35,7 @@ pub fn endpoints() -> Vec<Endpoint> {
 /// The tier job's part of `/healthz`: its store and its Redis; `false` when either fails.
 pub async fn health(ctx: &TierContext, body: &mut serde_json::Value) -> bool {
     let store = ctx.store.healthcheck().await;
-    let mut ping = redis::cmd("PING");
-    ping.arg("ferry");
-    let redis = ctx.source.redis().query(b"ferry", ping).await;
-    let redis_ok = matches!(redis, Ok(Ok(_)));
+    let redis_ok = ctx.source.redis().ping().await.is_ok();
     let healthy = store.is_ok() && redis_ok;
     body["store"] = json!(
         store
@@ -174,7 +171,7 @@ pub async fn card(state: &AppState, ctx: &TierContext) -> JobCard {
     use crate::server::card::StoreHealth;
     let mut card = skeleton(state);
     let store = ctx.store.healthcheck().await.map_err(|e| e.to_string());
-    let redis = crate::jobs::keys::routes::ping(ctx.source.redis()).await;
+    let redis = ctx.source.redis().ping().await;
     card.stores = vec![
         StoreHealth::new("redis", "Redis", redis),
         StoreHealth::new("store", ctx.store.backend(), store),

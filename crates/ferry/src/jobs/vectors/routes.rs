@@ -68,8 +68,7 @@ impl ServedVectors {
         let status = super::status::status(store, &self.options).await?;
         let last_validation = store
             .load(&last_validation_scope(&self.options))
-            .await
-            .map_err(|e| VectorsError::Usage(e.to_string()))?
+            .await?
             .and_then(|b| serde_json::from_slice(&b).ok());
         Ok(VectorsView {
             status,

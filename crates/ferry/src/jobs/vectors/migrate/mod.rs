@@ -125,14 +125,7 @@ async fn run_or_resume(
         let Some(shape) = shape else {
             return Ok(empty(started, true, info.items));
         };
-        let ranges = plan::cut_ranges(ctx, shape.kind, info.items, parts(ctx)).await?;
-        let mut state = RunState::new(
-            &ctx.options,
-            shape.kind,
-            shape.dimension,
-            info.items,
-            ranges,
-        );
+        let mut state = planned_state(ctx, shape, info.items).await?;
         return copy(ctx, &mut state, shape, true, started, stop).await;
     }
     let scope = ctx.options.scope();
@@ -153,14 +146,7 @@ async fn run_or_resume(
                     return Ok(empty(started, false, info.items));
                 };
                 plan::prepare_target(ctx, shape).await?;
-                let ranges = plan::cut_ranges(ctx, shape.kind, info.items, parts(ctx)).await?;
-                let mut state = RunState::new(
-                    &ctx.options,
-                    shape.kind,
-                    shape.dimension,
-                    info.items,
-                    ranges,
-                );
+                let mut state = planned_state(ctx, shape, info.items).await?;
                 state.save(&ctx.checkpoints, &ctx.options).await?;
                 (state, false)
             }
@@ -180,6 +166,22 @@ async fn run_or_resume(
     .await;
     lease.release().await;
     result
+}
+
+/// A new migration's state: the ids of the `items` the source holds cut into ranges.
+async fn planned_state(
+    ctx: &VectorsContext,
+    shape: Shape,
+    items: u64,
+) -> Result<RunState, VectorsError> {
+    let ranges = plan::cut_ranges(ctx, shape.kind, items, parts(ctx)).await?;
+    Ok(RunState::new(
+        &ctx.options,
+        shape.kind,
+        shape.dimension,
+        items,
+        ranges,
+    ))
 }
 
 /// A complete migration whose target lost its data is not reported complete again.
